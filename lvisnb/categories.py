@@ -1,0 +1,63 @@
+"""Real LVIS category metadata, embedded as package data (LVIS is CC BY 4.0).
+
+``categories("v1")`` has the 1,203 LVIS v1 categories, ``categories("v0.5")`` the 1,230 of v0.5.
+Frequency groups follow LVIS's rule on the number of *training images* a category is annotated
+in: rare ``r`` 1-10, common ``c`` 11-100, frequent ``f`` > 100.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from importlib import resources
+
+import pandas as pd
+
+VERSIONS = ("v1", "v0.5")
+FREQUENCY_GROUPS = ("r", "c", "f")
+FREQUENCY_NAMES = {"r": "rare", "c": "common", "f": "frequent"}
+RARE_MAX_IMAGES = 10  # r: 1..10 training images
+COMMON_MAX_IMAGES = 100  # c: 11..100; f: > 100
+
+
+def frequency_of(image_count: int) -> str:
+    """LVIS frequency group of a category annotated in ``image_count`` training images."""
+    if image_count <= RARE_MAX_IMAGES:
+        return "r"
+    if image_count <= COMMON_MAX_IMAGES:
+        return "c"
+    return "f"
+
+
+@cache
+def _raw(version: str) -> tuple[dict, ...]:
+    if version not in VERSIONS:
+        raise ValueError(f"unknown LVIS version {version!r}; expected one of {VERSIONS}")
+    name = f"lvis_{version}_categories.json"
+    text = resources.files("lvisnb.resources").joinpath(name).read_text(encoding="utf-8")
+    return tuple(json.loads(text)["categories"])
+
+
+def categories(version: str = "v1") -> pd.DataFrame:
+    """One row per LVIS category of ``version`` ("v1" or "v0.5"), sorted by id.
+
+    Columns: ``id`` (LVIS category id), ``name``, ``synset``, ``synonyms`` (list of str),
+    ``def``, ``frequency`` ("r"/"c"/"f", as in the official annotation files) and
+    ``v1_train_image_count`` (number of LVIS v1 train images annotated with the category; for
+    v0.5 joined from v1 by synset, <NA> where v1 has no such synset).
+    """
+    rows = [dict(c) for c in _raw(version)]
+    frame = pd.DataFrame(rows)
+    v1_counts = {c["synset"]: c["train_image_count"] for c in _raw("v1")}
+    frame["v1_train_image_count"] = pd.array(
+        [v1_counts.get(s) for s in frame["synset"]], dtype="Int64"
+    )
+    frame = frame.drop(columns=["train_image_count"], errors="ignore")
+    frame["frequency"] = pd.Categorical(frame["frequency"], categories=list(FREQUENCY_GROUPS))
+    return frame.sort_values("id").reset_index(drop=True)
+
+
+def group_sizes(version: str = "v1") -> dict[str, int]:
+    """Number of categories in each frequency group, e.g. ``{"r": 337, "c": 461, "f": 405}``."""
+    counts = categories(version)["frequency"].value_counts()
+    return {g: int(counts[g]) for g in FREQUENCY_GROUPS}

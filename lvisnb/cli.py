@@ -1,0 +1,90 @@
+"""Command line: ``lvisnb toy OUT_DIR`` and ``lvisnb run``; the Makefile calls these."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _cmd_toy(args: argparse.Namespace) -> int:
+    from lvisnb import toy
+
+    out_dir = Path(args.out_dir)
+    if args.full_scale:
+        path = toy.make_full_scale_lvis(out_dir, seed=args.seed)
+        print(f"wrote {path}")
+        return 0
+    if args.if_absent and toy.is_complete(out_dir):
+        print(f"toy-LVIS already at {out_dir}")
+        return 0
+    paths = toy.make_toy_lvis(
+        out_dir,
+        seed=args.seed,
+        num_train_images=args.train_images,
+        num_val_images=args.val_images,
+    )
+    for split, path in paths.items():
+        print(f"{split}: {path}")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from lvisnb import runner
+
+    params = dict(_parse_param(p) for p in args.param)
+    executed = runner.run_notebooks(
+        Path(args.run_dir),
+        notebooks_dir=Path(args.notebooks),
+        parameters=params,
+        select=args.only,
+        html=args.html,
+    )
+    for path in executed:
+        print(f"executed {path}")
+    return 0
+
+
+def _parse_param(text: str) -> tuple[str, object]:
+    import yaml
+
+    if "=" not in text:
+        raise SystemExit(f"--param expects NAME=VALUE, got {text!r}")
+    name, value = text.split("=", 1)
+    return name, yaml.safe_load(value)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lvisnb", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    toy_p = sub.add_parser("toy", help="write the toy-LVIS data set (images + LVIS v1 json)")
+    toy_p.add_argument("out_dir")
+    toy_p.add_argument("--seed", type=int, default=0)
+    toy_p.add_argument("--train-images", type=int, default=None, help="default: the kit's size")
+    toy_p.add_argument("--val-images", type=int, default=None, help="default: the kit's size")
+    toy_p.add_argument("--if-absent", action="store_true", help="do nothing if already written")
+    toy_p.add_argument(
+        "--full-scale",
+        action="store_true",
+        help="write an LVIS-v1-train-sized annotation file (no images) for scale benchmarks",
+    )
+    toy_p.set_defaults(func=_cmd_toy)
+
+    run_p = sub.add_parser("run", help="execute the notebooks in order with papermill")
+    run_p.add_argument("--run-dir", default="runs/demo")
+    run_p.add_argument("--notebooks", default="notebooks")
+    run_p.add_argument("--only", action="append", default=None, help="notebook name prefix")
+    run_p.add_argument("-p", "--param", action="append", default=[], help="NAME=VALUE (YAML)")
+    run_p.add_argument("--html", action="store_true", help="also render executed notebooks")
+    run_p.set_defaults(func=_cmd_run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+import json
+
+import lvis
+import pytest
+
+from lvisnb import data
+
+
+def _write(tmp_path, dataset, name="ann.json"):
+    path = tmp_path / name
+    path.write_text(json.dumps(dataset))
+    return path
+
+
+@pytest.fixture
+def tiny():
+    return {
+        "images": [
+            {"id": 1, "width": 64, "height": 48, "coco_url": "http://x/val2017/000000000001.jpg"},
+            {
+                "id": 2,
+                "width": 64,
+                "height": 48,
+                "coco_url": "http://x/val2017/000000000002.jpg",
+                "neg_category_ids": [2],
+                "not_exhaustive_category_ids": [1],
+            },
+        ],
+        "annotations": [
+            {
+                "id": 1,
+                "image_id": 1,
+                "category_id": 1,
+                "bbox": [1, 2, 10, 10],
+                "area": 100.0,
+                "segmentation": [[1, 2, 11, 2, 11, 12, 1, 12]],
+            },
+            {
+                "id": 2,
+                "image_id": 2,
+                "category_id": 1,
+                "bbox": [5, 5, 4, 2],
+                "area": 8.0,
+                "segmentation": [[5, 5, 9, 5, 9, 7, 5, 7]],
+            },
+        ],
+        "categories": [
+            {"id": 1, "name": "apple", "frequency": "f"},
+            {"id": 2, "name": "zebra", "frequency": "r"},
+        ],
+    }
+
+
+def test_load_lvis_returns_official_object(toy_train):
+    gt = data.load_lvis(toy_train)
+    raw = json.loads(toy_train.read_text())
+    assert isinstance(gt, lvis.LVIS)
+    assert len(gt.anns) == len(raw["annotations"]) > 0
+    assert set(gt.get_cat_ids()) == {c["id"] for c in raw["categories"]}
+
+
+def test_image_paths_v1_and_v05(tmp_path):
+    v1 = {"id": 1, "coco_url": "http://images.cocodataset.org/train2017/000000391895.jpg"}
+    v05 = {"id": 1, "file_name": "000000391895.jpg", "coco_url": "http://h/val2017/x.jpg"}
+    assert data.image_relpath(v1) == "train2017/000000391895.jpg"
+    assert data.image_relpath(v05) == "000000391895.jpg"
+    assert data.image_path(v1, tmp_path) == tmp_path / "train2017" / "000000391895.jpg"
+
+
+def test_toy_images_resolve_under_the_root(toy_root, toy_val):
+    gt = data.load_lvis(toy_val)
+    for image in list(gt.imgs.values())[:5]:
+        assert data.image_path(image, toy_root).is_file()
+
+
+def test_missing_file_is_named(tmp_path):
+    missing = tmp_path / "nope.json"
+    for loader in (data.load_lvis, data.read_tables):
+        with pytest.raises(FileNotFoundError, match="nope.json"):
+            loader(missing)
+
+
+def test_invalid_json_names_file_and_line(tmp_path):
+    path = tmp_path / "broken.json"
+    path.write_text('{"images": [],\n "annotations": [,]}')
+    for loader in (data.load_lvis, data.read_tables):
+        with pytest.raises(data.LVISFormatError, match=r"broken.json: invalid JSON at line 2"):
+            loader(path)
+
+
+@pytest.mark.parametrize(
+    ("section", "key"),
+    [
+        ("annotations", "bbox"),
+        ("annotations", "segmentation"),
+        ("images", "height"),
+        ("categories", "frequency"),
+    ],
+)
+def test_missing_key_names_file_record_and_key(tmp_path, tiny, section, key):
+    del tiny[section][1][key]
+    path = _write(tmp_path, tiny)
+    with pytest.raises(data.LVISFormatError, match=rf"ann.json: {section}\[1\].*'{key}'"):
+        data.load_lvis(path)
+    with pytest.raises(data.LVISFormatError, match=rf"ann.json: \$\.{section}\[1\].*`?{key}`?"):
+        data.read_tables(path)
+
+
+def test_image_without_any_path_field(tmp_path, tiny):
+    del tiny["images"][0]["coco_url"]
+    path = _write(tmp_path, tiny)
+    with pytest.raises(data.LVISFormatError, match=r"images\[0\].*file_name.*coco_url"):
+        data.load_lvis(path)
+    with pytest.raises(data.LVISFormatError, match=r"images\[0\].*file_name.*coco_url"):
+        data.read_tables(path)
+
+
+def test_bad_frequency_value(tmp_path, tiny):
+    tiny["categories"][1]["frequency"] = "rare"
+    with pytest.raises(data.LVISFormatError, match=r"categories\[1\].frequency is 'rare'"):
+        data.read_tables(_write(tmp_path, tiny))
+
+
+def test_read_tables_agrees_with_lvis_api(toy_train):
+    tables = data.read_tables(toy_train)
+    gt = data.load_lvis(toy_train)
+    assert len(tables.annotations) == len(gt.anns)
+    assert len(tables.images) == len(gt.imgs)
+    per_cat = tables.annotations.groupby("category_id").size()
+    for cat_id, count in per_cat.items():
+        assert count == len(gt.get_ann_ids(cat_ids=[cat_id]))
+    first = gt.anns[int(tables.annotations["id"].iloc[0])]
+    row = tables.annotations.iloc[0]
+    assert [row.x, row.y, row.w, row.h] == pytest.approx(first["bbox"])
+    assert row.area == pytest.approx(first["area"])
+    image = gt.imgs[int(tables.images["id"].iloc[0])]
+    assert tables.images["neg_category_ids"].iloc[0] == image["neg_category_ids"]
+    assert tables.images["path"].iloc[0] == data.image_relpath(image)

@@ -1,0 +1,31 @@
+"""environment.yml must install exactly the pyproject package, so the two cannot drift."""
+
+import tomllib
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_environment_yml_installs_the_package_through_pip():
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    deps = env["dependencies"]
+    assert "python=3.11" in deps
+    assert "pip" in deps
+    pip_section = next(d["pip"] for d in deps if isinstance(d, dict) and "pip" in d)
+    assert pip_section == ["-e .[dev]"]
+    # nothing else is pinned in conda that pyproject.toml would also have to declare
+    assert all(d in ("python=3.11", "pip") or isinstance(d, dict) for d in deps)
+
+
+def test_torch_ranges_admit_the_installable_release():
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    reqs = {Requirement(r).name: Requirement(r) for r in project["dependencies"]}
+    assert reqs["torch"].specifier.contains("2.14.1")
+    assert reqs["torchvision"].specifier.contains("0.29.1")
+    assert not reqs["torch"].specifier.contains("2.15.0")
+    assert not reqs["torchvision"].specifier.contains("0.30.0")
+    assert project["requires-python"].startswith(">=3.11")
