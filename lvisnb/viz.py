@@ -1,0 +1,195 @@
+"""Plots for the notebooks (seaborn on matplotlib). Each function returns a ``Figure``.
+
+Colours are fixed per frequency group everywhere in the kit: :data:`FREQUENCY_COLOURS`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+
+from lvisnb.analysis import RankFrequencyFit
+from lvisnb.categories import COMMON_MAX_IMAGES, FREQUENCY_GROUPS, FREQUENCY_NAMES, RARE_MAX_IMAGES
+
+FREQUENCY_COLOURS = {"r": "#d1495b", "c": "#edae49", "f": "#00798c"}
+GROUP_ORDER = [FREQUENCY_NAMES[g] for g in FREQUENCY_GROUPS]
+GROUP_PALETTE = {FREQUENCY_NAMES[g]: FREQUENCY_COLOURS[g] for g in FREQUENCY_GROUPS}
+
+
+def save(fig: Figure, run_dir: str | os.PathLike, name: str, dpi: int = 110) -> Path:
+    """Write ``fig`` as ``run_dir/name.png`` and return the path."""
+    path = Path(run_dir) / f"{name}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    return path
+
+
+def _draw_group_thresholds(ax, axis: str = "y") -> None:
+    """Dashed lines at LVIS's r/c and c/f boundaries (10 and 100 training images)."""
+    line = ax.axhline if axis == "y" else ax.axvline
+    for value in (RARE_MAX_IMAGES + 0.5, COMMON_MAX_IMAGES + 0.5):
+        line(value, color="0.4", linestyle="--", linewidth=0.8, zorder=0)
+
+
+def rank_frequency(
+    counts: pd.DataFrame,
+    fit: RankFrequencyFit | None = None,
+    reference: pd.DataFrame | None = None,
+    title: str = "Rank-frequency of categories",
+) -> Figure:
+    """Log-log plot of image count against rank, one dot per category coloured by r/c/f.
+
+    ``counts`` has ``rank``, ``image_count``, ``frequency`` (as from
+    :func:`lvisnb.analysis.category_counts`). With ``reference`` (e.g.
+    :func:`lvisnb.analysis.lvis_v1_reference_counts`) both are drawn against the *relative*
+    rank ``rank / number of categories``, so data sets with different vocabularies share an
+    axis; the r/c/f boundaries (10 and 100 images) are absolute and drawn as dashed lines.
+    """
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    relative = reference is not None
+    used = counts[counts["image_count"] > 0]
+    x = used["rank"] / len(counts) if relative else used["rank"]
+    if reference is not None:
+        ref_x = reference["rank"] / len(reference)
+        ax.plot(
+            ref_x,
+            reference["image_count"],
+            color="0.55",
+            linewidth=1.5,
+            label=f"LVIS v1 train ({len(reference)} categories)",
+        )
+    for g in FREQUENCY_GROUPS:
+        sel = (used["frequency"] == g).to_numpy()
+        ax.scatter(
+            np.asarray(x)[sel],
+            used["image_count"].to_numpy()[sel],
+            s=18,
+            color=FREQUENCY_COLOURS[g],
+            label=FREQUENCY_NAMES[g],
+            zorder=3,
+        )
+    if fit is not None and not relative:
+        ranks = np.geomspace(1, used["rank"].max(), 50)
+        ax.plot(
+            ranks,
+            fit.predict(ranks),
+            color="k",
+            linewidth=1,
+            label=f"fit: count ~ rank^-{fit.alpha:.2f} (R²={fit.r2:.2f})",
+        )
+    _draw_group_thresholds(ax)
+    ax.set(
+        xscale="log",
+        yscale="log",
+        ylabel="training images with the category",
+        xlabel="rank / number of categories" if relative else "rank",
+        title=title,
+    )
+    ax.legend(frameon=False, fontsize=8)
+    sns.despine(fig)
+    return fig
+
+
+def group_shares(groups: pd.DataFrame) -> Figure:
+    """Bars: share of categories vs share of instances in each frequency group.
+
+    ``groups`` is :func:`lvisnb.analysis.frequency_groups`' table.
+    """
+    long = groups.reset_index().melt(
+        id_vars=["frequency", "group"],
+        value_vars=["category_share", "instance_share"],
+        var_name="share of",
+        value_name="share",
+    )
+    long["share of"] = long["share of"].map(
+        {"category_share": "categories", "instance_share": "instances"}
+    )
+    fig, ax = plt.subplots(figsize=(6, 4))
+    sns.barplot(
+        data=long,
+        x="group",
+        y="share",
+        hue="share of",
+        order=GROUP_ORDER,
+        palette=["0.65", "0.25"],
+        ax=ax,
+    )
+    for patch, g in zip(ax.patches, GROUP_ORDER * 2, strict=False):
+        patch.set_edgecolor(GROUP_PALETTE[g])
+        patch.set_linewidth(2)
+    ax.set(xlabel="", ylabel="share", ylim=(0, 1), title="Categories vs instances per group")
+    for container in ax.containers:
+        ax.bar_label(
+            container, fmt="%.0f%%", labels=[f"{v.get_height():.0%}" for v in container], fontsize=8
+        )
+    sns.despine(fig)
+    return fig
+
+
+def size_histogram(annotations: pd.DataFrame, counts: pd.DataFrame) -> Figure:
+    """Histogram of object size ``sqrt(area)`` (px, log x) by frequency group.
+
+    The COCO size boundaries 32 and 96 px (area 32^2 and 96^2) are drawn as dashed lines.
+    """
+    group = annotations["category_id"].map(counts.set_index("id")["frequency"])
+    frame = pd.DataFrame(
+        {
+            "size": np.sqrt(annotations["area"].clip(lower=1)),
+            "group": group.astype(str).map(FREQUENCY_NAMES),
+        }
+    )
+    fig, ax = plt.subplots(figsize=(7, 4))
+    sns.histplot(
+        data=frame,
+        x="size",
+        hue="group",
+        hue_order=GROUP_ORDER,
+        palette=GROUP_PALETTE,
+        log_scale=True,
+        element="step",
+        stat="density",
+        common_norm=False,
+        ax=ax,
+    )
+    for edge, label in ((32, "small | medium"), (96, "medium | large")):
+        ax.axvline(edge, color="0.3", linestyle="--", linewidth=0.8)
+        ax.text(edge, ax.get_ylim()[1] * 0.95, f" {label}", fontsize=8, va="top")
+    ax.set(xlabel="object size sqrt(mask area) [px]", title="Object sizes by frequency group")
+    sns.despine(fig)
+    return fig
+
+
+def instances_per_image(per_image: pd.DataFrame) -> Figure:
+    """Histogram of annotated instances per image (:func:`lvisnb.analysis.instances_per_image`)."""
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    top = int(per_image["instances"].max())
+    bins = np.arange(0, top + 2) - 0.5 if top <= 60 else 60
+    sns.histplot(per_image["instances"], bins=bins, color="0.35", ax=ax)
+    ax.axvline(
+        per_image["instances"].mean(),
+        color=FREQUENCY_COLOURS["f"],
+        linestyle="--",
+        label=f"mean {per_image['instances'].mean():.1f}",
+    )
+    ax.set(xlabel="annotated instances in the image", ylabel="images", title="Instances per image")
+    ax.legend(frameon=False)
+    sns.despine(fig)
+    return fig
+
+
+def federated_labels(federated: pd.DataFrame) -> Figure:
+    """Per-image counts of positive, negative and not-exhaustive categories (box plots)."""
+    long = federated.melt(
+        value_vars=["positive", "negative", "not_exhaustive"], var_name="label", value_name="n"
+    )
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    sns.boxplot(data=long, x="label", y="n", color="0.8", ax=ax)
+    ax.set(xlabel="", ylabel="categories per image", title="Federated labels per image")
+    sns.despine(fig)
+    return fig

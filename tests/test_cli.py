@@ -1,0 +1,28 @@
+import json
+
+from lvisnb import cli, toy
+
+
+def test_toy_command_writes_and_is_idempotent(tmp_path, capsys):
+    out = tmp_path / "toy"
+    args = ["toy", str(out), "--train-images", "120", "--val-images", "30"]
+    assert cli.main(args) == 0
+    assert toy.is_complete(out)
+    meta = json.loads((out / toy.META_FILE).read_text())
+    assert meta["settings"]["num_train_images"] == 120
+    before = (out / toy.TRAIN_FILE).stat().st_mtime_ns
+    assert cli.main([*args, "--if-absent"]) == 0
+    assert (out / toy.TRAIN_FILE).stat().st_mtime_ns == before
+    assert "already" in capsys.readouterr().out
+
+
+def test_full_scale_small(tmp_path):
+    from lvisnb.data import load_lvis, read_tables
+
+    path = toy.make_full_scale_lvis(tmp_path, num_images=2000, num_instances=30000)
+    tables = read_tables(path)
+    assert len(tables.images) == 2000
+    assert len(tables.annotations) >= 30000
+    assert len(tables.categories) == 1203
+    gt = load_lvis(path)
+    assert len(gt.anns) == len(tables.annotations)

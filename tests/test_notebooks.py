@@ -1,0 +1,94 @@
+"""Each notebook runs headless through papermill with small parameters and writes its files."""
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from lvisnb import runner
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+def _png_ok(path: Path) -> bool:
+    return (
+        path.is_file()
+        and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        and path.stat().st_size > 5000
+    )
+
+
+def check_01(run_dir: Path, toy_train: Path) -> None:
+    stats = json.loads((run_dir / "stats.json").read_text())
+    raw = json.loads(toy_train.read_text())
+    assert stats["ann_file"] == str(toy_train)
+    assert stats["images"] == len(raw["images"])
+    assert stats["instances"] == len(raw["annotations"])
+    for group in "rcf":
+        expected = sum(c["frequency"] == group for c in raw["categories"])
+        assert stats["groups"][group]["categories"] == expected
+        instances = sum(
+            1
+            for a in raw["annotations"]
+            if next(c for c in raw["categories"] if c["id"] == a["category_id"])["frequency"]
+            == group
+        )
+        assert stats["groups"][group]["instances"] == instances
+    assert stats["groups"]["r"]["instance_share"] < stats["groups"]["f"]["instance_share"]
+    assert stats["rank_frequency_fit"]["alpha"] > 0.5
+    assert sum(stats["sizes"].values()) == pytest.approx(1.0)
+    for name in ("groups", "rank_frequency", "federated", "sizes", "instances_per_image"):
+        assert _png_ok(run_dir / f"long_tail_{name}.png"), name
+
+
+CASES = {
+    "01_long_tail_analysis.ipynb": (lambda toy: {"ann_file": str(toy["train"])}, check_01),
+}
+
+
+def test_every_notebook_has_a_test_case():
+    assert NOTEBOOKS, "no notebooks found"
+    assert {p.name for p in NOTEBOOKS} <= set(CASES)
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_runs_and_writes_its_outputs(
+    notebook, tmp_path, toy_root, toy_train, toy_val, monkeypatch
+):
+    monkeypatch.setenv("LVISNB_TOY_ROOT", str(toy_root))
+    make_params, check = CASES[notebook.name]
+    params = make_params({"root": toy_root, "train": toy_train, "val": toy_val})
+    executed = runner.run_notebooks(
+        tmp_path,
+        notebooks_dir=notebook.parent,
+        select=[notebook.name],
+        parameters=params,
+        html=True,
+    )
+    assert executed == [tmp_path / notebook.name]
+    nb = nbformat.read(executed[0], as_version=4)
+    errors = [
+        o
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+        if o.get("output_type") == "error"
+    ]
+    assert not errors
+    assert (tmp_path / notebook.with_suffix(".html").name).stat().st_size > 10_000
+    check(tmp_path, toy_train)
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_is_committed_clean(notebook):
+    nb = nbformat.read(notebook, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(not c.get("outputs") and c.get("execution_count") is None for c in code)
+    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1 and tagged[0] is code[0], "first code cell is the one parameters cell"
+    declared = runner.declared_parameters(notebook)
+    assert "run_dir" in declared
+    assert all(p["help"] for p in declared.values()), "every parameter has a trailing comment"
+    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
