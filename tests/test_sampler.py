@@ -1,0 +1,222 @@
+import math
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+
+from lvisnb import sampler as S
+
+# 4 images, hand-countable with threshold t = 0.6:
+#   category 1 in 3/4 images -> sqrt(0.6 / 0.75) < 1 -> r = 1
+#   category 4 in 2/4 images -> r = sqrt(0.6 / 0.5)
+#   category 2 in 1/4 images -> r = sqrt(0.6 / 0.25)
+SMALL = [{1, 4}, [1, 2, 4], [1, 1], []]  # image 2 lists category 1 twice: counted once
+T = 0.6
+
+
+def long_tail_sets(num_images=60, num_categories=30, seed=0):
+    """Random per-image category sets with Zipf-like category frequencies."""
+    rng = np.random.default_rng(seed)
+    p = 1.0 / np.arange(1, num_categories + 1)
+    p /= p.sum()
+    sets = []
+    for _ in range(num_images):
+        k = int(rng.integers(0, 4))
+        sets.append(set((rng.choice(num_categories, size=k, p=p) + 1).tolist()))
+    return sets
+
+
+LONG = long_tail_sets()
+
+
+def rank_shards(sets, num_replicas, **kw):
+    shards = []
+    for rank in range(num_replicas):
+        s = S.RepeatFactorSampler(sets, num_replicas=num_replicas, rank=rank, **kw)
+        shards.append(list(s))
+    return shards
+
+
+def test_hand_computed_factors():
+    cat, img = S.repeat_factors(SMALL, T)
+    assert cat == pytest.approx({1: 1.0, 2: math.sqrt(0.6 / 0.25), 4: math.sqrt(0.6 / 0.5)})
+    expected_img = [math.sqrt(0.6 / 0.5), math.sqrt(0.6 / 0.25), 1.0, 1.0]
+    np.testing.assert_allclose(img, expected_img)
+    assert img.dtype == np.float64 and img.shape == (4,)
+    assert list(cat) == [1, 2, 4]
+
+
+def test_sampler_exposes_factors():
+    s = S.RepeatFactorSampler(SMALL, threshold=T, num_replicas=1, rank=0)
+    assert s.category_repeat_factors[2] == pytest.approx(math.sqrt(0.6 / 0.25))
+    expected_sum = 2.0 + math.sqrt(0.6 / 0.5) + math.sqrt(0.6 / 0.25)
+    assert s.image_repeat_factors.sum() == pytest.approx(expected_sum)
+    assert s.expected_epoch_length == pytest.approx(expected_sum)
+    s2 = S.RepeatFactorSampler(SMALL, threshold=T, num_replicas=2, rank=1)
+    assert s2.expected_epoch_length == pytest.approx(expected_sum / 2)
+
+
+def test_image_factor_is_max_over_categories():
+    t = 0.2
+    cat, img = S.repeat_factors(LONG, t)
+    n = len(LONG)
+    for c, r in cat.items():
+        f = sum(c in cats for cats in LONG) / n
+        assert r == pytest.approx(max(1.0, math.sqrt(t / f)))
+    for i, cats in enumerate(LONG):
+        assert img[i] == pytest.approx(max([cat[c] for c in cats], default=1.0))
+    assert img.max() > 1.5  # the case actually exercises repetition
+
+
+def test_threshold_zero_gives_unit_factors():
+    cat, img = S.repeat_factors(LONG, 0.0)
+    assert set(cat.values()) == {1.0}
+    np.testing.assert_array_equal(img, np.ones(len(LONG)))
+
+
+def test_counts_are_stochastic_roundings_and_mean_matches_factors():
+    s = S.RepeatFactorSampler(LONG, threshold=0.2, seed=3, num_replicas=1, rank=0)
+    r = s.image_repeat_factors
+    epochs = 400
+    lengths, totals = [], np.zeros(len(LONG))
+    for epoch in range(epochs):
+        s.set_epoch(epoch)
+        counts = np.bincount(list(s), minlength=len(LONG))
+        assert np.all((counts == np.floor(r)) | (counts == np.floor(r) + 1))
+        lengths.append(len(s))
+        totals += counts
+    assert np.mean(lengths) == pytest.approx(r.sum(), rel=0.01)
+    np.testing.assert_allclose(totals / epochs, r, atol=0.1)
+    assert len(set(lengths)) > 1  # the length really varies between epochs
+
+
+def test_deterministic_per_seed_and_epoch():
+    def run(seed, epoch):
+        s = S.RepeatFactorSampler(LONG, threshold=0.2, seed=seed, num_replicas=1, rank=0)
+        s.set_epoch(epoch)
+        return list(s)
+
+    assert run(0, 5) == run(0, 5)
+    assert run(0, 5) != run(0, 6)
+    assert run(0, 5) != run(1, 5)
+    assert S.epoch_seed(2, 7) == 2 * 1_000_003 + 7
+
+
+def test_len_matches_iter_across_epochs_and_ranks():
+    for rank in range(3):
+        s = S.RepeatFactorSampler(LONG, threshold=0.2, num_replicas=3, rank=rank)
+        for epoch in (0, 1, 2, 1):
+            s.set_epoch(epoch)
+            assert len(s) == len(list(s)) == len(list(s))
+
+
+@pytest.mark.parametrize("num_replicas", [2, 3])
+def test_rank_shards_partition_the_epoch(num_replicas):
+    kw = {"threshold": 0.2, "seed": 1}
+    full = S.RepeatFactorSampler(LONG, num_replicas=1, rank=0, **kw).epoch_indices().tolist()
+    shards = rank_shards(LONG, num_replicas, **kw)
+    per_rank = math.ceil(len(full) / num_replicas)
+    assert [len(x) for x in shards] == [per_rank] * num_replicas
+    padded = [shards[k % num_replicas][k // num_replicas] for k in range(per_rank * num_replicas)]
+    pad = len(padded) - len(full)
+    assert 0 <= pad < num_replicas
+    assert padded[: len(full)] == full  # disjoint positions covering the epoch in order
+    assert padded[len(full) :] == full[:pad]  # padding repeats the first elements
+    union = Counter(i for shard in shards for i in shard)
+    assert union - Counter(full) == Counter(full[:pad])
+
+
+def test_padding_when_fewer_indices_than_replicas():
+    shards = rank_shards([{1}], 3, threshold=0.0)
+    assert shards == [[0], [0], [0]]
+
+
+def test_threshold_zero_is_a_permutation():
+    s = S.RepeatFactorSampler(LONG, threshold=0.0, seed=4, num_replicas=1, rank=0)
+    out = list(s)
+    assert sorted(out) == list(range(len(LONG)))
+    assert out != list(range(len(LONG)))
+
+
+def test_uniform_sampler_is_a_permutation_equal_to_rfs_t0():
+    u = S.UniformSampler(LONG, seed=4, num_replicas=1, rank=0)
+    out = list(u)
+    assert sorted(out) == list(range(len(LONG))) and len(u) == len(LONG)
+    assert out != list(range(len(LONG)))
+    assert out == list(S.RepeatFactorSampler(LONG, threshold=0, seed=4, num_replicas=1, rank=0))
+    u.set_epoch(1)
+    assert list(u) != out and sorted(u) == list(range(len(LONG)))
+    shards = [list(S.UniformSampler(LONG, seed=4, num_replicas=2, rank=r)) for r in (0, 1)]
+    assert sorted(shards[0] + shards[1]) == list(range(len(LONG)))
+
+
+def test_shuffle_false_keeps_order():
+    s = S.RepeatFactorSampler(LONG, threshold=0.2, shuffle=False, num_replicas=1, rank=0)
+    out = list(s)
+    assert out == sorted(out) and set(out) == set(range(len(LONG)))
+    assert len(out) > len(LONG)
+    u = S.UniformSampler(LONG, shuffle=False, num_replicas=1, rank=0)
+    assert list(u) == list(range(len(LONG)))
+
+
+def test_object_with_category_sets_is_accepted():
+    class Dataset:
+        def category_sets(self):
+            return SMALL
+
+    s = S.RepeatFactorSampler(Dataset(), threshold=T, num_replicas=1, rank=0)
+    np.testing.assert_allclose(s.image_repeat_factors, S.repeat_factors(SMALL, T)[1])
+    assert len(S.UniformSampler(Dataset(), num_replicas=1, rank=0)) == 4
+
+
+def test_distributed_defaults(monkeypatch):
+    s = S.RepeatFactorSampler(SMALL, threshold=T)
+    assert (s.num_replicas, s.rank) == (1, 0)
+    monkeypatch.setattr(torch.distributed, "is_available", lambda: True)
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.distributed, "get_world_size", lambda: 4)
+    monkeypatch.setattr(torch.distributed, "get_rank", lambda: 3)
+    s = S.RepeatFactorSampler(SMALL, threshold=T)
+    assert (s.num_replicas, s.rank) == (4, 3)
+
+
+def test_build_sampler():
+    rfs = S.build_sampler("rfs", SMALL, T, 0, num_replicas=1, rank=0)
+    assert isinstance(rfs, S.RepeatFactorSampler) and rfs.threshold == T
+    uni = S.build_sampler("uniform", SMALL, T, 0, num_replicas=1, rank=0)
+    assert isinstance(uni, S.UniformSampler) and len(uni) == 4
+    with pytest.raises(ValueError, match="'repeat'"):
+        S.build_sampler("repeat", SMALL, T, 0)
+
+
+@pytest.mark.parametrize("threshold", [-1e-3, float("nan"), float("inf")])
+def test_bad_threshold(threshold):
+    with pytest.raises(ValueError, match="threshold"):
+        S.RepeatFactorSampler(SMALL, threshold=threshold)
+    with pytest.raises(ValueError, match="threshold"):
+        S.repeat_factors(SMALL, threshold)
+
+
+def test_empty_dataset():
+    class Empty:
+        def category_sets(self):
+            return []
+
+    for make in (
+        lambda: S.RepeatFactorSampler([]),
+        lambda: S.RepeatFactorSampler(Empty()),
+        lambda: S.UniformSampler([]),
+        lambda: S.repeat_factors([], 1e-3),
+    ):
+        with pytest.raises(ValueError, match="empty dataset"):
+            make()
+
+
+def test_bad_replicas_rank_and_input_type():
+    with pytest.raises(ValueError, match="num_replicas"):
+        S.RepeatFactorSampler(SMALL, num_replicas=0, rank=0)
+    with pytest.raises(ValueError, match="rank"):
+        S.RepeatFactorSampler(SMALL, num_replicas=2, rank=2)
+    with pytest.raises(TypeError, match="category_sets"):
+        S.RepeatFactorSampler(object())
