@@ -47,7 +47,9 @@ def _measure(mode: str, path: Path, repeat: int) -> dict:
     for _ in range(repeat):
         out = subprocess.run(
             [sys.executable, __file__, "--child", mode, str(path)],
-            check=True, capture_output=True, text=True,
+            check=True,
+            capture_output=True,
+            text=True,
         )
         runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
     best = min(runs, key=lambda r: r["seconds"])
@@ -81,24 +83,28 @@ def main() -> None:
     memory = kit_run["peak_gb"] / lvis_run["peak_gb"]
     from _results import write_section
 
+    kit_s, kit_gb = kit_run["seconds"], kit_run["peak_gb"]
+
     write_section(
         "analysis_scale",
         f"""
 ## Long-tail analysis at LVIS v1 train scale (`benchmarks/analysis_scale.py`)
 
-File: `{path.name}`, {size_mb:.0f} MB, {kit_run['annotations']:,} instances.
-Machine: {platform.machine()}, {platform.processor() or 'cpu'}, Python {platform.python_version()}.
+File: `{path.name}`, {size_mb:.0f} MB, {kit_run["annotations"]:,} instances.
+Machine: {platform.machine()}, {platform.processor() or "cpu"}, Python {platform.python_version()}.
 Best of {args.repeat} runs, each in a fresh process.
 
 | step | wall time (s) | peak RSS (GB) |
 | --- | ---: | ---: |
-| `lvis.LVIS(path)` (load only) | {lvis_run['seconds']:.1f} | {lvis_run['peak_gb']:.2f} |
-| `read_tables` + `long_tail_report` (load + full analysis) | {kit_run['seconds']:.1f} | {kit_run['peak_gb']:.2f} |
+| `lvis.LVIS(path)` (load only) | {lvis_run["seconds"]:.1f} | {lvis_run["peak_gb"]:.2f} |
+| `read_tables` + `long_tail_report` (load + analysis) | {kit_s:.1f} | {kit_gb:.2f} |
 
 Speed-up {speedup:.1f}x (target >= 5x); peak memory {memory:.2f} of `lvis.LVIS` (target <= 0.5).
 """,
     )
-    print(f"lvis.LVIS {lvis_run}\nkit {kit_run}\nspeed-up {speedup:.1f}x, memory ratio {memory:.2f}")
+    print(
+        f"lvis.LVIS {lvis_run}\nkit {kit_run}\nspeed-up {speedup:.1f}x, memory ratio {memory:.2f}"
+    )
 
 
 if __name__ == "__main__":

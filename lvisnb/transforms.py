@@ -1,4 +1,4 @@
-"""Training and test transforms (``torchvision.transforms.v2``: boxes and masks move with the image).
+"""Training and test transforms (`torchvision.transforms.v2`: boxes and masks move together).
 
 mmdetection's LVIS ``mstrain`` setting: shorter side drawn from (640, 672, 704, 736, 768, 800),
 longer side at most 1333, horizontal flip with probability 0.5; test: shorter side 800, longer
@@ -40,4 +40,3 @@ def train_transforms(
 def eval_transforms() -> v2.Compose:
     """Image to float32 in [0, 1]; resizing to the test scale happens inside the model."""
     return v2.Compose([v2.ToDtype(torch.float32, scale=True)])
-

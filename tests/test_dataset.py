@@ -48,9 +48,7 @@ def test_item_targets_match_annotations(toy_root, toy_train):
     assert target["boxes"].dtype == torch.float32 and target["boxes"].format.value == "XYXY"
     x, y, w, h = anns[0]["bbox"]
     assert target["boxes"][0].tolist() == pytest.approx([x, y, x + w, y + h], abs=1e-3)
-    assert ds.mapping.to_category_ids(target["labels"]).tolist() == [
-        a["category_id"] for a in anns
-    ]
+    assert ds.mapping.to_category_ids(target["labels"]).tolist() == [a["category_id"] for a in anns]
     assert target["masks"].shape == (len(anns), info["height"], info["width"])
     assert target["masks"].sum(dim=(1, 2)).tolist() == pytest.approx([a["area"] for a in anns])
     assert target["image_id"] == info["id"]
