@@ -1,4 +1,9 @@
-"""Command line: ``lvisnb toy OUT_DIR`` and ``lvisnb run``; the Makefile calls these."""
+"""Command line: ``lvisnb toy OUT_DIR``, ``lvisnb run``, ``lvisnb train``; the Makefile calls these.
+
+``lvisnb train --preset toy --run-dir runs/train --max-iters 300`` takes one ``--field value``
+per :class:`lvisnb.train.TrainConfig` field (``lvisnb train --help`` lists them); for several
+processes use ``torchrun --nproc_per_node=N -m lvisnb.train`` with the same flags.
+"""
 
 from __future__ import annotations
 
@@ -45,6 +50,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from lvisnb import train
+
+    return train.main(args.train_args)
+
+
 def _parse_param(text: str) -> tuple[str, object]:
     import yaml
 
@@ -78,6 +89,15 @@ def build_parser() -> argparse.ArgumentParser:
     run_p.add_argument("-p", "--param", action="append", default=[], help="NAME=VALUE (YAML)")
     run_p.add_argument("--html", action="store_true", help="also render executed notebooks")
     run_p.set_defaults(func=_cmd_run)
+
+    train_p = sub.add_parser(
+        "train",
+        help="train a preset (flags: lvisnb train --help)",
+        add_help=False,
+        prefix_chars="\0",  # every flag goes on to lvisnb.train's own parser
+    )
+    train_p.add_argument("train_args", nargs=argparse.REMAINDER)
+    train_p.set_defaults(func=_cmd_train)
     return parser
 
 

@@ -193,3 +193,107 @@ def federated_labels(federated: pd.DataFrame) -> Figure:
     ax.set(xlabel="", ylabel="categories per image", title="Federated labels per image")
     sns.despine(fig)
     return fig
+
+
+def repeat_factors_by_group(
+    category_factors: dict[int, float], frequency: dict[int, str], threshold: float
+) -> Figure:
+    """Each category's RFS repeat factor ``r(c) = max(1, sqrt(t / f(c)))`` by frequency group."""
+    frame = pd.DataFrame(
+        {
+            "r(c)": list(category_factors.values()),
+            "group": [FREQUENCY_NAMES[frequency[c]] for c in category_factors],
+        }
+    )
+    fig, ax = plt.subplots(figsize=(6, 4))
+    sns.stripplot(
+        data=frame,
+        x="group",
+        y="r(c)",
+        hue="group",
+        order=GROUP_ORDER,
+        palette=GROUP_PALETTE,
+        size=6,
+        jitter=0.25,
+        legend=False,
+        ax=ax,
+    )
+    ax.axhline(1, color="0.4", linestyle="--", linewidth=0.8)
+    ax.set(xlabel="", ylabel="repeat factor r(c)", title=f"RFS repeat factors (t = {threshold:g})")
+    sns.despine(fig)
+    return fig
+
+
+def epoch_composition(composition: pd.DataFrame) -> Figure:
+    """Grouped bars of the share of sampled instances-categories per group.
+
+    ``composition``: rows r/c/f, one column per setting (e.g. "uniform", "RFS expected",
+    "RFS observed"), values summing to 1 per column.
+    """
+    long = (
+        composition.rename(index=FREQUENCY_NAMES)
+        .reset_index(names="group")
+        .melt(id_vars="group", var_name="sampling", value_name="share")
+    )
+    fig, ax = plt.subplots(figsize=(7, 4))
+    sns.barplot(
+        data=long,
+        x="group",
+        y="share",
+        hue="sampling",
+        order=GROUP_ORDER,
+        palette="Greys",
+        edgecolor="0.2",
+        ax=ax,
+    )
+    ax.set_yscale("log")
+    ax.set(
+        xlabel="",
+        ylabel="share of sampled categories (log)",
+        title="What one epoch shows the model",
+    )
+    for container in ax.containers:
+        ax.bar_label(container, labels=[f"{v.get_height():.1%}" for v in container], fontsize=7)
+    sns.despine(fig)
+    return fig
+
+
+def loss_curve(records: list[dict], smooth: int = 10) -> Figure:
+    """Training losses (moving average over ``smooth`` iterations) and the lr, per iteration."""
+    frame = pd.DataFrame(records)
+    if frame.empty:
+        raise ValueError("no training records to plot")
+    loss_cols = [c for c in frame.columns if c.startswith("loss")]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    smoothed = frame[loss_cols].rolling(max(1, smooth), min_periods=1).mean()
+    for col in loss_cols:
+        ax.plot(frame["iter"], smoothed[col], label=col, linewidth=2 if col == "loss" else 1)
+    ax.set(xlabel="iteration", ylabel="loss", yscale="log", title="Training loss")
+    lr_ax = ax.twinx()
+    lr_ax.plot(frame["iter"], frame["lr"], color="0.6", linestyle=":", label="lr")
+    lr_ax.set_ylabel("learning rate")
+    ax.legend(frameon=False, fontsize=7, loc="upper right")
+    return fig
+
+
+class LiveLossPlot:
+    """A ``train(..., callback=LiveLossPlot())`` that redraws the loss curve every ``every``
+    iterations in the notebook's output (one display area, updated in place)."""
+
+    def __init__(self, every: int = 10):
+        self.every = every
+        self.records: list[dict] = []
+        self._handle = None
+
+    def __call__(self, record: dict) -> None:
+        self.records.append(record)
+        if len(self.records) % self.every:
+            return
+        from IPython.display import display
+
+        fig = loss_curve(self.records)
+        if self._handle is None:
+            self._handle = display(fig, display_id=True)
+        else:
+            self._handle.update(fig)
+        plt.close(fig)

@@ -43,8 +43,38 @@ def check_01(run_dir: Path, toy_train: Path) -> None:
         assert _png_ok(run_dir / f"long_tail_{name}.png"), name
 
 
+def check_02(run_dir: Path, toy_train: Path) -> None:
+    import torch
+
+    summary = json.loads((run_dir / "training.json").read_text())
+    assert summary["iterations"] == 3 and summary["sampler"] == "rfs"
+    log = [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines()]
+    assert [r["iter"] for r in log] == [1, 2, 3]
+    assert all(0 < r["loss"] < 100 for r in log)
+    checkpoint = torch.load(run_dir / "checkpoints" / "final.pt", weights_only=True)
+    assert checkpoint["iteration"] == 3
+    raw = json.loads(toy_train.read_text())
+    assert checkpoint["category_ids"] == sorted(c["id"] for c in raw["categories"])
+    shares = summary["composition"]
+    for column in ("uniform", "RFS expected", "RFS observed"):
+        assert sum(shares[column].values()) == pytest.approx(1.0)
+    # RFS shows rare categories more often than uniform sampling, and the sampled epoch
+    # follows the expectation
+    assert shares["RFS expected"]["r"] > 1.5 * shares["uniform"]["r"]
+    assert shares["RFS observed"]["r"] == pytest.approx(shares["RFS expected"]["r"], rel=0.5)
+    assert summary["epoch_images"]["RFS expected"] > summary["epoch_images"]["uniform"]
+    factors = summary["repeat_factors"]
+    assert factors["r"]["mean r(c)"] > factors["f"]["mean r(c)"] == pytest.approx(1.0)
+    for name in ("repeat_factors", "epoch_composition", "loss"):
+        assert _png_ok(run_dir / f"training_{name}.png"), name
+
+
 CASES = {
     "01_long_tail_analysis.ipynb": (lambda toy: {"ann_file": str(toy["train"])}, check_01),
+    "02_training.ipynb": (
+        lambda toy: {"train_ann": str(toy["train"]), "max_iters": 3, "batch_size": 2},
+        check_02,
+    ),
 }
 
 

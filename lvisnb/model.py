@@ -1,0 +1,640 @@
+"""Mask R-CNN presets (mmdetection's LVIS configs as plain dataclasses) and the model builder.
+
+A :class:`Preset` is one flat, frozen dataclass holding everything a run needs: the model
+(backbone, norm, FPN, RPN and RoI-head settings), the data pipeline (scales, flip, repeat-factor
+sampling) and the optimisation recipe (SGD, linear scaling rule, warmup, step schedule). Its
+field defaults are mmdetection's ``mask_rcnn_r50_fpn_sample1e-3_mstrain_1x_lvis_v1``; the other
+rows only change what their mmdetection config changes. The README's "Presets" section maps
+every field to its mmdetection config key and value.
+
+Rows (``PRESETS``), named exactly as mmdetection's ``configs/lvis/`` files::
+
+    mask_rcnn_{r50,r101,x101_32x4d,x101_64x4d}_fpn_sample1e-3_mstrain_1x_lvis_v1     1203 classes
+    mask_rcnn_{r50,r101,x101_32x4d,x101_64x4d}_fpn_sample1e-3_mstrain_2x_lvis_v0.5   1230 classes
+    toy     ResNet-10 + GroupNorm from scratch, small images; trains on a 2-core CPU
+
+How mmdetection maps onto torchvision's ``MaskRCNN`` (:func:`build_model`):
+
+- Backbone: ``torchvision.models.resnet.ResNet`` with ``Bottleneck`` blocks; ResNeXt-101 32x4d
+  (not in torchvision's model list) is ``layers=[3, 4, 23, 3], groups=32, width_per_group=4``,
+  64x4d the same with ``groups=64``. mmdetection's ``norm_cfg=BN, norm_eval=True`` (BN
+  statistics never updated) is ``FrozenBatchNorm2d``; ``frozen_stages=1`` (stem and ``layer1``
+  frozen) is ``trainable_layers=3`` (``layer2``-``layer4`` train). One difference: mmdetection
+  still learns the BN affine weight/bias of the unfrozen stages (``requires_grad=True``);
+  ``FrozenBatchNorm2d`` keeps them fixed, as detectron2 does.
+- Neck: ``BackboneWithFPN`` over ``layer1``-``layer4`` (C2-C5), 256 channels, plus
+  ``LastLevelMaxPool`` for P6 (mmdetection ``FPN(num_outs=5)``); anchors 32-512 px, one size per
+  level, ratios 0.5/1/2 (mmdetection ``AnchorGenerator(scales=[8], strides=[4, ..., 64])``).
+- Multi-scale training: the data pipeline (:func:`lvisnb.transforms.train_transforms`,
+  ``torchvision.transforms.v2``) draws the shorter side from ``train_scales`` with the longer
+  side capped at ``max_size``, which is mmdetection's ``Resize(img_scale=[(1333, 640), ...,
+  (1333, 800)], multiscale_mode='value')``; the resize runs in the loader workers, once, with
+  boxes and masks moving along. The model's transform (:class:`PresizedRCNNTransform`) therefore
+  only normalises and pads in ``train()`` mode, and in ``eval()`` mode resizes to
+  ``test_scale`` / ``max_size`` (mmdetection's ``(1333, 800)``) and maps detections back to the
+  input image's pixels. Padding to a multiple of 32 is the same.
+- RPN and RoI settings map one to one (``rpn_pre_nms_top_n_*`` is per FPN level and
+  ``rpn_post_nms_top_n_*`` per image, as mmdetection's ``nms_pre`` / ``max_per_img``).
+  Remaining implementation differences (not settings): torchvision's RoIAlign uses
+  ``sampling_ratio=2, aligned=False`` (mmdetection v2: ``0, True``) and smooth-L1 box losses with
+  ``beta=1/9`` (mmdetection v2: L1).
+
+Fields that torchvision's model does not use (``flip_prob``, ``rfs_threshold``,
+``samples_per_gpu``, the optimiser and schedule, ``mask_thresh``) are read by the data pipeline,
+the training loop and evaluation; :meth:`Preset.scaled_lr`, :meth:`Preset.schedule_iters` and
+:meth:`Preset.lr_factor` turn the recipe into numbers.
+
+Pretrained backbones are only fetched when asked (:func:`build_model` with ``weights=True``, or
+:func:`load_backbone_weights`): ``"imagenet"`` is torchvision's weights API (mmdetection's
+``torchvision://resnet50`` is ``ResNet50_Weights.IMAGENET1K_V1``), ``"open-mmlab://NAME"`` is
+mmdetection's own ImageNet checkpoint (the ResNeXt rows); both need network access once and are
+then cached by ``torch.hub`` (``~/.cache/torch/hub/checkpoints``). A local path to a
+``state_dict`` works offline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchvision.models import get_weight
+from torchvision.models._utils import IntermediateLayerGetter
+from torchvision.models.detection import MaskRCNN
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.backbone_utils import BackboneWithFPN
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
+from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+from torchvision.models.detection.transform import GeneralizedRCNNTransform
+from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
+from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
+from torchvision.ops.misc import FrozenBatchNorm2d
+
+# name -> (block, blocks per stage, groups, width_per_group): torchvision ResNet arguments
+BACKBONES: dict[str, tuple[type[nn.Module], tuple[int, int, int, int], int, int]] = {
+    "resnet10": (BasicBlock, (1, 1, 1, 1), 1, 64),  # toy: 4.9M parameters without fc
+    "resnet18": (BasicBlock, (2, 2, 2, 2), 1, 64),
+    "resnet34": (BasicBlock, (3, 4, 6, 3), 1, 64),
+    "resnet50": (Bottleneck, (3, 4, 6, 3), 1, 64),
+    "resnet101": (Bottleneck, (3, 4, 23, 3), 1, 64),
+    "resnext101_32x4d": (Bottleneck, (3, 4, 23, 3), 32, 4),
+    "resnext101_64x4d": (Bottleneck, (3, 4, 23, 3), 64, 4),
+}
+# pretrained="imagenet": torchvision weights (mmdetection's torchvision://resnet50 is V1)
+TORCHVISION_WEIGHTS: dict[str, str] = {
+    "resnet18": "ResNet18_Weights.IMAGENET1K_V1",
+    "resnet34": "ResNet34_Weights.IMAGENET1K_V1",
+    "resnet50": "ResNet50_Weights.IMAGENET1K_V1",
+    "resnet101": "ResNet101_Weights.IMAGENET1K_V1",
+    "resnext101_64x4d": "ResNeXt101_64X4D_Weights.IMAGENET1K_V1",  # newer recipe than mmdet's
+}
+# pretrained="open-mmlab://NAME": the checkpoints mmdetection's ResNeXt configs start from
+OPENMMLAB_WEIGHTS: dict[str, str] = {
+    "resnext101_32x4d": "https://download.openmmlab.com/pretrain/third_party/resnext101_32x4d-a5af3160.pth",
+    "resnext101_64x4d": "https://download.openmmlab.com/pretrain/third_party/resnext101_64x4d-ee2c6f71.pth",
+}
+NORMS = ("frozen_bn", "bn", "gn")
+DATASETS = {"v1": 1203, "v0.5": 1230}  # LVIS version -> number of categories
+WARMUPS = ("linear", "constant", None)
+
+
+@dataclass(frozen=True)
+class Preset:
+    """One training/testing recipe; defaults are mmdetection's r50 1x LVIS v1 config.
+
+    Units: sizes in pixels, learning rates per iteration at batch ``lr_batch``, schedules in
+    epochs (``max_epochs``, ``lr_steps``) unless ``max_iters`` is set. The README's "Presets"
+    section maps every field to its mmdetection config key and value.
+    """
+
+    name: str = "mask_rcnn_r50_fpn_sample1e-3_mstrain_1x_lvis_v1"  # mmdetection config name
+    # ---- model
+    backbone: str = "resnet50"  # a key of BACKBONES (ResNet / ResNeXt depth and cardinality)
+    norm: str = "frozen_bn"  # backbone norm: frozen_bn (BN, norm_eval=True) | bn | gn
+    gn_groups: int = 32  # GroupNorm groups, used where norm or fpn_norm is "gn"
+    trainable_layers: int = 3  # ResNet stages trained, from layer4 down (frozen_stages=1 -> 3)
+    pretrained: str | None = "imagenet"  # None | "imagenet" | "open-mmlab://NAME" | path
+    fpn_channels: int = 256  # FPN output channels (P2-P6), also the RoI feature channels
+    fpn_norm: str | None = None  # norm inside the FPN: None (mmdetection) | "gn"
+    anchor_sizes: tuple[int, ...] = (32, 64, 128, 256, 512)  # px, one per level P2-P6
+    anchor_ratios: tuple[float, ...] = (0.5, 1.0, 2.0)  # anchor height / width
+    box_head_dim: int = 1024  # hidden width of the two-FC box head
+    mask_head_channels: int = 256  # channels of the 4 mask-head convs and the deconv
+    # ---- data
+    dataset: str = "v1"  # LVIS version of the annotations: "v1" | "v0.5"
+    num_classes: int | None = 1203  # foreground classes (v1 1203, v0.5 1230); +1 background
+    train_scales: tuple[int, ...] = (640, 672, 704, 736, 768, 800)  # shorter side, px, 1 drawn
+    max_size: int = 1333  # longer side cap, px (train and test)
+    test_scale: int = 800  # shorter side at test time, px
+    flip_prob: float = 0.5  # horizontal flip probability in training
+    image_mean: tuple[float, ...] = (0.485, 0.456, 0.406)  # RGB, images scaled to [0, 1]
+    image_std: tuple[float, ...] = (0.229, 0.224, 0.225)  # RGB, images scaled to [0, 1]
+    rfs_threshold: float | None = 1e-3  # repeat-factor sampling threshold t; None = off
+    samples_per_gpu: int = 2  # images per GPU per iteration
+    num_gpus: int = 8  # GPUs; total batch = samples_per_gpu * num_gpus
+    # ---- optimiser
+    optimizer: str = "sgd"  # torch.optim.SGD, weight decay on every parameter
+    lr: float = 0.02  # base learning rate at total batch lr_batch
+    lr_batch: int = 16  # total batch that lr is quoted for (linear scaling rule)
+    momentum: float = 0.9  # SGD momentum
+    weight_decay: float = 1e-4  # L2 weight decay
+    grad_clip: float | None = None  # max global grad L2 norm; None = no clipping
+    # ---- schedule
+    warmup: str | None = "linear"  # "linear" | "constant" | None
+    warmup_iters: int = 500  # iterations of warmup
+    warmup_ratio: float = 0.001  # lr factor at iteration 0 of the warmup
+    max_epochs: int = 12  # training length in epochs (1x = 12, 2x = 24)
+    lr_steps: tuple[int, ...] = (8, 11)  # epochs after which lr *= gamma
+    gamma: float = 0.1  # step decay factor
+    max_iters: int | None = None  # iteration-based schedule; overrides the epochs when set
+    lr_steps_iters: tuple[int, ...] | None = None  # iterations at which lr *= gamma
+    # ---- RPN
+    rpn_pre_nms_top_n_train: int = 2000  # proposals per FPN level before NMS, training
+    rpn_pre_nms_top_n_test: int = 1000  # proposals per FPN level before NMS, testing
+    rpn_post_nms_top_n_train: int = 1000  # proposals per image after NMS, training
+    rpn_post_nms_top_n_test: int = 1000  # proposals per image after NMS, testing
+    rpn_nms_thresh: float = 0.7  # IoU threshold of the RPN NMS
+    rpn_fg_iou_thresh: float = 0.7  # anchor IoU >= this: positive
+    rpn_bg_iou_thresh: float = 0.3  # anchor IoU < this: negative
+    rpn_batch_size_per_image: int = 256  # anchors sampled per image for the RPN loss
+    rpn_positive_fraction: float = 0.5  # max share of positives among them
+    # ---- RoI heads
+    box_fg_iou_thresh: float = 0.5  # proposal IoU >= this: foreground
+    box_bg_iou_thresh: float = 0.5  # proposal IoU < this: background
+    box_batch_size_per_image: int = 512  # RoIs sampled per image for the box/mask losses
+    box_positive_fraction: float = 0.25  # max share of foreground RoIs among them
+    # ---- testing
+    box_score_thresh: float = 1e-4  # drop detections scoring below this
+    box_nms_thresh: float = 0.5  # per-class NMS IoU threshold
+    box_detections_per_img: int = 300  # detections kept per image (LVIS allows 300)
+    mask_thresh: float = 0.5  # mask probability -> binary mask threshold
+
+    def __post_init__(self) -> None:
+        for name in ("anchor_sizes", "anchor_ratios", "train_scales", "image_mean", "image_std"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        object.__setattr__(self, "lr_steps", tuple(self.lr_steps))
+        if self.lr_steps_iters is not None:
+            object.__setattr__(self, "lr_steps_iters", tuple(self.lr_steps_iters))
+        problems = []
+        if self.backbone not in BACKBONES:
+            problems.append(f"backbone {self.backbone!r} is not one of {sorted(BACKBONES)}")
+        if self.norm not in NORMS:
+            problems.append(f"norm {self.norm!r} is not one of {NORMS}")
+        if self.fpn_norm not in (None, "gn"):
+            problems.append(f"fpn_norm {self.fpn_norm!r} is not None or 'gn'")
+        if self.dataset not in DATASETS:
+            problems.append(f"dataset {self.dataset!r} is not one of {sorted(DATASETS)}")
+        if not 0 <= self.trainable_layers <= 5:
+            problems.append(f"trainable_layers {self.trainable_layers} is not in 0..5")
+        if self.num_classes is not None and self.num_classes < 1:
+            problems.append(f"num_classes {self.num_classes} is not >= 1")
+        if self.warmup not in WARMUPS:
+            problems.append(f"warmup {self.warmup!r} is not one of {WARMUPS}")
+        if list(self.lr_steps) != sorted(set(self.lr_steps)) or any(
+            not 0 < s <= self.max_epochs for s in self.lr_steps
+        ):
+            problems.append(f"lr_steps {self.lr_steps} must increase within 1..max_epochs")
+        if (self.max_iters is None) != (self.lr_steps_iters is None):
+            problems.append("max_iters and lr_steps_iters are set together or not at all")
+        if self.optimizer != "sgd":
+            problems.append(f"optimizer {self.optimizer!r}: only 'sgd' (as mmdetection)")
+        if problems:
+            raise ValueError(f"preset {self.name!r}: " + "; ".join(problems))
+
+    @property
+    def total_batch(self) -> int:
+        """Images per iteration over all GPUs (mmdetection: ``samples_per_gpu`` x GPUs)."""
+        return self.samples_per_gpu * self.num_gpus
+
+    @property
+    def num_classes_with_background(self) -> int | None:
+        """What torchvision's ``num_classes`` means: foreground classes + 1 (label 0)."""
+        return None if self.num_classes is None else self.num_classes + 1
+
+    def scaled_lr(self, total_batch: int | None = None) -> float:
+        """Linear scaling rule: ``lr * total_batch / lr_batch`` (0.02 x B / 16 for the rows).
+
+        ``total_batch`` defaults to :attr:`total_batch`; e.g. 1 GPU x 2 images -> 0.0025.
+        """
+        batch = self.total_batch if total_batch is None else total_batch
+        if batch < 1:
+            raise ValueError(f"total_batch must be >= 1, got {batch}")
+        return self.lr * batch / self.lr_batch
+
+    def schedule_iters(
+        self, images_per_epoch: int, total_batch: int | None = None
+    ) -> tuple[int, tuple[int, ...]]:
+        """``(max_iters, lr_steps_iters)`` of this schedule, in iterations.
+
+        An epoch is ``ceil(images_per_epoch / total_batch)`` iterations; ``images_per_epoch``
+        is the length of the (repeat-factor expanded) training set, e.g. mmdetection's
+        ``len(ClassBalancedDataset)``. Epoch steps (8, 11) become ``(8 * E, 11 * E)``, lr
+        decaying after those epochs end. A preset with ``max_iters`` set returns its
+        iteration schedule unchanged.
+        """
+        if self.max_iters is not None:
+            return self.max_iters, tuple(self.lr_steps_iters or ())
+        if images_per_epoch < 1:
+            raise ValueError(f"images_per_epoch must be >= 1, got {images_per_epoch}")
+        batch = self.total_batch if total_batch is None else total_batch
+        if batch < 1:
+            raise ValueError(f"total_batch must be >= 1, got {batch}")
+        per_epoch = math.ceil(images_per_epoch / batch)
+        return self.max_epochs * per_epoch, tuple(s * per_epoch for s in self.lr_steps)
+
+    def lr_factor(self, iteration: int, lr_steps_iters: Sequence[int] = ()) -> float:
+        """Multiplier of the (scaled) lr at 0-based ``iteration``: steps times warmup.
+
+        mmdetection's rule: step decay ``gamma ** (number of steps <= iteration)``, and during
+        the first ``warmup_iters`` iterations linear warmup multiplies it by
+        ``1 - (1 - iteration / warmup_iters) * (1 - warmup_ratio)`` (``"constant"``:
+        by ``warmup_ratio``). ``lr_steps_iters`` comes from :meth:`schedule_iters`.
+        """
+        factor = self.gamma ** sum(iteration >= s for s in lr_steps_iters)
+        if self.warmup is not None and iteration < self.warmup_iters:
+            if self.warmup == "linear":
+                factor *= 1 - (1 - iteration / self.warmup_iters) * (1 - self.warmup_ratio)
+            else:
+                factor *= self.warmup_ratio
+        return factor
+
+
+# ----------------------------------------------------------------------------- presets
+
+_SEED_BACKBONES = {
+    "r50": ("resnet50", "imagenet"),
+    "r101": ("resnet101", "imagenet"),
+    "x101_32x4d": ("resnext101_32x4d", "open-mmlab://resnext101_32x4d"),
+    "x101_64x4d": ("resnext101_64x4d", "open-mmlab://resnext101_64x4d"),
+}
+_SCHEDULES = {  # dataset -> (schedule tag, max_epochs, lr_steps) of mmdetection's LVIS rows
+    "v1": ("1x", 12, (8, 11)),
+    "v0.5": ("2x", 24, (16, 22)),
+}
+
+
+def _seed_presets() -> dict[str, Preset]:
+    rows = {}
+    for dataset, (tag, epochs, steps) in _SCHEDULES.items():
+        for short, (backbone, pretrained) in _SEED_BACKBONES.items():
+            name = f"mask_rcnn_{short}_fpn_sample1e-3_mstrain_{tag}_lvis_{dataset}"
+            rows[name] = Preset(
+                name=name,
+                backbone=backbone,
+                pretrained=pretrained,
+                dataset=dataset,
+                num_classes=DATASETS[dataset],
+                max_epochs=epochs,
+                lr_steps=steps,
+            )
+    return rows
+
+
+TOY = Preset(
+    name="toy",
+    backbone="resnet10",  # BasicBlock x [1, 1, 1, 1], trained from scratch
+    norm="gn",
+    gn_groups=16,
+    trainable_layers=5,
+    pretrained=None,
+    fpn_channels=128,
+    fpn_norm="gn",
+    anchor_sizes=(16, 32, 64, 128, 256),  # toy objects are 7-230 px across
+    box_head_dim=512,
+    mask_head_channels=128,
+    dataset="v1",  # toy-LVIS is in LVIS v1 format
+    num_classes=None,  # from the data: build_model("toy", num_classes=len(categories))
+    train_scales=(224, 256, 288),
+    max_size=352,
+    test_scale=288,
+    rfs_threshold=0.1,  # 1e-3 x LVIS's ~100k images = 100 images; toy-LVIS has 1000
+    samples_per_gpu=4,
+    num_gpus=1,
+    lr=0.02,
+    lr_batch=4,
+    grad_clip=10.0,  # from-scratch GN training: guard against early loss spikes
+    warmup_iters=100,
+    max_iters=1500,
+    lr_steps_iters=(1000, 1350),
+    rpn_pre_nms_top_n_train=600,
+    rpn_pre_nms_top_n_test=300,
+    rpn_post_nms_top_n_train=300,
+    rpn_post_nms_top_n_test=150,
+    box_batch_size_per_image=128,
+    box_detections_per_img=100,
+)
+
+PRESETS: dict[str, Preset] = {**_seed_presets(), "toy": TOY}
+SEED_PRESETS: tuple[str, ...] = tuple(name for name in PRESETS if name != "toy")
+
+
+def get_preset(name: str, **overrides: object) -> Preset:
+    """The preset called ``name`` with ``overrides`` applied (a new, validated instance).
+
+    ``get_preset("toy", max_iters=200, lr_steps_iters=(150, 180))``. Raises ``ValueError`` for an
+    unknown name (listing the valid ones) or an unknown field (naming it).
+    """
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; valid presets: {', '.join(PRESETS)}")
+    fields = {f.name for f in dataclasses.fields(Preset)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise ValueError(
+            f"unknown Preset field(s) {', '.join(map(repr, unknown))}; "
+            f"valid fields: {', '.join(sorted(fields))}"
+        )
+    return dataclasses.replace(PRESETS[name], **overrides)
+
+
+# ----------------------------------------------------------------------------- backbones
+
+
+def _group_norm(num_channels: int, num_groups: int) -> nn.GroupNorm:
+    return nn.GroupNorm(num_groups, num_channels)
+
+
+def norm_layer(norm: str, gn_groups: int = 32):
+    """``norm_layer`` callable (``channels -> module``) for ``"frozen_bn"``, ``"bn"``, ``"gn"``."""
+    if norm == "frozen_bn":
+        return FrozenBatchNorm2d
+    if norm == "bn":
+        return nn.BatchNorm2d
+    if norm == "gn":
+        return partial(_group_norm, num_groups=gn_groups)
+    raise ValueError(f"norm {norm!r} is not one of {NORMS}")
+
+
+def build_resnet(name: str, norm: str = "bn", gn_groups: int = 32) -> ResNet:
+    """The plain ResNet/ResNeXt classifier ``name`` (a key of :data:`BACKBONES`), random init.
+
+    Built with ``torchvision.models.resnet.ResNet`` so state_dict keys match torchvision's
+    (``conv1.weight``, ``layer1.0.conv2.weight``, ...). Output of ``layer1``..``layer4``: stride
+    4..32, channels 256..2048 (Bottleneck) or 64..512 (BasicBlock).
+    """
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; valid: {', '.join(BACKBONES)}")
+    block, layers, groups, width = BACKBONES[name]
+    return ResNet(
+        block,
+        list(layers),
+        groups=groups,
+        width_per_group=width,
+        norm_layer=norm_layer(norm, gn_groups),
+    )
+
+
+def build_backbone(preset: Preset) -> BackboneWithFPN:
+    """ResNet + FPN of ``preset``: ``images (B, 3, H, W) -> {"0".."3", "pool"}`` features.
+
+    Levels P2-P6 at strides 4, 8, 16, 32, 64 with ``fpn_channels`` channels each. Stages outside
+    the last ``trainable_layers`` (counted from ``layer4``; 5 = all, stem included) get
+    ``requires_grad=False``, as torchvision's ``_resnet_fpn_extractor`` does.
+    """
+    body = build_resnet(preset.backbone, preset.norm, preset.gn_groups)
+    trainable = ["layer4", "layer3", "layer2", "layer1", "conv1"][: preset.trainable_layers]
+    if preset.trainable_layers == 5:
+        trainable.append("bn1")
+    for name, parameter in body.named_parameters():
+        if not any(name.startswith(layer) for layer in trainable):
+            parameter.requires_grad_(False)
+    c2 = body.inplanes // 8  # 256 for Bottleneck, 64 for BasicBlock
+    return BackboneWithFPN(
+        body,
+        return_layers={"layer1": "0", "layer2": "1", "layer3": "2", "layer4": "3"},
+        in_channels_list=[c2, c2 * 2, c2 * 4, c2 * 8],
+        out_channels=preset.fpn_channels,
+        extra_blocks=LastLevelMaxPool(),
+        norm_layer=None if preset.fpn_norm is None else norm_layer("gn", preset.gn_groups),
+    )
+
+
+# ----------------------------------------------------------------------------- model
+
+
+class PresizedRCNNTransform(GeneralizedRCNNTransform):
+    """``GeneralizedRCNNTransform`` that trusts the data pipeline's resize in training.
+
+    ``train()``: images (already multi-scale resized by the loader) are only normalised and
+    batched (padded to a multiple of 32), targets untouched, so masks are interpolated once, not
+    twice. ``eval()``: shorter side to ``min_size`` (the preset's ``test_scale``), longer side at
+    most ``max_size``, and ``postprocess`` maps boxes and masks back to input-image pixels.
+    """
+
+    def resize(self, image, target=None):
+        if self.training:
+            return image, target
+        return super().resize(image, target)
+
+
+def _as_preset(preset: Preset | str) -> Preset:
+    if isinstance(preset, Preset):
+        return preset
+    return get_preset(preset)
+
+
+def build_model(
+    preset: Preset | str,
+    num_classes: int | None = None,
+    *,
+    weights: bool = True,
+    device: torch.device | str | None = None,
+) -> MaskRCNN:
+    """torchvision ``MaskRCNN`` for ``preset`` (a :class:`Preset` or a name in ``PRESETS``).
+
+    ``num_classes``: foreground classes, overriding ``preset.num_classes`` (required for
+    ``"toy"``, whose classes come from the data); the model predicts ``num_classes + 1`` with
+    label 0 = background, so targets use contiguous labels ``1..num_classes`` (map LVIS
+    category ids to that range). ``weights=True`` loads ``preset.pretrained`` into the ResNet
+    (which may download once; see :func:`load_backbone_weights`); ``weights=False`` leaves it
+    randomly initialised. ``device="meta"`` builds shapes only (no memory, no weights).
+
+    Training: ``model(images, targets)`` with ``images`` a list of float ``(3, H, W)`` tensors
+    in ``[0, 1]`` and ``targets`` dicts of ``boxes`` ``(N, 4)`` float XYXY pixels, ``labels``
+    ``(N,)`` int64, ``masks`` ``(N, H, W)`` uint8 returns the five losses ``loss_classifier``,
+    ``loss_box_reg``, ``loss_mask``, ``loss_objectness``, ``loss_rpn_box_reg``. Eval: one dict
+    per image with ``boxes`` ``(K, 4)``, ``labels`` ``(K,)``, ``scores`` ``(K,)`` and ``masks``
+    ``(K, 1, H, W)`` probabilities (binarise with ``preset.mask_thresh``), ``K <=
+    box_detections_per_img``, in input-image pixels. The preset is kept as ``model.preset``.
+    """
+    preset = _as_preset(preset)
+    if num_classes is not None:
+        preset = dataclasses.replace(preset, num_classes=num_classes)
+    if preset.num_classes is None:
+        raise ValueError(
+            f"preset {preset.name!r} takes num_classes from the data: "
+            f"build_model({preset.name!r}, num_classes=len(categories))"
+        )
+    classes = preset.num_classes + 1
+    levels = len(preset.anchor_sizes)
+    with torch.device(device) if device is not None else contextlib.nullcontext():
+        backbone = build_backbone(preset)
+        model = MaskRCNN(
+            backbone,
+            num_classes=None,  # set by the explicit predictors below
+            min_size=preset.test_scale,
+            max_size=preset.max_size,
+            image_mean=list(preset.image_mean),
+            image_std=list(preset.image_std),
+            rpn_anchor_generator=AnchorGenerator(
+                sizes=tuple((s,) for s in preset.anchor_sizes),
+                aspect_ratios=(preset.anchor_ratios,) * levels,
+            ),
+            rpn_pre_nms_top_n_train=preset.rpn_pre_nms_top_n_train,
+            rpn_pre_nms_top_n_test=preset.rpn_pre_nms_top_n_test,
+            rpn_post_nms_top_n_train=preset.rpn_post_nms_top_n_train,
+            rpn_post_nms_top_n_test=preset.rpn_post_nms_top_n_test,
+            rpn_nms_thresh=preset.rpn_nms_thresh,
+            rpn_fg_iou_thresh=preset.rpn_fg_iou_thresh,
+            rpn_bg_iou_thresh=preset.rpn_bg_iou_thresh,
+            rpn_batch_size_per_image=preset.rpn_batch_size_per_image,
+            rpn_positive_fraction=preset.rpn_positive_fraction,
+            box_head=TwoMLPHead(preset.fpn_channels * 7 * 7, preset.box_head_dim),
+            box_predictor=FastRCNNPredictor(preset.box_head_dim, classes),
+            box_score_thresh=preset.box_score_thresh,
+            box_nms_thresh=preset.box_nms_thresh,
+            box_detections_per_img=preset.box_detections_per_img,
+            box_fg_iou_thresh=preset.box_fg_iou_thresh,
+            box_bg_iou_thresh=preset.box_bg_iou_thresh,
+            box_batch_size_per_image=preset.box_batch_size_per_image,
+            box_positive_fraction=preset.box_positive_fraction,
+            mask_head=MaskRCNNHeads(preset.fpn_channels, (preset.mask_head_channels,) * 4, 1),
+            mask_predictor=MaskRCNNPredictor(
+                preset.mask_head_channels, preset.mask_head_channels, classes
+            ),
+        )
+        model.transform = PresizedRCNNTransform(
+            preset.test_scale,
+            preset.max_size,
+            list(preset.image_mean),
+            list(preset.image_std),
+        )
+    model.preset = preset
+    if weights and preset.pretrained is not None and torch.device(device or "cpu").type != "meta":
+        load_backbone_weights(model, preset.pretrained)
+    return model
+
+
+# ----------------------------------------------------------------------------- weights
+
+
+def _resnet_body(model: nn.Module) -> nn.Module:
+    """The ResNet trunk inside a MaskRCNN, a BackboneWithFPN, or the trunk itself."""
+    if isinstance(model, GeneralizedRCNN):
+        model = model.backbone
+    if isinstance(model, BackboneWithFPN):
+        model = model.body
+    if isinstance(model, (ResNet, IntermediateLayerGetter)) and hasattr(model, "layer1"):
+        return model
+    raise TypeError(
+        f"expected a MaskRCNN, a BackboneWithFPN or a ResNet, got {type(model).__name__}"
+    )
+
+
+def backbone_name(model: nn.Module) -> str:
+    """The :data:`BACKBONES` name whose architecture ``model``'s ResNet trunk has."""
+    body = _resnet_body(model)
+    first = body.layer1[0]
+    depth = tuple(len(getattr(body, f"layer{i}")) for i in range(1, 5))
+    groups = first.conv2.groups if isinstance(first, Bottleneck) else 1
+    width = first.conv2.out_channels // groups if isinstance(first, Bottleneck) else 64
+    for name, (block, layers, g, w) in BACKBONES.items():
+        if isinstance(first, block) and layers == depth and (g, w) == (groups, width):
+            return name
+    raise ValueError(f"ResNet trunk with blocks {depth}, groups {groups} is not in BACKBONES")
+
+
+def _fetch_state_dict(spec: str | os.PathLike, name: str) -> dict[str, torch.Tensor]:
+    """Resolve a weights spec to a state_dict (downloads for "imagenet" / "open-mmlab://")."""
+    spec_str = os.fspath(spec)
+    offline_hint = (
+        "this needs network access once (then cached by torch.hub in "
+        f"{torch.hub.get_dir()}/checkpoints); offline, pass a local state_dict path instead"
+    )
+    if spec_str == "imagenet":
+        if name not in TORCHVISION_WEIGHTS:
+            hint = f"; use 'open-mmlab://{name}'" if name in OPENMMLAB_WEIGHTS else ""
+            raise ValueError(f"torchvision has no ImageNet weights for {name}{hint}")
+        spec_str = TORCHVISION_WEIGHTS[name]
+    try:
+        if spec_str.startswith("open-mmlab://"):
+            key = spec_str.removeprefix("open-mmlab://")
+            if key not in OPENMMLAB_WEIGHTS:
+                raise ValueError(f"unknown {spec_str}; known: {', '.join(OPENMMLAB_WEIGHTS)}")
+            return torch.hub.load_state_dict_from_url(
+                OPENMMLAB_WEIGHTS[key], map_location="cpu", progress=True, weights_only=True
+            )
+        if "_Weights." in spec_str and not Path(spec_str).exists():
+            return get_weight(spec_str).get_state_dict(progress=True)
+    except OSError as error:  # URLError is an OSError
+        raise RuntimeError(
+            f"could not download backbone weights {spec_str!r}: {error}; {offline_hint}"
+        ) from error
+    path = Path(spec_str).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"backbone weights file not found: {path} (pretrained may be None, 'imagenet', "
+            "'open-mmlab://NAME', a torchvision weights name or a state_dict path)"
+        )
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def load_backbone_weights(
+    model_or_backbone: nn.Module,
+    spec: str | os.PathLike | Mapping[str, torch.Tensor],
+) -> int:
+    """Load ImageNet-style weights into the ResNet trunk; return the number of tensors loaded.
+
+    ``model_or_backbone``: a MaskRCNN from :func:`build_model`, its ``BackboneWithFPN``, or a
+    ResNet from :func:`build_resnet`. ``spec``:
+
+    - ``"imagenet"``: torchvision's weights for the trunk's architecture, e.g.
+      ``ResNet50_Weights.IMAGENET1K_V1`` (= mmdetection's ``torchvision://resnet50``);
+    - ``"open-mmlab://resnext101_32x4d"`` / ``..._64x4d``: mmdetection's ResNeXt checkpoints;
+    - a torchvision weights name such as ``"ResNet50_Weights.IMAGENET1K_V2"``;
+    - a local file (``torch.load(..., weights_only=True)``) or an in-memory state_dict.
+
+    The first three need network access once and are then cached by ``torch.hub``. Checkpoint
+    wrappers (``{"state_dict": ...}``, ``{"model": ...}``) and ``module.``, ``backbone.``,
+    ``backbone.body.``, ``body.`` key prefixes are removed, the classifier (``fc.*``) dropped
+    (a plain ResNet's own ``fc`` is left as it is); every remaining key must match the trunk
+    (shape errors and missing or unexpected keys raise), so a GroupNorm trunk refuses
+    BatchNorm weights. BatchNorm's ``num_batches_tracked`` counters are optional either way.
+    """
+    body = _resnet_body(model_or_backbone)
+    if isinstance(spec, Mapping):
+        state = dict(spec)
+    else:
+        state = _fetch_state_dict(spec, backbone_name(body))
+    for wrapper in ("state_dict", "model"):
+        if isinstance(state.get(wrapper), Mapping):
+            state = dict(state[wrapper])
+    for prefix in ("module.", "backbone.body.", "backbone.", "body."):
+        if state and all(k.startswith(prefix) for k in state):
+            state = {k.removeprefix(prefix): v for k, v in state.items()}
+    expected = {k for k in body.state_dict() if not k.startswith("fc.")}
+    state = {
+        k: v
+        for k, v in state.items()
+        if not k.startswith("fc.") and not (k.endswith("num_batches_tracked") and k not in expected)
+    }
+    # old checkpoints (e.g. torchvision's V1 ResNets) have no num_batches_tracked: BN fills it in
+    missing = sorted(k for k in expected - set(state) if not k.endswith("num_batches_tracked"))
+    unexpected = sorted(set(state) - expected)
+    if missing or unexpected:
+        raise ValueError(
+            f"backbone weights do not fit the {backbone_name(body)} trunk: "
+            f"{len(missing)} missing (e.g. {missing[:3]}), "
+            f"{len(unexpected)} unexpected (e.g. {unexpected[:3]})"
+        )
+    # strict=False only for what was checked above: a classifier's fc, num_batches_tracked;
+    # shape mismatches still raise
+    body.load_state_dict(state, strict=False)
+    return len(state)

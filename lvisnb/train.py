@@ -1,0 +1,482 @@
+"""Iteration-based Mask R-CNN training on LVIS: schedule, AMP, checkpoints, resume, DDP.
+
+``train(TrainConfig(...))`` or, for several processes, ``torchrun --nproc_per_node=N -m
+lvisnb.train --preset ... --run-dir ...`` (NCCL on GPUs, gloo on the CPU).
+
+Schedule (mmdetection's ``lr_config``, :meth:`lvisnb.model.Preset.lr_factor`): for iteration
+``i`` (0-based) the learning rate is ``lr * w(i) * gamma ** (number of steps <= i)`` with linear
+warm-up ``w(i) = 1 - (1 - i / warmup_iters) * (1 - warmup_ratio)`` for ``i < warmup_iters``,
+else 1. An epoch is one pass of the sampler: with RFS, the repeat-factor expanded training set
+(mmdetection's ``ClassBalancedDataset``), so epochs convert to iterations with its length.
+
+Each run directory gets ``train_log.jsonl`` (one JSON line per iteration: iteration, epoch, lr,
+every loss, seconds), ``config.json`` and ``checkpoints/last.pt`` (every ``checkpoint_every``
+iterations and at the end; written to a temporary file, then renamed, so a crash never leaves
+a half-written checkpoint) and ``checkpoints/final.pt`` at the end. A checkpoint holds model,
+optimizer, scheduler, AMP scaler, iteration, sampler epoch, position in the epoch, RNG states
+and the config, and loads with ``torch.load(..., weights_only=True)``. ``resume=True`` continues
+from ``last.pt``; on the CPU with a fixed seed the losses equal those of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import random
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Sampler
+from tqdm.auto import tqdm
+
+from lvisnb import toy
+from lvisnb.dataset import LVISDetection, collate
+from lvisnb.model import build_model, get_preset
+from lvisnb.sampler import build_sampler
+from lvisnb.transforms import train_transforms
+
+CHECKPOINT_DIR = "checkpoints"
+LAST = "last.pt"
+FINAL = "final.pt"
+LOG_FILE = "train_log.jsonl"
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run needs; ``None`` fields take the preset's value."""
+
+    preset: str = "toy"  # a name from lvisnb.model.PRESETS
+    train_ann: str = ""  # LVIS train json; "" -> toy-LVIS train (made if absent)
+    image_root: str = ""  # folder images resolve under; "" -> toy-LVIS root / the json's ../..
+    run_dir: str = "runs/train"  # logs and checkpoints go here
+    device: str = "auto"  # "auto" (cuda if available), "cpu", "cuda", "cuda:1"
+    batch_size: int = 2  # images per process per iteration
+    max_iters: int | None = None  # None -> preset's epochs converted to iterations
+    lr: float | None = None  # None -> preset lr scaled linearly to the total batch
+    lr_steps: tuple[int, ...] | None = None  # iterations at which lr *= gamma
+    warmup_iters: int | None = None  # linear warm-up length
+    sampler: str = "rfs"  # "rfs" (repeat-factor) or "uniform"
+    rfs_threshold: float | None = None  # None -> preset's (1e-3 for the seed rows)
+    grad_clip: float | None = None  # max L2 norm of all gradients; None -> preset's
+    amp: str = "auto"  # "auto" (bf16/fp16 on CUDA, off on CPU), "bf16", "fp16", "off"
+    num_workers: int = 0  # DataLoader workers per process
+    checkpoint_every: int = 100  # iterations between checkpoints
+    seed: int = 0  # seeds weights, sampler, augmentation
+    resume: bool = False  # continue from run_dir/checkpoints/last.pt
+    progress: bool = True  # tqdm progress bar
+    record_samples: bool = False  # write run_dir/samples_rank{R}.jsonl (dataset indices seen)
+    overrides: dict = field(default_factory=dict)  # extra preset fields, e.g. {"train_scales": ...}
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.sampler not in ("rfs", "uniform"):
+            problems.append(f"sampler {self.sampler!r} is not 'rfs' or 'uniform'")
+        if self.amp not in ("auto", "bf16", "fp16", "off"):
+            problems.append(f"amp {self.amp!r} is not one of auto, bf16, fp16, off")
+        for name in ("batch_size", "checkpoint_every", "max_iters"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                problems.append(f"{name} must be an integer >= 1, got {value!r}")
+        if self.num_workers < 0:
+            problems.append(f"num_workers must be >= 0, got {self.num_workers}")
+        if not isinstance(self.overrides, dict):
+            problems.append(f"overrides must be a mapping of Preset fields, got {self.overrides!r}")
+        if problems:
+            raise ValueError("TrainConfig: " + "; ".join(problems))
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    checkpoint: Path
+    iterations: int
+    losses: list[float]  # total loss per iteration run in this call
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+class _SkipFirst(Sampler[int]):
+    """The indices of ``sampler`` after the first ``skip`` (resuming inside an epoch)."""
+
+    def __init__(self, sampler: Sampler[int], skip: int):
+        self.sampler, self.skip = sampler, skip
+
+    def __iter__(self) -> Iterator[int]:
+        for position, index in enumerate(self.sampler):
+            if position >= self.skip:
+                yield index
+
+    def __len__(self) -> int:
+        return max(len(self.sampler) - self.skip, 0)
+
+
+def _resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    if amp == "off" or device.type != "cuda":
+        if amp in ("bf16", "fp16") and device.type != "cuda":
+            raise ValueError(f"amp={amp!r} needs a CUDA device, got {device}")
+        return None
+    if amp == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+
+
+def _rng_state() -> dict:
+    state = {
+        "torch": torch.get_rng_state(),
+        "python": _to_lists(random.getstate()),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _to_lists(value):
+    """Tuples and arrays -> lists, so that the state loads with ``weights_only=True``."""
+    if isinstance(value, tuple | list):
+        return [_to_lists(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: Path, payload: dict) -> Path:
+    """``torch.save`` to ``path`` atomically: a temporary file in the same folder, then rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
+    """Load a kit checkpoint with ``weights_only=True`` (no code runs while loading)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def _distributed() -> tuple[int, int, int]:
+    """(world_size, rank, local_rank), initialising the process group under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend=backend)
+    if world > 1:
+        return world, dist.get_rank(), int(os.environ.get("LOCAL_RANK", "0"))
+    return 1, 0, 0
+
+
+def _resolve_data(cfg: TrainConfig) -> tuple[Path, Path]:
+    if cfg.train_ann:
+        ann = Path(cfg.train_ann)
+        root = Path(cfg.image_root) if cfg.image_root else ann.resolve().parents[1]
+        return ann, root
+    paths = toy.ensure_toy_lvis(cfg.image_root or None)
+    return paths["train"], paths["root"]
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+def train(cfg: TrainConfig, callback: Callable[[dict], None] | None = None) -> TrainResult:
+    """Train ``cfg.preset`` on ``cfg.train_ann``; see the module docstring for what is written.
+
+    ``callback``, if given, is called on rank 0 with each iteration's log record (a live plot).
+    """
+    world, rank, local_rank = _distributed()
+    device = _resolve_device(cfg.device)
+    if device.type == "cuda" and world > 1:
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    preset = get_preset(cfg.preset, **cfg.overrides)
+    run_dir = Path(cfg.run_dir)
+    ckpt_dir = run_dir / CHECKPOINT_DIR
+    is_main = rank == 0
+
+    random.seed(cfg.seed)  # numpy's global RNG is not used in training: nothing to seed there
+    torch.manual_seed(cfg.seed)
+
+    ann, image_root = _resolve_data(cfg)
+    dataset = LVISDetection(
+        ann,
+        image_root,
+        transforms=train_transforms(preset.train_scales, preset.max_size, preset.flip_prob),
+        skip_empty=True,
+    )
+    threshold = preset.rfs_threshold if cfg.rfs_threshold is None else cfg.rfs_threshold
+    sampler = build_sampler(cfg.sampler, dataset, threshold, cfg.seed, world, rank)
+
+    model = build_model(preset, num_classes=dataset.mapping.num_classes).to(device)
+    # same initial weights on every rank (DDP also broadcasts them); from here on each rank
+    # draws its own augmentations and RoI samples
+    random.seed(cfg.seed + rank)
+    torch.manual_seed(cfg.seed + rank)
+    total_batch = cfg.batch_size * world
+    lr = cfg.lr if cfg.lr is not None else preset.scaled_lr(total_batch)
+    epoch_images = max(1, round(sampler.expected_epoch_length * world))
+    max_iters, steps = preset.schedule_iters(epoch_images, total_batch)
+    if cfg.max_iters is not None:  # a shorter run keeps the steps at the same fractions
+        steps = tuple(round(s * cfg.max_iters / max_iters) for s in steps)
+        max_iters = cfg.max_iters
+    steps = tuple(cfg.lr_steps) if cfg.lr_steps is not None else steps
+    if cfg.warmup_iters is not None:
+        preset = dataclasses.replace(preset, warmup_iters=cfg.warmup_iters)
+    grad_clip = preset.grad_clip if cfg.grad_clip is None else cfg.grad_clip
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(
+        params, lr=lr, momentum=preset.momentum, weight_decay=preset.weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda i: preset.lr_factor(i, steps),
+    )
+    amp_dtype = _amp_dtype(cfg.amp, device)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+    if world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+
+    config_record = {
+        "train": asdict(cfg),
+        "preset": asdict(preset),
+        "resolved": {
+            "train_ann": str(ann),
+            "image_root": str(image_root),
+            "lr": lr,
+            "max_iters": max_iters,
+            "lr_steps": list(steps),
+            "warmup_iters": preset.warmup_iters,
+            "total_batch": total_batch,
+            "world_size": world,
+            "device": str(device),
+            "amp": str(amp_dtype),
+            "rfs_threshold": threshold,
+            "category_ids": list(dataset.mapping.category_ids),
+        },
+    }
+    iteration, epoch, position = 0, 0, 0
+    if cfg.resume and (ckpt_dir / LAST).is_file():
+        state = load_checkpoint(ckpt_dir / LAST)
+        _unwrap(model).load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        iteration, epoch, position = state["iteration"], state["epoch"], state["position"]
+        _set_rng_state(state["rng"][min(rank, len(state["rng"]) - 1)])
+    if is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.json").write_text(json.dumps(config_record, indent=2, default=str))
+        _truncate_log(run_dir / LOG_FILE, iteration)
+
+    def checkpoint(name: str) -> Path:
+        rng = _gather_rng(world)
+        if not is_main:
+            return ckpt_dir / name
+        return save_checkpoint(
+            ckpt_dir / name,
+            {
+                "model": _unwrap(model).state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(),
+                "iteration": iteration,
+                "epoch": epoch,
+                "position": position,
+                "rng": rng,
+                "config": json.loads(json.dumps(config_record, default=str)),
+                "category_ids": list(dataset.mapping.category_ids),
+            },
+        )
+
+    log = open(run_dir / LOG_FILE, "a") if is_main else None  # noqa: SIM115
+    samples_log = (
+        open(run_dir / f"samples_rank{rank}.jsonl", "a") if cfg.record_samples else None  # noqa: SIM115
+    )
+    losses_seen: list[float] = []
+    bar = tqdm(
+        total=max_iters,
+        initial=iteration,
+        desc=f"train {preset.name}",
+        disable=not (cfg.progress and is_main),
+    )
+    model.train()
+    try:
+        while iteration < max_iters:
+            sampler.set_epoch(epoch)
+            loader = DataLoader(
+                dataset,
+                batch_size=cfg.batch_size,
+                sampler=_SkipFirst(sampler, position * cfg.batch_size),
+                collate_fn=collate,
+                num_workers=cfg.num_workers,
+                drop_last=True,
+                generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch),
+                persistent_workers=False,
+            )
+            tic = time.perf_counter()
+            for images, targets in loader:
+                data_time = time.perf_counter() - tic
+                images = [im.to(device, non_blocking=True) for im in images]
+                targets = [_to_device(t, device) for t in targets]
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                    loss_dict = model(images, targets)
+                total = sum(loss_dict.values())
+                loss_value = total.item()
+                if not math.isfinite(loss_value):
+                    values = {k: v.item() for k, v in loss_dict.items()}
+                    raise FloatingPointError(
+                        f"non-finite loss at iteration {iteration}: {values}; training stopped, "
+                        f"the last good checkpoint is {ckpt_dir / LAST}"
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(total).backward()
+                if grad_clip:
+                    scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_(params, grad_clip)
+                scaler.step(optimizer)
+                scaler.update()
+                current_lr = optimizer.param_groups[0]["lr"]
+                scheduler.step()
+                iteration += 1
+                position += 1
+                losses_seen.append(loss_value)
+                if samples_log is not None:
+                    ids = [int(t["image_id"]) for t in targets]
+                    samples_log.write(json.dumps({"iter": iteration, "image_ids": ids}) + "\n")
+                if log is not None:
+                    record = {
+                        "iter": iteration,
+                        "epoch": epoch,
+                        "lr": current_lr,
+                        "loss": loss_value,
+                        **{k: v.item() for k, v in loss_dict.items()},
+                        "time": time.perf_counter() - tic,
+                        "data_time": data_time,
+                    }
+                    log.write(json.dumps(record) + "\n")
+                    log.flush()
+                    if callback is not None:
+                        callback(record)
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{current_lr:.4f}")
+                if iteration % cfg.checkpoint_every == 0 or iteration == max_iters:
+                    checkpoint(LAST)
+                if iteration >= max_iters:
+                    break
+                tic = time.perf_counter()
+            else:
+                epoch, position = epoch + 1, 0
+                continue
+    finally:
+        bar.close()
+        for handle in (log, samples_log):
+            if handle is not None:
+                handle.close()
+    final = checkpoint(FINAL)
+    if world > 1:
+        dist.barrier()
+    return TrainResult(run_dir, final, iteration, losses_seen)
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return model.module if hasattr(model, "module") else model
+
+
+def _to_device(target: dict, device: torch.device) -> dict:
+    return {
+        k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in target.items()
+    }
+
+
+def _gather_rng(world: int) -> list[dict]:
+    """Every rank's RNG state, rank order (rank 0 writes them all into the checkpoint)."""
+    mine = _rng_state()
+    if world == 1:
+        return [mine]
+    states: list = [None] * world
+    dist.all_gather_object(states, mine)
+    return states
+
+
+def _truncate_log(path: Path, iteration: int) -> None:
+    """Drop log lines past ``iteration`` (a resumed run rewrites them)."""
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines()
+    kept = [line for line in lines if line and json.loads(line)["iter"] <= iteration]
+    path.write_text("".join(f"{line}\n" for line in kept))
+
+
+def read_log(run_dir: str | os.PathLike) -> list[dict]:
+    """The records of ``run_dir/train_log.jsonl``."""
+    path = Path(run_dir) / LOG_FILE
+    return [json.loads(line) for line in path.read_text().splitlines() if line]
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def _parse_value(text: str):
+    import yaml
+
+    return yaml.safe_load(text)
+
+
+def config_from_args(argv: list[str] | None = None) -> TrainConfig:
+    """``--field value`` for every :class:`TrainConfig` field (YAML-parsed values)."""
+    parser = argparse.ArgumentParser(prog="lvisnb train", description=__doc__.splitlines()[0])
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        if f.type == "bool" or isinstance(f.default, bool):
+            parser.add_argument(flag, type=_parse_value, default=f.default, nargs="?", const=True)
+        else:
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            parser.add_argument(flag, type=_parse_value, default=default)
+    args = vars(parser.parse_args(argv))
+    if isinstance(args.get("lr_steps"), list):
+        args["lr_steps"] = tuple(args["lr_steps"])
+    for key in ("train_ann", "image_root", "run_dir", "preset", "device", "sampler", "amp"):
+        args[key] = "" if args[key] is None else str(args[key])
+    return TrainConfig(**args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    result = train(config_from_args(argv))
+    if result.losses and not math.isfinite(result.losses[-1]):
+        return 1
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"checkpoint: {result.checkpoint} ({result.iterations} iterations)")
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
