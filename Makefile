@@ -33,6 +33,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/analysis_scale.py
+	$(PY) benchmarks/train_throughput.py
 
 clean:
 	rm -rf runs data .pytest_cache .ruff_cache

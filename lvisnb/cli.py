@@ -1,4 +1,4 @@
-"""Command line: ``lvisnb toy OUT_DIR``, ``lvisnb run``, ``lvisnb train``; the Makefile calls these.
+"""Command line: ``lvisnb toy``, ``run``, ``train``, ``evaluate``; the Makefile calls these.
 
 ``lvisnb train --preset toy --run-dir runs/train --max-iters 300`` takes one ``--field value``
 per :class:`lvisnb.train.TrainConfig` field (``lvisnb train --help`` lists them); for several
@@ -98,6 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train_p.add_argument("train_args", nargs=argparse.REMAINDER)
     train_p.set_defaults(func=_cmd_train)
+
+    from lvisnb.evaluate import add_evaluate_parser
+
+    add_evaluate_parser(sub)
     return parser
 
 

@@ -120,10 +120,17 @@ class _SkipFirst(Sampler[int]):
         return max(len(self.sampler) - self.skip, 0)
 
 
-def _resolve_device(name: str) -> torch.device:
+def resolve_device(name: str) -> torch.device:
+    """``"auto"`` -> cuda when available, else cpu; a CUDA device that is absent is an error."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise ValueError(f"device {name!r} is not a torch device: {error}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} asked for, but CUDA is not available here; use 'cpu'")
+    return device
 
 
 def _amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
@@ -209,7 +216,7 @@ def train(cfg: TrainConfig, callback: Callable[[dict], None] | None = None) -> T
     ``callback``, if given, is called on rank 0 with each iteration's log record (a live plot).
     """
     world, rank, local_rank = _distributed()
-    device = _resolve_device(cfg.device)
+    device = resolve_device(cfg.device)
     if device.type == "cuda" and world > 1:
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)

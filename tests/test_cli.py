@@ -26,3 +26,13 @@ def test_full_scale_small(tmp_path):
     assert len(tables.categories) == 1203
     gt = load_lvis(path)
     assert len(gt.anns) == len(tables.annotations)
+
+
+def test_every_subcommand_is_registered():
+    from lvisnb import evaluate
+
+    parser = cli.build_parser()
+    assert parser.parse_args(["evaluate", "gt.json", "r.json"]).func is evaluate._cmd_evaluate
+    train_args = parser.parse_args(["train", "--max-iters", "3", "--resume"])
+    assert train_args.train_args == ["--max-iters", "3", "--resume"]
+    assert parser.parse_args(["run"]).func is cli._cmd_run

@@ -205,3 +205,12 @@ def test_lvisnb_train_command(tiny_train, toy_root, tmp_path, capsys):
 def test_bad_config_is_named(changes, message):
     with pytest.raises(ValueError, match=message):
         TrainConfig(**changes)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a CPU-only machine")
+def test_cuda_without_a_gpu_is_a_clear_error():
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        train_mod.resolve_device("cuda")
+    with pytest.raises(ValueError, match="not a torch device"):
+        train_mod.resolve_device("gpu0")
+    assert train_mod.resolve_device("auto").type == "cpu"

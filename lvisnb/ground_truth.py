@@ -1,0 +1,146 @@
+"""An LVIS ground truth prepared for evaluation: the annotation dict plus index arrays.
+
+(image, category) pairs are numbered ``row * K + col``, with ``row`` the image's position in
+the sorted image ids and ``col`` the category's position in the sorted category ids (K of
+them); every evaluation array's category axis follows ``category_ids``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+FREQUENCY_GROUPS = ("r", "c", "f")
+
+
+@dataclass
+class GroundTruth:
+    """An LVIS annotation dict with the arrays evaluation needs (the dict is never modified).
+
+    - ``image_ids``: sorted int64 (I,); ``image_sizes``: (I, 2) ``[height, width]`` pixels.
+    - ``category_ids``: sorted int64 (K,), LVIS ids, the K axis of every precision array;
+      ``names``, ``frequency`` ("r"/"c"/"f") and ``train_image_count`` (the categories'
+      ``image_count``, counted on the *train* split by LVIS; -1 when absent) in that order.
+    - ``ann_row``, ``ann_col``: per GT instance, its image's row in ``image_ids`` and its
+      category's column in ``category_ids``.
+    - ``verified``, ``negative``, ``not_exhaustive``: sorted pair keys ``row * K + col`` of
+      the (image, category) pairs that are verified (positive, i.e. annotated, or negative),
+      negative (in the image's ``neg_category_ids``) and in ``not_exhaustive_category_ids``.
+    """
+
+    dataset: dict
+    source: str
+    image_ids: np.ndarray
+    image_sizes: np.ndarray
+    category_ids: np.ndarray
+    names: list[str]
+    frequency: np.ndarray
+    train_image_count: np.ndarray
+    ann_row: np.ndarray
+    ann_col: np.ndarray
+    verified: np.ndarray
+    negative: np.ndarray
+    not_exhaustive: np.ndarray
+
+    @property
+    def num_categories(self) -> int:
+        return len(self.category_ids)
+
+    def pair_keys(self, image_ids: np.ndarray, category_ids: np.ndarray) -> np.ndarray:
+        """``row * K + col`` of known image and category ids (int64 arrays of equal length)."""
+        rows = np.searchsorted(self.image_ids, image_ids)
+        cols = np.searchsorted(self.category_ids, category_ids)
+        return rows * self.num_categories + cols
+
+
+def _flat_pairs(truth_rows: np.ndarray, lists: list[list], category_ids: np.ndarray, k: int):
+    lengths = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
+    flat = np.fromiter((c for ids in lists for c in ids), dtype=np.int64, count=int(lengths.sum()))
+    rows = np.repeat(truth_rows, lengths)
+    cols = np.searchsorted(category_ids, flat).clip(0, max(len(category_ids) - 1, 0))
+    known = category_ids[cols] == flat
+    return rows[known] * k + cols[known]
+
+
+def load_ground_truth(gt) -> GroundTruth:
+    """:class:`GroundTruth` from a path, a loaded LVIS dict or an ``lvis.LVIS`` object.
+
+    Checks what ``lvis.LVISEval`` reads (:func:`lvisnb.data.validate_dataset` plus the images'
+    ``neg_category_ids`` / ``not_exhaustive_category_ids`` and r/c/f frequencies); errors name
+    the file, the record and the key.
+    """
+    from lvisnb import data  # imports the lvis API, kept out of CLI start-up
+
+    if isinstance(gt, GroundTruth):
+        return gt
+    if isinstance(gt, str | os.PathLike):
+        dataset, source = data.load_json(gt), str(gt)
+    elif isinstance(gt, dict):
+        dataset, source = gt, "<dict>"
+    elif isinstance(getattr(gt, "dataset", None), dict):
+        dataset, source = gt.dataset, str(getattr(gt, "source", "<lvis.LVIS>"))
+    else:
+        raise TypeError(f"gt must be a path, an LVIS dict or an lvis.LVIS, got {type(gt)}")
+    data.validate_dataset(dataset, source)
+    images, categories = dataset["images"], dataset["categories"]
+    for index, image in enumerate(images):
+        for key in ("neg_category_ids", "not_exhaustive_category_ids"):
+            if not isinstance(image.get(key), list):
+                raise data.LVISFormatError(
+                    f"{source}: images[{index}] (id={image['id']!r}) needs a list "
+                    f"'{key}' for LVIS (federated) evaluation"
+                )
+    for index, category in enumerate(categories):
+        if category["frequency"] not in FREQUENCY_GROUPS:
+            raise data.LVISFormatError(
+                f"{source}: categories[{index}] (id={category['id']!r}) has frequency "
+                f"{category['frequency']!r}; expected 'r', 'c' or 'f'"
+            )
+    if not images or not categories:
+        raise data.LVISFormatError(f"{source}: no images or no categories to evaluate on")
+
+    image_order = sorted(range(len(images)), key=lambda i: images[i]["id"])
+    images_sorted = [images[i] for i in image_order]
+    image_ids = np.array([i["id"] for i in images_sorted], dtype=np.int64)
+    image_sizes = np.array([[i["height"], i["width"]] for i in images_sorted], dtype=np.int64)
+    cats = sorted(categories, key=lambda c: c["id"])
+    category_ids = np.array([c["id"] for c in cats], dtype=np.int64)
+    k = len(category_ids)
+    anns = dataset["annotations"]
+    ann_image = np.fromiter((a["image_id"] for a in anns), dtype=np.int64, count=len(anns))
+    ann_cat = np.fromiter((a["category_id"] for a in anns), dtype=np.int64, count=len(anns))
+    ann_row = np.searchsorted(image_ids, ann_image).clip(0, len(image_ids) - 1)
+    ann_col = np.searchsorted(category_ids, ann_cat).clip(0, k - 1)
+    unknown = np.flatnonzero((image_ids[ann_row] != ann_image) | (category_ids[ann_col] != ann_cat))
+    if unknown.size:
+        a = anns[int(unknown[0])]
+        raise data.LVISFormatError(
+            f"{source}: annotations[{int(unknown[0])}] (id={a['id']!r}) refers to an image or "
+            f"category that is not in the file (image_id={a['image_id']!r}, "
+            f"category_id={a['category_id']!r})"
+        )
+    rows = np.arange(len(images_sorted))
+    negative = _flat_pairs(rows, [i["neg_category_ids"] for i in images_sorted], category_ids, k)
+    not_exhaustive = _flat_pairs(
+        rows, [i["not_exhaustive_category_ids"] for i in images_sorted], category_ids, k
+    )
+    return GroundTruth(
+        dataset=dataset,
+        source=source,
+        image_ids=image_ids,
+        image_sizes=image_sizes,
+        category_ids=category_ids,
+        names=[c["name"] for c in cats],
+        frequency=np.array([c["frequency"] for c in cats]),
+        train_image_count=np.array(
+            [-1 if c.get("image_count") is None else c["image_count"] for c in cats],
+            dtype=np.int64,
+        ),
+        ann_row=ann_row,
+        ann_col=ann_col,
+        verified=np.union1d(ann_row * k + ann_col, negative),
+        negative=np.unique(negative),
+        not_exhaustive=np.unique(not_exhaustive),
+    )

@@ -1,0 +1,194 @@
+"""Run a trained Mask R-CNN over an LVIS split and write LVIS result records.
+
+One result record per detection, in the LVIS (= COCO) results format the official ``lvis`` API
+and faster-coco-eval read::
+
+    {"image_id": int,            # LVIS image id
+     "category_id": int,         # LVIS category id (not the model's contiguous label)
+     "bbox": [x, y, w, h],       # XYWH, original image pixels, rounded to 0.01 px
+     "score": float,             # classification score in (0, 1]
+     "segmentation": {"size": [H, W], "counts": str}}   # pycocotools RLE of the binary mask
+
+Defaults are LVIS's: score threshold 1e-4, at most 300 detections per image (LVIS AP is
+computed over the top 300 of each image). Masks are the model's per-detection probabilities
+pasted into the image and binarised at ``mask_thresh`` (0.5, mmdetection's ``mask_thr_binary``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator
+from contextlib import nullcontext
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+import pycocotools.mask as mask_utils
+import torch
+from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms.v2.functional import to_dtype
+from tqdm.auto import tqdm
+
+from lvisnb.data import image_path
+from lvisnb.dataset import CategoryMapping, LVISDetection, read_image
+from lvisnb.model import Preset, build_model
+
+__all__ = ["load_trained_model", "predict", "save_results", "masks_to_rle"]
+
+
+class _Images(Dataset):
+    """Images of an :class:`LVISDetection` as float32 [0, 1], with their ids (no targets)."""
+
+    def __init__(self, dataset: LVISDetection):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        info = self.dataset.image_info(index)
+        image = read_image(image_path(info, self.dataset.image_root), info["id"])
+        return to_dtype(image, torch.float32, scale=True), int(info["id"])
+
+
+def _collate(batch):
+    return tuple(zip(*batch, strict=True))
+
+
+def load_trained_model(
+    checkpoint: str | os.PathLike, device: str | torch.device = "cpu"
+) -> tuple[torch.nn.Module, CategoryMapping]:
+    """The model of a kit checkpoint (``checkpoints/final.pt``) in eval mode, and its mapping.
+
+    The checkpoint is read with ``weights_only=True``; its ``config["preset"]`` rebuilds the
+    architecture (no backbone weights are fetched), ``category_ids`` gives the label mapping
+    (label ``k`` = ``category_ids[k - 1]``).
+    """
+    from lvisnb.train import load_checkpoint
+
+    state = load_checkpoint(checkpoint)
+    try:
+        preset_fields = state["config"]["preset"]
+        category_ids = state["category_ids"]
+        weights = state["model"]
+    except KeyError as error:
+        raise ValueError(
+            f"{checkpoint}: not a kit training checkpoint (missing key {error.args[0]!r})"
+        ) from None
+    known = {f.name for f in fields(Preset)}
+    preset = Preset(**{k: v for k, v in preset_fields.items() if k in known})
+    mapping = CategoryMapping(tuple(category_ids))
+    model = build_model(preset, num_classes=mapping.num_classes, weights=False)
+    model.load_state_dict(weights)
+    return model.to(device).eval(), mapping
+
+
+def masks_to_rle(masks: torch.Tensor) -> list[dict]:
+    """Binary masks ``(K, H, W)`` (bool/uint8) -> K pycocotools RLEs with ``counts`` as str."""
+    if len(masks) == 0:
+        return []
+    array = np.asfortranarray(masks.to(torch.uint8).permute(1, 2, 0).cpu().numpy())
+    rles = mask_utils.encode(array)
+    for rle in rles:
+        rle["counts"] = rle["counts"].decode("ascii")
+    return rles
+
+
+def _records(output: dict, image_id: int, mapping: CategoryMapping, mask_thresh: float):
+    boxes = output["boxes"].float().cpu()
+    xywh = torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], dim=1)
+    xywh = torch.round(xywh * 100) / 100
+    category_ids = mapping.to_category_ids(output["labels"].cpu()).tolist()
+    scores = output["scores"].float().cpu().tolist()
+    rles = masks_to_rle(output["masks"][:, 0] >= mask_thresh) if "masks" in output else None
+    for k, (box, category_id, score) in enumerate(
+        zip(xywh.tolist(), category_ids, scores, strict=True)
+    ):
+        record = {"image_id": image_id, "category_id": category_id, "bbox": box, "score": score}
+        if rles is not None:
+            record["segmentation"] = rles[k]
+        yield record
+
+
+def predict(
+    model: torch.nn.Module,
+    dataset: LVISDetection,
+    mapping: CategoryMapping | None = None,
+    *,
+    batch_size: int = 2,
+    device: str | torch.device | None = None,
+    score_thresh: float = 1e-4,
+    max_dets: int = 300,
+    mask_thresh: float | None = None,
+    amp: bool = True,
+    num_workers: int = 0,
+    progress: bool = True,
+) -> Iterator[dict]:
+    """Yield LVIS result records (see the module docstring) for every image of ``dataset``.
+
+    ``model``: a torchvision Mask R-CNN (:func:`load_trained_model`); its ``score_thresh`` and
+    ``detections_per_img`` are set to ``score_thresh`` / ``max_dets`` for the call and
+    restored after. ``mapping`` converts labels to LVIS category ids (default: the dataset's).
+    Runs under ``torch.inference_mode``, with bf16/fp16 autocast on CUDA when ``amp``.
+    ``mask_thresh`` defaults to the model preset's (0.5).
+    """
+    mapping = mapping or dataset.mapping
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    if mask_thresh is None:
+        mask_thresh = getattr(getattr(model, "preset", None), "mask_thresh", 0.5)
+    heads = model.roi_heads
+    saved = heads.score_thresh, heads.detections_per_img
+    heads.score_thresh, heads.detections_per_img = score_thresh, max_dets
+    was_training = model.training
+    model.eval()
+    amp_dtype = None
+    if amp and device.type == "cuda":
+        amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    loader = DataLoader(
+        _Images(dataset),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        collate_fn=_collate,
+    )
+    bar = tqdm(total=len(dataset), desc="inference", unit="img", disable=not progress)
+    try:
+        with torch.inference_mode():
+            for images, image_ids in loader:
+                autocast = (
+                    torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else nullcontext()
+                )
+                with autocast:
+                    outputs = model([image.to(device, non_blocking=True) for image in images])
+                for output, image_id in zip(outputs, image_ids, strict=True):
+                    yield from _records(output, image_id, mapping, mask_thresh)
+                bar.update(len(images))
+    finally:
+        bar.close()
+        heads.score_thresh, heads.detections_per_img = saved
+        model.train(was_training)
+
+
+def save_results(path: str | os.PathLike, records: Iterable[dict]) -> int:
+    """Stream ``records`` to an LVIS results JSON array at ``path``; return how many.
+
+    Records are written one at a time as they come (a generator from :func:`predict` is never
+    held in memory as a whole), into a temporary file that is renamed at the end.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    count = 0
+    try:
+        with open(tmp, "w") as handle:
+            handle.write("[")
+            for record in records:
+                handle.write(",\n" if count else "\n")
+                handle.write(json.dumps(record, separators=(",", ":")))
+                count += 1
+            handle.write("\n]\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return count

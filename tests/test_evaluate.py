@@ -1,0 +1,518 @@
+import copy
+import json
+import math
+import re
+from collections import defaultdict
+
+import lvis
+import numpy as np
+import pycocotools.mask as mask_utils
+import pytest
+
+from lvisnb import detections, evaluate
+from lvisnb.lvis_api import LVISEval, LVISFromDict
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _rle(mask: np.ndarray) -> dict:
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
+
+
+def _box_mask(h: int, w: int, x: float, y: float, bw: float, bh: float) -> np.ndarray:
+    mask = np.zeros((h, w), dtype=bool)
+    mask[int(y) : int(math.ceil(y + bh)), int(x) : int(math.ceil(x + bw))] = True
+    return mask
+
+
+def _toy_detections(gt: dict, seed: int = 0) -> list[dict]:
+    """Perturbed GT (boxes jittered, masks shifted; 10% missed) plus false positives: on
+    negative categories, on not-exhaustive categories, on unverified categories (dropped by
+    LVIS), and 400+ on a few images (cut to 300). Scores are continuous, so no ties."""
+    rng = np.random.default_rng(seed)
+    images = {i["id"]: i for i in gt["images"]}
+    category_ids = [c["id"] for c in gt["categories"]]
+    results = []
+    for ann in gt["annotations"]:
+        if rng.random() < 0.1:
+            continue
+        image = images[ann["image_id"]]
+        h, w = image["height"], image["width"]
+        mask = mask_utils.decode(
+            mask_utils.merge(mask_utils.frPyObjects(ann["segmentation"], h, w))
+        )
+        x, y, bw, bh = ann["bbox"]
+        dy, dx = np.round(rng.normal(0, 0.08, 2) * (bh, bw)).astype(int)
+        shifted = np.zeros_like(mask)
+        ys, xs = np.nonzero(mask)
+        shifted[np.clip(ys + dy, 0, h - 1), np.clip(xs + dx, 0, w - 1)] = 1
+        box = [x + dx + rng.normal(0, 1), y + dy + rng.normal(0, 1)]
+        box += [bw * rng.uniform(0.9, 1.1), bh * rng.uniform(0.9, 1.1)]
+        results.append(
+            {
+                "image_id": ann["image_id"],
+                "category_id": ann["category_id"],
+                "score": float(rng.uniform(0.2, 1.0)),
+                "bbox": box,
+                "segmentation": _rle(shifted),
+            }
+        )
+    for image in gt["images"]:
+        h, w = image["height"], image["width"]
+        for _ in range(420 if image["id"] % 20 == 1 else 8):
+            kind = rng.integers(4)
+            if kind == 0 and image["neg_category_ids"]:
+                category = int(rng.choice(image["neg_category_ids"]))
+            elif kind == 1 and image["not_exhaustive_category_ids"]:
+                category = int(rng.choice(image["not_exhaustive_category_ids"]))
+            else:  # a positive, negative or (mostly) unverified category
+                category = int(rng.choice(category_ids))
+            bw, bh = np.exp(rng.uniform(np.log(4), np.log(0.8 * min(h, w)), 2))
+            x, y = rng.uniform(0, w - bw), rng.uniform(0, h - bh)
+            results.append(
+                {
+                    "image_id": image["id"],
+                    "category_id": category,
+                    "score": float(rng.uniform(0.0, 0.9)),
+                    "bbox": [x, y, bw, bh],
+                    "segmentation": _rle(_box_mask(h, w, x, y, bw, bh)),
+                }
+            )
+    return results
+
+
+@pytest.fixture(scope="module", params=["distinct scores", "tied scores"])
+def toy_case(request, toy_val):
+    gt = json.loads(toy_val.read_text())
+    results = _toy_detections(gt)
+    if request.param == "tied scores":  # ties are broken by input order, as LVIS does
+        for record in results:
+            record["score"] = round(record["score"], 1)
+    snapshot = copy.deepcopy(results)
+    runs = {}
+    for backend in evaluate.BACKENDS:
+        with pytest.warns(UserWarning, match="more than 300 detections"):
+            runs[backend] = evaluate.evaluate(toy_val, results, backend=backend)
+    return gt, results, snapshot, runs
+
+
+def _image(image_id, neg=(), not_exhaustive=(), size=(100, 100)):
+    return {
+        "id": image_id,
+        "height": size[0],
+        "width": size[1],
+        "coco_url": f"http://x/val2017/{image_id:012d}.jpg",
+        "neg_category_ids": list(neg),
+        "not_exhaustive_category_ids": list(not_exhaustive),
+    }
+
+
+def _ann(ann_id, image_id, category_id, x, y, w, h):
+    return {
+        "id": ann_id,
+        "image_id": image_id,
+        "category_id": category_id,
+        "bbox": [x, y, w, h],
+        "area": float(w * h),
+        "segmentation": [[x, y, x + w, y, x + w, y + h, x, y + h]],
+    }
+
+
+CATEGORIES = [
+    {"id": 1, "name": "abacus", "frequency": "r", "image_count": 3},
+    {"id": 2, "name": "banana", "frequency": "c", "image_count": 40},
+    {"id": 3, "name": "cup", "frequency": "f", "image_count": 900},
+]
+
+
+def _both(gt, results, **kwargs):
+    return {b: evaluate.evaluate(gt, results, backend=b, **kwargs) for b in evaluate.BACKENDS}
+
+
+def _assert_agree(runs, iou_types=evaluate.IOU_TYPES):
+    fast, official = runs["fast"], runs["lvis"]
+    for iou_type in iou_types:
+        assert list(fast.metrics[iou_type]) == list(official.metrics[iou_type])
+        for name, value in official.metrics[iou_type].items():
+            assert fast.metrics[iou_type][name] == pytest.approx(value, abs=1e-4), (iou_type, name)
+
+
+# ----------------------------------------------------------------------------- backends agree
+
+
+def test_toy_detections_exercise_every_lvis_rule(toy_case):
+    gt, results, _, runs = toy_case
+    images = {i["id"]: i for i in gt["images"]}
+    positive = defaultdict(set)
+    for ann in gt["annotations"]:
+        positive[ann["image_id"]].add(ann["category_id"])
+    kinds = defaultdict(int)
+    for r in results:
+        image = images[r["image_id"]]
+        if r["category_id"] in image["neg_category_ids"]:
+            kinds["negative"] += 1
+        elif r["category_id"] in image["not_exhaustive_category_ids"]:
+            kinds["not_exhaustive"] += 1
+        elif r["category_id"] not in positive[r["image_id"]]:
+            kinds["unverified"] += 1
+    assert min(kinds["negative"], kinds["not_exhaustive"], kinds["unverified"]) >= 20
+    info = runs["fast"].info
+    assert info["images_over_limit"] >= 2 and info["dropped_by_image_limit"] > 0
+    assert info["num_verified_detections"] < info["num_detections"]
+
+
+def test_fast_and_official_backends_agree_on_every_metric(toy_case):
+    _, _, _, runs = toy_case
+    _assert_agree(runs)
+    for iou_type in evaluate.IOU_TYPES:
+        metrics = runs["lvis"].metrics[iou_type]
+        assert list(metrics) == list(evaluate.metric_names())
+        assert 0.05 < metrics["AP"] < 0.9 and metrics["AP50"] > metrics["AP75"]
+        assert all(0 < metrics[name] < 1 for name in ("APr", "APc", "APf", "APpool"))
+        assert metrics["APfixed"] != metrics["AP"]  # the per-image limit mattered
+
+
+def test_per_category_tables_agree_and_describe_categories(toy_case):
+    gt, _, _, runs = toy_case
+    fast, official = runs["fast"].per_category, runs["lvis"].per_category
+    assert list(fast.columns) == [
+        "id",
+        "name",
+        "frequency",
+        "train_image_count",
+        "AP_bbox",
+        "APfixed_bbox",
+        "AP_segm",
+        "APfixed_segm",
+        "val_instances",
+    ]
+    for column in ("AP_bbox", "AP_segm", "APfixed_bbox", "APfixed_segm"):
+        assert np.array_equal(fast[column].isna(), official[column].isna())
+        np.testing.assert_allclose(fast[column].fillna(0), official[column].fillna(0), atol=1e-4)
+    cats = sorted(gt["categories"], key=lambda c: c["id"])
+    assert fast["id"].tolist() == [c["id"] for c in cats]
+    assert fast["train_image_count"].tolist() == [c["image_count"] for c in cats]
+    assert fast["val_instances"].sum() == len(gt["annotations"])
+    assert fast["AP_bbox"].isna().tolist() == (fast["val_instances"] == 0).tolist()
+    # the mean of per-category AP is AP
+    assert fast["AP_segm"].mean() == pytest.approx(runs["fast"].metrics["segm"]["AP"], abs=1e-9)
+
+
+def test_results_list_is_not_modified(toy_case):
+    _, results, snapshot, _ = toy_case
+    assert results == snapshot
+
+
+def test_lvis_backend_matches_lvis_eval_run_directly(toy_case, toy_val):
+    """The reference path is the official one: LVISResults (300 per image) + LVISEval."""
+    _, results, _, runs = toy_case
+    gt = LVISFromDict(json.loads(toy_val.read_text()))
+    boxes = [{k: r[k] for k in ("image_id", "category_id", "score", "bbox")} for r in results]
+    ev = LVISEval(gt, boxes, "bbox")
+    ev.run()
+    for name, value in ev.get_results().items():
+        assert runs["lvis"].metrics["bbox"][name] == pytest.approx(value, abs=1e-12)
+
+
+def test_ground_truth_can_be_loaded_once_and_reused(toy_case, toy_val):
+    _, results, _, runs = toy_case
+    truth = evaluate.load_ground_truth(toy_val)
+    for gt in (truth, lvis.LVIS(str(toy_val))):
+        with pytest.warns(UserWarning):
+            again = evaluate.evaluate(gt, results, iou_types="bbox", fixed=False)
+        assert again.metrics["bbox"]["AP"] == runs["fast"].metrics["bbox"]["AP"]
+
+
+def test_options_are_checked():
+    with pytest.raises(ValueError, match="iou_types"):
+        evaluate.evaluate({}, [], iou_types=("keypoints",))
+    with pytest.raises(ValueError, match="backend"):
+        evaluate.evaluate({}, [], backend="coco")
+    with pytest.raises(ValueError, match="no detections"):
+        evaluate.evaluate(_tiny_gt(), [])
+
+
+# ----------------------------------------------------------------------------- hand-built cases
+
+
+def test_segm_size_ranges_use_the_mask_area_not_the_box_area():
+    """A false positive with a 5x5 mask but a 200x200 box: small for segm, large for bbox."""
+    gt = {
+        "images": [_image(1, size=(200, 200))],
+        "annotations": [_ann(1, 1, 3, 20, 20, 10, 10)],
+        "categories": CATEGORIES,
+    }
+    true_positive = {
+        "image_id": 1,
+        "category_id": 3,
+        "score": 0.9,
+        "bbox": [20, 20, 10, 10],
+        "segmentation": _rle(_box_mask(200, 200, 20, 20, 10, 10)),
+    }
+    false_positive = {
+        "image_id": 1,
+        "category_id": 3,
+        "score": 0.95,
+        "bbox": [0, 0, 200, 200],
+        "segmentation": _rle(_box_mask(200, 200, 150, 150, 5, 5)),
+    }
+    results = [true_positive, false_positive]
+    runs = _both(gt, results, fixed=False)
+    _assert_agree(runs)
+    segm, bbox = runs["fast"].metrics["segm"], runs["fast"].metrics["bbox"]
+    assert segm["APs"] == pytest.approx(0.5)  # the FP (mask area 25) outranks the TP
+    assert segm["AP"] == pytest.approx(0.5)
+    assert bbox["APs"] == pytest.approx(1.0)  # the FP box (area 40000) is large: ignored
+    assert bbox["AP"] == pytest.approx(0.5)
+    # lvis.LVISResults itself takes the area from the box when one is given:
+    ev = LVISEval(LVISFromDict(copy.deepcopy(gt)), copy.deepcopy(results), "segm")
+    ev.run()
+    assert ev.get_results()["APs"] == pytest.approx(1.0)
+
+
+def _cap_case():
+    """Image 1: one 'abacus' (rare) found with score 0.1, below 300 'banana' (common) false
+    positives on the same image; banana is verified absent there (negative)."""
+    gt = {
+        "images": [_image(1, neg=[2]), _image(2, neg=[1, 2])],
+        "annotations": [_ann(1, 1, 1, 10, 10, 30, 30), _ann(2, 2, 3, 50, 50, 20, 20)],
+        "categories": CATEGORIES,
+    }
+    rng = np.random.default_rng(0)
+    results = [
+        {"image_id": 1, "category_id": 2, "score": float(s), "bbox": [60, 60, 10, 10]}
+        for s in rng.uniform(0.5, 1.0, 300)
+    ]
+    results.append({"image_id": 1, "category_id": 1, "score": 0.1, "bbox": [10, 10, 30, 30]})
+    results.append({"image_id": 2, "category_id": 3, "score": 0.8, "bbox": [50, 50, 20, 20]})
+    return gt, results
+
+
+def test_per_image_limit_changes_ap_and_ap_fixed_removes_it():
+    gt, results = _cap_case()
+    with pytest.warns(UserWarning, match="1 image\\(s\\) have more than 300 detections"):
+        runs = _both(gt, results, iou_types=("bbox",))
+    _assert_agree(runs, ("bbox",))
+    m = runs["fast"].metrics["bbox"]
+    assert m["APr"] == 0.0  # the abacus detection was cut by the 300-per-image limit
+    assert m["APf"] == 1.0
+    assert m["AP"] == pytest.approx(0.5)
+    assert m["APc"] == -1.0  # banana has no GT anywhere
+    assert m["APfixed_r"] == 1.0 and m["APfixed"] == 1.0
+    # pooled over all categories: 300 banana FPs rank above the abacus TP, the cup TP first
+    # (0.8 > most banana scores): precision 1 at recall 0.5, then 2 / 302 at recall 1.
+    banana_above_cup = sum(r["score"] > 0.8 for r in results if r["category_id"] == 2)
+    first = 1 / (banana_above_cup + 1)
+    expected = (51 * max(first, 2 / 302) + 50 * (2 / 302)) / 101
+    assert m["APpool"] == pytest.approx(expected, abs=1e-9)
+    assert m["APpool_r"] == 1.0 and m["APpool_f"] == 1.0 and m["APpool_c"] == -1.0
+
+
+def test_dets_per_class_budget_keeps_the_best_scored():
+    gt, results = _cap_case()
+    # a better-scored abacus false positive on image 2, where abacus is verified absent
+    results.append({"image_id": 2, "category_id": 1, "score": 0.2, "bbox": [0, 0, 5, 5]})
+    for budget, expected in ((1, 0.0), (2, 0.5)):
+        with pytest.warns(UserWarning):
+            runs = _both(gt, results, iou_types=("bbox",), dets_per_class=budget)
+        _assert_agree(runs, ("bbox",))
+        assert runs["fast"].metrics["bbox"]["APfixed_r"] == pytest.approx(expected)
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def _tiny_gt():
+    return {
+        "images": [_image(1, neg=[2]), _image(7, size=(50, 60))],
+        "annotations": [_ann(1, 1, 1, 10, 10, 30, 30)],
+        "categories": CATEGORIES,
+    }
+
+
+def _good(**changes):
+    record = {
+        "image_id": 1,
+        "category_id": 1,
+        "score": 0.5,
+        "bbox": [10.0, 10.0, 30.0, 30.0],
+        "segmentation": _rle(_box_mask(100, 100, 10, 10, 30, 30)),
+    }
+    return record | changes
+
+
+def _counts(mask_size=(100, 100)):
+    return _rle(_box_mask(*mask_size, 10, 10, 30, 30))["counts"]
+
+
+@pytest.mark.parametrize(
+    ("bad", "field", "reason"),
+    [
+        ({"category_id": 99}, "category_id", "99 is not a category"),
+        ({"image_id": 5}, "image_id", "5 is not an image"),
+        ({"image_id": 1.0}, "image_id", "must be an integer"),
+        ({"score": float("nan")}, "score", "must be finite"),
+        ({"score": "high"}, "score", "must be a number"),
+        ({"bbox": [1, 2, float("inf"), 3]}, "bbox", "must be finite"),
+        ({"bbox": [1, 2, -3, 3]}, "bbox", "negative width or height"),
+        ({"bbox": [1, 2, 3]}, "bbox", "must be 4 numbers"),
+        ({"segmentation": [[1, 2, 3, 4, 5, 6]]}, "segmentation", "compressed RLE"),
+        ({"segmentation": {"size": [100, 90], "counts": _counts()}}, "segmentation.size", ""),
+        ({"segmentation": {"size": [100, 100], "counts": [0, 5]}}, "segmentation.counts", ""),
+        (
+            {"segmentation": {"size": [100, 100], "counts": _counts()[:-1]}},
+            "segmentation.counts",
+            "not a valid compressed RLE",
+        ),
+        (
+            {"segmentation": {"size": [100, 100], "counts": _counts((90, 100))}},
+            "segmentation.counts",
+            "runs cover 9000 pixels",
+        ),
+        (
+            {"segmentation": {"size": [100, 100], "counts": "~~" + _counts()}},
+            "segmentation.counts",
+            "not a valid compressed RLE string",
+        ),
+    ],
+)
+def test_invalid_records_name_the_first_offender(bad, field, reason):
+    records = [_good(), _good(score=0.7), _good() | bad, _good() | bad]
+    with pytest.raises(ValueError, match=r"<list>: results\[2\] \(image_id=.*\) field") as error:
+        evaluate.evaluate(_tiny_gt(), records, fixed=False)
+    assert f"field '{field}'" in str(error.value)
+    assert reason in str(error.value)
+
+
+def test_missing_fields_and_files_are_reported(tmp_path):
+    record = _good()
+    del record["score"]
+    with pytest.raises(ValueError, match=r"results\[1\] \(image_id=1\) field 'score' is missing"):
+        evaluate.evaluate(_tiny_gt(), [_good(), record], fixed=False)
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps([_good(), _good(category_id=42)]))
+    with pytest.raises(
+        ValueError, match=re.escape(f"{path}: results[1] (image_id=1) field 'category_id' 42")
+    ):
+        evaluate.evaluate(_tiny_gt(), path)
+    path.write_text(json.dumps({"annotations": []}))
+    with pytest.raises(ValueError, match="JSON list of detections"):
+        evaluate.evaluate(_tiny_gt(), path)
+    with pytest.raises(FileNotFoundError):
+        evaluate.evaluate(_tiny_gt(), tmp_path / "missing.json")
+    gt = _tiny_gt()
+    del gt["images"][1]["neg_category_ids"]
+    with pytest.raises(ValueError, match=r"images\[1\] \(id=7\) needs a list 'neg_category_ids'"):
+        evaluate.evaluate(gt, [_good()])
+
+
+def test_box_only_results_are_enough_for_bbox():
+    records = [{k: v for k, v in _good().items() if k != "segmentation"}]
+    result = evaluate.evaluate(_tiny_gt(), records, iou_types=["bbox"])
+    assert result.metrics["bbox"]["AP"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="field 'segmentation' is missing"):
+        evaluate.evaluate(_tiny_gt(), records, iou_types=["segm"])
+
+
+def test_mask_only_results_get_boxes_and_areas_from_masks():
+    records = [{k: v for k, v in _good().items() if k != "bbox"}]
+    runs = _both(_tiny_gt(), records)
+    _assert_agree(runs)
+    assert runs["fast"].metrics["bbox"]["AP"] == pytest.approx(1.0)
+
+
+# ----------------------------------------------------------------------------- building blocks
+
+
+def test_rle_decoder_matches_pycocotools():
+    rng = np.random.default_rng(0)
+    masks = [np.zeros((3, 4)), np.ones((5, 2)), rng.random((40, 30)) < 0.5]
+    masks += [_box_mask(60, 80, *rng.uniform(0, 40, 4)) for _ in range(20)]
+    rles = [mask_utils.encode(np.asfortranarray(m.astype(np.uint8))) for m in masks]
+    counts = [r["counts"] for r in rles]
+    total, area, ok = detections.rle_runs_summary(counts)
+    assert ok.all()
+    assert total.tolist() == [m.size for m in masks]
+    assert area.tolist() == [int(mask_utils.area(r)) for r in rles]
+
+
+def test_rle_decoder_works_in_chunks(monkeypatch):
+    rng = np.random.default_rng(1)
+    counts = [
+        mask_utils.encode(np.asfortranarray((rng.random((20, 20)) < 0.3).astype(np.uint8)))[
+            "counts"
+        ]
+        for _ in range(30)
+    ]
+    whole = detections.rle_runs_summary(counts)
+    monkeypatch.setattr(detections, "_RLE_CHUNK_CHARS", 50)
+    for a, b in zip(whole, detections.rle_runs_summary(counts), strict=True):
+        assert np.array_equal(a, b)
+
+
+def test_category_chunks_bound_the_cells_walked():
+    from lvisnb.fast_eval import _chunks
+
+    counts = np.array([10, 1, 5, 4, 2, 9, 300, 150])
+    groups = _chunks(counts)
+    assert sorted(np.concatenate(groups).tolist()) == list(range(len(counts)))
+    assert sum(counts[g].max() * len(g) for g in groups) <= 2 * counts.sum()
+    assert [g.tolist() for g in groups][:3] == [[6], [7], [0, 5]]
+
+
+def test_per_image_cap_reproduces_lvis_results_order():
+    rng = np.random.default_rng(2)
+    n = 500
+    records = [
+        {
+            "image_id": int(rng.integers(1, 4)),
+            "category_id": 1,
+            "score": float(rng.integers(0, 20)) / 20,  # many ties
+            "bbox": [0, 0, 1, 1],
+            "id": i,
+        }
+        for i in range(n)
+    ]
+    det = detections.Detections(
+        image_id=np.array([r["image_id"] for r in records]),
+        category_id=np.ones(n, dtype=np.int64),
+        score=np.array([r["score"] for r in records]),
+        bbox=None,
+        segmentation=None,
+    )
+    kept, info = detections.cap_per_image(det, 150)
+    expected = lvis.LVISResults.limit_dets_per_image(None, records, 150)
+    assert kept.tolist() == [r["id"] for r in expected]
+    assert info["images_over_limit"] == 3
+
+
+# ----------------------------------------------------------------------------- output and CLI
+
+
+def test_cli_prints_the_table_and_writes_metrics_json(tmp_path, capsys):
+    gt_path = tmp_path / "gt.json"
+    gt_path.write_text(json.dumps(_tiny_gt()))
+    results_path = tmp_path / "results.json"
+    results_path.write_text(json.dumps([_good()]))
+    out = tmp_path / "out" / "metrics.json"
+    csv = tmp_path / "per_category.csv"
+    argv = [str(gt_path), str(results_path), "--backend", "lvis", "--iou-types", "segm"]
+    assert evaluate.main_evaluate(argv + ["--out", str(out), "--per-category-csv", str(csv)]) == 0
+    printed = capsys.readouterr().out
+    assert "APfixed" in printed and "segm" in printed and str(out) in printed
+    saved = json.loads(out.read_text())
+    assert saved["metrics"]["segm"]["AP"] == pytest.approx(1.0)
+    assert saved["info"]["backend"] == "lvis"
+    assert saved["per_category"][1]["AP_segm"] is None  # banana: no GT
+    assert csv.read_text().startswith("id,name,frequency,train_image_count,AP_segm")
+
+
+def test_evaluate_parser_registers_as_a_subcommand():
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="lvisnb")
+    evaluate.add_evaluate_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["evaluate", "gt.json", "res.json", "--iou-types", "bbox"])
+    assert args.func is evaluate._cmd_evaluate
+    assert (args.backend, args.iou_types, args.out) == ("fast", ["bbox"], "metrics.json")
