@@ -44,15 +44,21 @@ from lvisnb.train import TrainConfig, read_log, train  # noqa: E402
 from lvisnb.transforms import train_transforms  # noqa: E402
 
 
-def bare_loop(preset_name: str, paths: dict, batch: int, iters: int, warmup: int) -> float:
-    """Images/s of a plain loop over the kit's model, data and optimiser settings."""
+def _train_dataset(preset_name: str, paths: dict) -> LVISDetection:
+    """toy-LVIS train with the preset's training transforms, as the kit's loop builds it."""
     preset = get_preset(preset_name)
-    dataset = LVISDetection(
+    return LVISDetection(
         paths["train"],
         paths["root"],
         transforms=train_transforms(preset.train_scales, preset.max_size, preset.flip_prob),
         skip_empty=True,
     )
+
+
+def bare_loop(preset_name: str, paths: dict, batch: int, iters: int, warmup: int) -> float:
+    """Images/s of a plain loop over the kit's model, data and optimiser settings."""
+    preset = get_preset(preset_name)
+    dataset = _train_dataset(preset_name, paths)
     sampler = build_sampler("rfs", dataset, preset.rfs_threshold, 0, 1, 0)
     torch.manual_seed(0)
     model = build_model(preset, num_classes=dataset.mapping.num_classes)
@@ -110,13 +116,7 @@ def kit_loop(preset_name: str, paths: dict, batch: int, iters: int, warmup: int)
 
 def data_pipeline(preset_name: str, paths: dict, images: int, workers: int) -> float:
     """Images/s through decode + masks + training transforms with ``workers`` workers."""
-    preset = get_preset(preset_name)
-    dataset = LVISDetection(
-        paths["train"],
-        paths["root"],
-        transforms=train_transforms(preset.train_scales, preset.max_size, preset.flip_prob),
-        skip_empty=True,
-    )
+    dataset = _train_dataset(preset_name, paths)
     subset = torch.utils.data.Subset(dataset, range(min(images, len(dataset))))
     loader = DataLoader(subset, batch_size=4, collate_fn=collate, num_workers=workers)
     tic = time.perf_counter()

@@ -323,3 +323,24 @@ def repeat_factor_table(
         }
     )
     return table.reindex(list(FREQUENCY_GROUPS)).fillna(0)
+
+
+def best_and_worst(per_category: pd.DataFrame, column: str = "AP_segm", n: int = 3) -> pd.DataFrame:
+    """The ``n`` best and ``n`` worst categories by ``column`` within each frequency group.
+
+    ``per_category``: ``lvisnb.evaluate.evaluate(...).per_category``; categories without val
+    ground truth (NaN) are skipped. Rows sorted by group (r, c, f), then best before worst.
+    """
+    frame = per_category.dropna(subset=[column])
+    parts = []
+    for group in FREQUENCY_GROUPS:
+        members = frame[frame["frequency"].astype(str) == group].sort_values(
+            column, ascending=False
+        )
+        best = members.head(n).assign(rank="best")
+        worst = members.tail(min(n, max(len(members) - n, 0))).assign(rank="worst")
+        parts.extend([best, worst])
+    columns = ["frequency", "rank", "name", "id", "train_image_count", "val_instances", column]
+    if not parts:
+        return pd.DataFrame(columns=columns)
+    return pd.concat(parts)[columns].reset_index(drop=True)

@@ -10,7 +10,8 @@ and faster-coco-eval read::
      "segmentation": {"size": [H, W], "counts": str}}   # pycocotools RLE of the binary mask
 
 Defaults are LVIS's: score threshold 1e-4, at most 300 detections per image (LVIS AP is
-computed over the top 300 of each image). Masks are the model's per-detection probabilities
+computed over the top 300 of each image; the ``toy`` preset keeps 100, plenty for 40
+categories and cheaper on a CPU). Masks are the model's per-detection probabilities
 pasted into the image and binarised at ``mask_thresh`` (0.5, mmdetection's ``mask_thr_binary``).
 """
 
@@ -119,7 +120,7 @@ def predict(
     batch_size: int = 2,
     device: str | torch.device | None = None,
     score_thresh: float = 1e-4,
-    max_dets: int = 300,
+    max_dets: int | None = None,
     mask_thresh: float | None = None,
     amp: bool = True,
     num_workers: int = 0,
@@ -129,7 +130,9 @@ def predict(
 
     ``model``: a torchvision Mask R-CNN (:func:`load_trained_model`); its ``score_thresh`` and
     ``detections_per_img`` are set to ``score_thresh`` / ``max_dets`` for the call and
-    restored after. ``mapping`` converts labels to LVIS category ids (default: the dataset's).
+    restored after. ``max_dets=None`` keeps the model's own limit (the preset's
+    ``box_detections_per_img``: 300 for the seed rows, 100 for ``toy``), capped at LVIS's 300.
+    ``mapping`` converts labels to LVIS category ids (default: the dataset's).
     Runs under ``torch.inference_mode``, with bf16/fp16 autocast on CUDA when ``amp``.
     ``mask_thresh`` defaults to the model preset's (0.5).
     """
@@ -139,6 +142,8 @@ def predict(
         mask_thresh = getattr(getattr(model, "preset", None), "mask_thresh", 0.5)
     heads = model.roi_heads
     saved = heads.score_thresh, heads.detections_per_img
+    if max_dets is None:
+        max_dets = min(heads.detections_per_img, 300)
     heads.score_thresh, heads.detections_per_img = score_thresh, max_dets
     was_training = model.training
     model.eval()

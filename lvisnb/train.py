@@ -297,8 +297,8 @@ def train(cfg: TrainConfig, callback: Callable[[dict], None] | None = None) -> T
         scaler.load_state_dict(state["scaler"])
         iteration, epoch, position = state["iteration"], state["epoch"], state["position"]
         _set_rng_state(state["rng"][min(rank, len(state["rng"]) - 1)])
+    run_dir.mkdir(parents=True, exist_ok=True)  # every rank: each writes its samples file
     if is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.json").write_text(json.dumps(config_record, indent=2, default=str))
         _truncate_log(run_dir / LOG_FILE, iteration)
 

@@ -297,3 +297,63 @@ class LiveLossPlot:
         else:
             self._handle.update(fig)
         plt.close(fig)
+
+
+def ap_by_group(metrics: dict[str, dict[str, float]]) -> Figure:
+    """Bars of AP, APr, APc, APf for box (``bbox``) and mask (``segm``) AP.
+
+    ``metrics``: ``lvisnb.evaluate.evaluate(...).metrics``; undefined values (-1) are left out.
+    """
+    rows = [
+        {"iou type": {"bbox": "box", "segm": "mask"}.get(iou_type, iou_type), "metric": name,
+         "AP": values[name]}
+        for iou_type, values in metrics.items()
+        for name in ("APr", "APc", "APf", "AP")
+        if values.get(name, -1) >= 0
+    ]  # fmt: skip
+    frame = pd.DataFrame(rows)
+    palette = {
+        "APr": FREQUENCY_COLOURS["r"],
+        "APc": FREQUENCY_COLOURS["c"],
+        "APf": FREQUENCY_COLOURS["f"],
+        "AP": "0.5",
+    }
+    fig, ax = plt.subplots(figsize=(7, 4))
+    sns.barplot(data=frame, x="iou type", y="AP", hue="metric", palette=palette, ax=ax)
+    for container in ax.containers:
+        ax.bar_label(container, fmt="%.3f", fontsize=7)
+    ax.set(xlabel="", ylabel="AP (IoU 0.50:0.95)", title="AP by frequency group", ylim=(0, 1))
+    ax.legend(frameon=False, ncols=4, loc="upper left")
+    sns.despine(fig)
+    return fig
+
+
+def ap_vs_train_count(per_category: pd.DataFrame, column: str = "AP_segm") -> Figure:
+    """Per-category AP (``column``) against its number of training images, log x.
+
+    ``per_category``: ``evaluate(...).per_category`` (``train_image_count``, ``frequency``);
+    categories without val ground truth (NaN AP) are left out. Dashed lines: the r/c and c/f
+    boundaries at 10 and 100 training images.
+    """
+    frame = per_category.dropna(subset=[column, "train_image_count"]).copy()
+    frame["group"] = frame["frequency"].astype(str).map(FREQUENCY_NAMES)
+    frame["train images"] = frame["train_image_count"].astype(float)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    sns.scatterplot(
+        data=frame,
+        x="train images",
+        y=column,
+        hue="group",
+        hue_order=GROUP_ORDER,
+        palette=GROUP_PALETTE,
+        s=40,
+        ax=ax,
+    )
+    ax.set_xscale("log")
+    _draw_group_thresholds(ax, axis="x")
+    label = {"AP_segm": "mask AP", "AP_bbox": "box AP"}.get(column, column)
+    ax.set(xlabel="training images of the category (log)", ylabel=label,
+           title=f"Per-category {label} against training data")  # fmt: skip
+    ax.legend(frameon=False, title="")
+    sns.despine(fig)
+    return fig

@@ -239,7 +239,7 @@ def test_schedule_iters_converts_epochs_and_keeps_iteration_schedules():
     assert p.schedule_iters(1000, total_batch=2) == (12 * 500, (8 * 500, 11 * 500))
     v05 = get_preset(SEED_NAMES[4])
     assert v05.schedule_iters(160, 16) == (24 * 10, (16 * 10, 22 * 10))
-    assert TOY.schedule_iters(images_per_epoch=1000, total_batch=16) == (1500, (1000, 1350))
+    assert TOY.schedule_iters(images_per_epoch=1000, total_batch=16) == (1100, (733, 990))
     own = get_preset("toy", max_iters=40, lr_steps_iters=(30,))
     assert own.schedule_iters(123, 7) == (40, (30,))
     with pytest.raises(ValueError, match="images_per_epoch"):
@@ -389,7 +389,7 @@ def test_toy_model_structure(toy_model):
     assert all(p.requires_grad for p in body.parameters())  # trainable_layers=5: stem included
     assert isinstance(body.bn1, nn.GroupNorm) and body.bn1.num_groups == 16
     assert not any(isinstance(m, FrozenBatchNorm2d | nn.BatchNorm2d) for m in toy_model.modules())
-    assert toy_model.backbone.out_channels == 128
+    assert toy_model.backbone.out_channels == TOY.fpn_channels == 64
     assert toy_model.roi_heads.box_predictor.cls_score.out_features == 6
     assert toy_model.roi_heads.box_predictor.bbox_pred.out_features == 24
     assert toy_model.roi_heads.mask_predictor.mask_fcn_logits.out_channels == 6

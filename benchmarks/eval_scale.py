@@ -1,0 +1,503 @@
+"""LVIS evaluation at LVIS v1 val scale: the kit's ``evaluate`` beside the official ``LVISEval``.
+
+    python benchmarks/eval_scale.py [--images 19809] [--dets 300] [--repeat 1] [--skip-lvis]
+        [--iou-types bbox segm] [--mem-limit-gb GB] [--out-section eval_scale] [--no-write]
+
+A synthetic case the size of LVIS v1 val, generated once and cached under ``data/eval-scale/``:
+
+- Ground truth (``lvisnb.toy.make_full_scale_lvis``, no image files): ``--images`` images
+  (19,809 as val) of 400-640 x 300-480 px, the 1,203 real LVIS v1 categories with their real
+  r/c/f groups, each annotated in ``round(real train image count * images / 100,170)``
+  images (at least 1, so every category has GT), ``round(244,707 * images / 19,809)``
+  instances (LVIS v1 val's 12.35 per image), 16-vertex polygons whose ``bbox`` is their
+  extent, federated labels: 0-8 ``neg_category_ids`` per image, ~10% of an image's present
+  categories ``not_exhaustive``.
+- Results: exactly ``--dets`` detections per image (so ``LVISResults``' per-image cut drops
+  nothing). Per GT instance: 90% get a true positive, its polygon scaled and shifted by a
+  random 2-30% of its size (IoU spread from ~0.95 to ~0.3), 15% a duplicate, 20% a copy with
+  a wrong category (a negative one half the time when the image has one); per present
+  category Poisson(1) false positives, per negative category Poisson(1.5); the rest random
+  polygons on random categories (mostly unverified, which LVIS ignores). Random polygons have
+  GT-like sizes. Scores random (Beta(5, 2) for true positives, Beta(2, 5) otherwise, 6
+  decimals). ``bbox`` XYWH is the polygon's extent; ``segmentation`` the polygon as a
+  compressed RLE (``pycocotools.mask.frPyObjects``).
+
+Each measurement runs in its own Python process (peak RSS ``ru_maxrss`` is that step's own,
+imports included); the wall time runs from before reading the JSON files to the metrics
+(imports excluded), for one IoU type per process:
+
+- kit: ``lvisnb.evaluate.evaluate(gt, results, iou_types=(T,), backend="fast", fixed=False)``.
+- LVISEval: ``lvis.LVIS(gt)``, ``lvis.LVISResults(gt, results)``,
+  ``lvisnb.lvis_api.LVISEval(gt, dt, T).run()`` (the official code; ``lvis_api`` only makes
+  its ``np.float`` work with numpy 2). The results file is read with ``json.load`` (as
+  ``LVISResults(gt, path)`` would) and, for segm only, the records' ``bbox`` dropped before
+  ``LVISResults``, so that it takes areas from the masks as the kit does for segm (detectron2
+  does the same before calling ``LVISEval``). The official code runs as it is, with Python's
+  garbage collector on (the kit pauses it during ``evaluate``).
+
+Figures go to the ``eval_scale`` section of RESULTS.md (``--out-section``, ``--no-write``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+LVIS_V1_VAL_IMAGES = 19_809
+LVIS_V1_VAL_INSTANCES = 244_707
+IOU_TYPES = ("bbox", "segm")
+GENERATOR = "v1"  # bump when the generated files change
+VERTICES = 16  # polygon vertices of GT (make_full_scale_lvis) and of detections
+TARGET_SPEEDUP = 10.0
+TARGET_DIFF = 1e-4
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def make_gt(path: Path, images: int, seed: int) -> None:
+    """The val-sized GT file (``toy.make_full_scale_lvis`` with val's sizes) at ``path``."""
+    from lvisnb import toy
+
+    work = path.parent / f"{path.stem}.work"
+    instances = round(LVIS_V1_VAL_INSTANCES * images / LVIS_V1_VAL_IMAGES)
+    written = toy.make_full_scale_lvis(work, seed=seed, num_images=images, num_instances=instances)
+    os.replace(written, path)
+    written.parent.rmdir()
+    work.rmdir()
+
+
+def _random_polygons(rng, n: int, w: float, h: float):
+    """(n, VERTICES) xs and ys of GT-like polygons (as ``make_full_scale_lvis``), w x h image."""
+    import numpy as np
+
+    angles = np.linspace(0, 2 * np.pi, VERTICES, endpoint=False)
+    radius = np.exp(rng.uniform(np.log(3), np.log(0.3 * min(w, h)), size=n))
+    cx = rng.uniform(radius, w - radius)
+    cy = rng.uniform(radius, h - radius)
+    wobble = rng.uniform(0.7, 1.0, size=(n, VERTICES))
+    return (
+        cx[:, None] + radius[:, None] * wobble * np.cos(angles),
+        cy[:, None] + radius[:, None] * wobble * np.sin(angles),
+    )
+
+
+def _perturbed(rng, polygons, boxes):
+    """GT polygons (m, 2 * VERTICES) scaled and shifted by a random 2-30% of their box."""
+    import numpy as np
+
+    m = len(polygons)
+    xs, ys = polygons[:, 0::2], polygons[:, 1::2]
+    bw, bh = np.maximum(boxes[:, 2], 1.0), np.maximum(boxes[:, 3], 1.0)
+    cx, cy = boxes[:, 0] + bw / 2, boxes[:, 1] + bh / 2
+    sigma = rng.uniform(0.02, 0.3, size=m)
+    sx, sy = np.exp(rng.normal(0, sigma)), np.exp(rng.normal(0, sigma))
+    dx = np.clip(rng.normal(0, sigma), -0.45, 0.45) * bw  # the centre stays inside the box
+    dy = np.clip(rng.normal(0, sigma), -0.45, 0.45) * bh
+    return (
+        (xs - cx[:, None]) * sx[:, None] + (cx + dx)[:, None],
+        (ys - cy[:, None]) * sy[:, None] + (cy + dy)[:, None],
+    )
+
+
+def _image_detections(rng, image: dict, anns: list[dict], cat_ids, dets: int) -> list[dict]:
+    """``dets`` detection records for one image (see the module docstring)."""
+    import numpy as np
+    import pycocotools.mask as mask_utils
+
+    w, h = image["width"], image["height"]
+    neg = np.asarray(image["neg_category_ids"], dtype=np.int64)
+    gt_cat = np.array([a["category_id"] for a in anns], dtype=np.int64)
+    gt_poly = np.array([a["segmentation"][0] for a in anns], dtype=np.float64)
+    gt_box = np.array([a["bbox"] for a in anns], dtype=np.float64)
+    present = np.unique(gt_cat)
+    parts_x, parts_y, parts_cat, parts_tp = [], [], [], []
+
+    def add(xs, ys, cats, tp: bool) -> None:
+        parts_x.append(xs)
+        parts_y.append(ys)
+        parts_cat.append(np.asarray(cats, dtype=np.int64))
+        parts_tp.append(np.full(len(cats), tp))
+
+    if len(anns):
+        gt_poly = gt_poly.reshape(len(anns), 2 * VERTICES)
+        for prob, tp in ((0.9, True), (0.15, True), (0.2, False)):
+            pick = np.flatnonzero(rng.random(len(anns)) < prob)
+            xs, ys = _perturbed(rng, gt_poly[pick], gt_box[pick])
+            if tp:
+                cats = gt_cat[pick]
+            else:  # confusion: a negative category half the time, else any category
+                cats = rng.choice(cat_ids, size=len(pick))
+                if len(neg):
+                    to_neg = rng.random(len(pick)) < 0.5
+                    cats[to_neg] = rng.choice(neg, size=int(to_neg.sum()))
+            add(xs, ys, cats, tp)
+    for cats, rate in ((present, 1.0), (neg, 1.5)):
+        repeated = np.repeat(cats, rng.poisson(rate, size=len(cats)))
+        add(*_random_polygons(rng, len(repeated), w, h), repeated, False)
+    count = sum(map(len, parts_cat))
+    if count > dets:  # more than the budget on verified categories: a random subset
+        keep = np.sort(rng.choice(count, size=dets, replace=False))
+    else:  # the rest on random categories, mostly unverified
+        fill = dets - count
+        add(*_random_polygons(rng, fill, w, h), rng.choice(cat_ids, size=fill), False)
+        keep = np.arange(dets)
+    xs = np.concatenate(parts_x)[keep].clip(0, w).round(2)
+    ys = np.concatenate(parts_y)[keep].clip(0, h).round(2)
+    cats = np.concatenate(parts_cat)[keep]
+    tp = np.concatenate(parts_tp)[keep]
+    order = rng.permutation(dets)
+    xs, ys, cats, tp = xs[order], ys[order], cats[order], tp[order]
+    scores = np.where(tp, rng.beta(5, 2, size=dets), rng.beta(2, 5, size=dets)).round(6)
+    x0, y0 = xs.min(1), ys.min(1)
+    boxes = np.stack([x0, y0, xs.max(1) - x0, ys.max(1) - y0], axis=1).round(2).tolist()
+    polygons = np.stack([xs, ys], axis=2).reshape(dets, 2 * VERTICES).tolist()
+    rles = mask_utils.frPyObjects(polygons, h, w)
+    size = [h, w]
+    image_id = image["id"]
+    return [
+        {
+            "image_id": image_id,
+            "category_id": c,
+            "bbox": b,
+            "score": s,
+            "segmentation": {"size": size, "counts": r["counts"].decode("ascii")},
+        }
+        for c, b, s, r in zip(cats.tolist(), boxes, scores.tolist(), rles, strict=True)
+    ]
+
+
+def make_results(gt_path: Path, path: Path, dets: int, seed: int) -> None:
+    """Write the results file (a JSON list, streamed image by image) for ``gt_path``."""
+    from collections import defaultdict
+
+    import msgspec
+    import numpy as np
+
+    gt = msgspec.json.decode(gt_path.read_bytes())
+    cat_ids = np.array(sorted(c["id"] for c in gt["categories"]), dtype=np.int64)
+    by_image = defaultdict(list)
+    for ann in gt["annotations"]:
+        by_image[ann["image_id"]].append(ann)
+    rng = np.random.default_rng([seed, 1])
+    encoder = msgspec.json.Encoder()
+    tmp = path.with_name(path.name + ".tmp")
+    images = sorted(gt["images"], key=lambda i: i["id"])
+    with open(tmp, "wb") as out:
+        out.write(b"[")
+        for index, image in enumerate(images):
+            records = _image_detections(rng, image, by_image[image["id"]], cat_ids, dets)
+            if index:
+                out.write(b",")
+            out.write(encoder.encode(records)[1:-1])
+        out.write(b"]")
+    os.replace(tmp, path)
+
+
+def ensure_data(images: int, dets: int, seed: int) -> tuple[Path, Path]:
+    folder = ROOT / "data" / "eval-scale"
+    folder.mkdir(parents=True, exist_ok=True)
+    gt_path = folder / f"lvis_v1_val_scale_{GENERATOR}_{images}img_seed{seed}.json"
+    results_path = gt_path.with_name(f"{gt_path.stem}_results_{dets}dets.json")
+    if not gt_path.is_file():
+        start = time.perf_counter()
+        make_gt(gt_path, images, seed)
+        print(f"wrote {gt_path} in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    if not results_path.is_file():
+        start = time.perf_counter()
+        make_results(gt_path, results_path, dets, seed)
+        print(f"wrote {results_path} in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    return gt_path, results_path
+
+
+# ----------------------------------------------------------------------------- measuring
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _child(mode: str, iou_type: str, gt_path: str, results_path: str) -> dict:
+    """One evaluation in this process; wall time from reading the files to the metrics."""
+    cpu_start = 0.0
+    if mode == "kit":
+        from lvisnb.evaluate import evaluate
+
+        cpu_start = _cpu_seconds()
+        start = time.perf_counter()
+        evaluation = evaluate(
+            gt_path, results_path, iou_types=(iou_type,), backend="fast", fixed=False
+        )
+        metrics = evaluation.metrics[iou_type]
+        detail = {
+            "stages": evaluation.info["seconds"],
+            "num_detections": evaluation.info["num_detections"],
+            "num_verified_detections": evaluation.info["num_verified_detections"],
+        }
+    else:
+        import logging
+        import warnings
+
+        import lvis
+
+        from lvisnb.lvis_api import LVISEval
+
+        logging.getLogger("lvis.results").setLevel(logging.ERROR)  # "Assuming user provided..."
+        warnings.simplefilter("ignore", DeprecationWarning)  # LVISResults' logger.warn
+        stages = {}
+        cpu_start = _cpu_seconds()
+        start = time.perf_counter()
+        gt = lvis.LVIS(gt_path)
+        with open(results_path) as file:  # as LVISResults(gt, path) reads it
+            results = json.load(file)
+        if iou_type == "segm":  # areas from the masks, as the kit: drop the boxes
+            for record in results:
+                record.pop("bbox", None)
+        stages["load"] = time.perf_counter() - start
+        dt = lvis.LVISResults(gt, results, max_dets=300)
+        del results
+        stages["results"] = time.perf_counter() - start - stages["load"]
+        ev = LVISEval(gt, dt, iou_type)
+        ev.run()
+        metrics = {name: float(value) for name, value in ev.get_results().items()}
+        stages["eval"] = time.perf_counter() - start - stages["load"] - stages["results"]
+        detail = {"stages": {k: round(v, 3) for k, v in stages.items()}}
+    seconds = time.perf_counter() - start
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {
+        "mode": mode,
+        "iou_type": iou_type,
+        "seconds": seconds,
+        "cpu_seconds": usage.ru_utime + usage.ru_stime - cpu_start,
+        "peak_gb": usage.ru_maxrss / 1024**2,
+        "metrics": metrics,
+        **detail,
+    }
+
+
+def _measure(
+    mode: str,
+    iou_type: str,
+    gt_path: Path,
+    results_path: Path,
+    repeat: int,
+    mem_limit_gb: float | None = None,
+) -> dict:
+    """Best (fastest) of ``repeat`` fresh processes; ``peak_gb`` is the largest of them.
+
+    A process that fails (killed for memory, or a ``MemoryError`` under ``mem_limit_gb``, an
+    address-space limit ``RLIMIT_AS``) gives ``{"failed": reason, "seconds": ...}``.
+    """
+
+    def limit_memory() -> None:
+        if mem_limit_gb:
+            size = int(mem_limit_gb * 1024**3)
+            resource.setrlimit(resource.RLIMIT_AS, (size, size))
+
+    runs = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", mode, iou_type, str(gt_path), str(results_path)],
+            check=False,
+            stdout=subprocess.PIPE,
+            text=True,
+            preexec_fn=limit_memory,
+        )
+        if out.returncode:
+            code = out.returncode
+            reason = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+            if mem_limit_gb:
+                reason += f", address-space limit {mem_limit_gb:g} GB"
+            print(f"{mode:4s} {iou_type}: FAILED ({reason})", file=sys.stderr)
+            return {"failed": reason, "seconds": time.perf_counter() - start}
+        run = json.loads(out.stdout.strip().splitlines()[-1])
+        print(
+            f"{mode:4s} {iou_type}: {run['seconds']:.1f} s (cpu {run['cpu_seconds']:.1f} s), "
+            f"{run['peak_gb']:.2f} GB, AP {run['metrics']['AP']:.4f}, stages {run['stages']}",
+            file=sys.stderr,
+        )
+        runs.append(run)
+    best = min(runs, key=lambda r: r["seconds"])
+    return best | {
+        "peak_gb": max(r["peak_gb"] for r in runs),
+        "runs": [round(r["seconds"], 2) for r in runs],
+    }
+
+
+def _max_diff(a: dict, b: dict) -> tuple[float, str]:
+    shared = [name for name in a if name in b]
+    diffs = {name: abs(a[name] - b[name]) for name in shared}
+    name = max(diffs, key=diffs.get)
+    return diffs[name], name
+
+
+def _ran(run: dict | None) -> bool:
+    return run is not None and "failed" not in run
+
+
+def _cells(run: dict | None) -> str:
+    if run is None:
+        return "- | -"
+    if "failed" in run:
+        return f"failed ({run['failed']}) after {run['seconds']:.0f} s | -"
+    return f"{run['seconds']:.1f} | {run['peak_gb']:.2f}"
+
+
+def _section(args, sizes: dict, rows: list[dict]) -> str:
+    lines = [
+        "## LVIS evaluation at LVIS v1 val scale (`benchmarks/eval_scale.py`)",
+        "",
+        f"Synthetic case: {sizes['images']:,} images, {sizes['categories']:,} categories "
+        f"(LVIS v1's, r/c/f {sizes['groups']}), {sizes['instances']:,} GT instances "
+        f"({sizes['instances'] / sizes['images']:.2f} per image, 16-vertex polygons), "
+        f"{sizes['neg']:.1f} negative and {sizes['not_exhaustive']:.2f} not-exhaustive "
+        f"categories per image; {sizes['detections']:,} detections ({args.dets} per image"
+        + (f", {sizes['verified']:,} on verified categories" if sizes["verified"] else "")
+        + f"), bbox + compressed-RLE masks. Files: GT {sizes['gt_mb']:.0f} MB, results "
+        f"{sizes['results_mb']:.0f} MB (seed {args.seed}).",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, {platform.platform()}, "
+        f"Python {platform.python_version()}.",
+        f"Best of {args.repeat} run(s), each in a fresh process; wall time from reading the JSON "
+        "files to the metrics (imports excluded), peak RSS (`ru_maxrss`) of the process. "
+        'Kit: `evaluate(gt, results, iou_types=(T,), backend="fast", fixed=False)`. '
+        "LVISEval: `lvis.LVIS` + `lvis.LVISResults` + `LVISEval(...).run()` (official code); "
+        "for segm the result records' `bbox` is dropped before `LVISResults` so that areas "
+        "come from the masks, as the kit does for segm. Stages: kit as `Evaluation.info`; "
+        "LVISEval load = `LVIS(gt)` + `json.load(results)`, results = `LVISResults`, "
+        "eval = `run()` + `get_results()`.",
+        "",
+        "| IoU type | LVISEval (s) | LVISEval peak (GB) | kit (s) | kit peak (GB) | speed-up "
+        "| max abs metric diff |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in rows:
+        compared = "speedup" in row
+        tail = (
+            f"{row['speedup']:.1f}x | {row['diff']:.1e} ({row['diff_name']})"
+            if compared
+            else "- | -"
+        )
+        lines.append(
+            f"| {row['iou_type']} | {_cells(row['lvis'])} | {_cells(row['kit'])} | {tail} |"
+        )
+    lines.append("")
+    compared = [row for row in rows if "speedup" in row]
+    missing = [row["iou_type"] for row in rows if "speedup" not in row]
+    if args.skip_lvis:
+        lines.append("LVISEval was skipped (`--skip-lvis`): no comparison, targets not assessed.")
+    elif compared:
+        verdict = {True: "met", False: "**not met**"}
+        speed = verdict[all(row["speedup"] >= TARGET_SPEEDUP for row in compared)]
+        diff = verdict[all(row["diff"] <= TARGET_DIFF for row in compared)]
+        memory = verdict[all(row["kit"]["peak_gb"] <= row["lvis"]["peak_gb"] for row in compared)]
+        over = ", ".join(row["iou_type"] for row in compared)
+        lines.append(
+            f"Targets ({over}): speed-up >= {TARGET_SPEEDUP:.0f}x: {speed}; metrics equal to "
+            f"{TARGET_DIFF:.0e}: {diff}; peak memory no higher than LVISEval's: {memory}."
+        )
+    if missing and not args.skip_lvis:
+        lines.append(f"Not compared ({', '.join(missing)}): a run failed, see the table.")
+    if args.images != LVIS_V1_VAL_IMAGES:
+        lines.append(
+            f"(At {args.images:,} images, not val's {LVIS_V1_VAL_IMAGES:,}: the targets are "
+            "about val scale.)"
+        )
+    lines.append("")
+    for row in rows:
+        parts = [
+            f"{label} {_stages(row[key])}"
+            for key, label in (("kit", "kit"), ("lvis", "LVISEval"))
+            if _ran(row[key])
+        ]
+        lines.append(f"Stages, {row['iou_type']} (s): {'; '.join(parts)}.  ")
+    return "\n".join(lines)
+
+
+def _stages(run: dict) -> str:
+    stages = ", ".join(f"{name} {seconds:.1f}" for name, seconds in run["stages"].items())
+    return f"cpu {run['cpu_seconds']:.1f} ({stages})"
+
+
+def _sizes(gt_path: Path, results_path: Path, dets: int, rows: list[dict]) -> dict:
+    import msgspec
+
+    gt = msgspec.json.decode(gt_path.read_bytes())
+    groups = {g: 0 for g in "rcf"}
+    for cat in gt["categories"]:
+        groups[cat["frequency"]] += 1
+    images = gt["images"]
+    kit = next((row["kit"] for row in rows if _ran(row["kit"])), {})
+    return {
+        "images": len(images),
+        "categories": len(gt["categories"]),
+        "groups": "/".join(str(groups[g]) for g in "rcf"),
+        "instances": len(gt["annotations"]),
+        "neg": sum(len(i["neg_category_ids"]) for i in images) / len(images),
+        "not_exhaustive": sum(len(i["not_exhaustive_category_ids"]) for i in images) / len(images),
+        "detections": len(images) * dets,
+        "verified": kit.get("num_verified_detections"),
+        "gt_mb": gt_path.stat().st_size / 1e6,
+        "results_mb": results_path.stat().st_size / 1e6,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=LVIS_V1_VAL_IMAGES)
+    parser.add_argument("--dets", type=int, default=300, help="detections per image")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--iou-types", nargs="+", choices=IOU_TYPES, default=list(IOU_TYPES))
+    parser.add_argument("--skip-lvis", action="store_true", help="time the kit only")
+    parser.add_argument(
+        "--mem-limit-gb",
+        type=float,
+        default=None,
+        help="address-space limit (RLIMIT_AS) of each measured process: a run that needs more "
+        "fails with MemoryError (reported) instead of pressing the machine into the OOM killer",
+    )
+    parser.add_argument("--out-section", default="eval_scale", help="RESULTS.md section name")
+    parser.add_argument("--no-write", action="store_true", help="leave RESULTS.md alone")
+    parser.add_argument(
+        "--child", nargs=4, metavar=("MODE", "IOU", "GT", "RES"), help=argparse.SUPPRESS
+    )
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(_child(*args.child)))
+        return
+
+    gt_path, results_path = ensure_data(args.images, args.dets, args.seed)
+    rows = []
+    for iou_type in args.iou_types:
+        ref = None
+        if not args.skip_lvis:
+            ref = _measure("lvis", iou_type, gt_path, results_path, args.repeat, args.mem_limit_gb)
+        kit = _measure("kit", iou_type, gt_path, results_path, args.repeat, args.mem_limit_gb)
+        row = {"iou_type": iou_type, "kit": kit, "lvis": ref}
+        if _ran(ref) and _ran(kit):
+            row["speedup"] = ref["seconds"] / kit["seconds"]
+            row["diff"], row["diff_name"] = _max_diff(kit["metrics"], ref["metrics"])
+        rows.append(row)
+
+    section = _section(args, _sizes(gt_path, results_path, args.dets, rows), rows)
+    print(section)
+    if not args.no_write:
+        from _results import write_section
+
+        write_section(args.out_section, section)
+
+
+if __name__ == "__main__":
+    main()
