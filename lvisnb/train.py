@@ -333,6 +333,11 @@ def train(cfg: TrainConfig, callback: Callable[[dict], None] | None = None) -> T
         desc=f"train {preset.name}",
         disable=not (cfg.progress and is_main),
     )
+    if len(sampler) < cfg.batch_size:
+        raise ValueError(
+            f"{ann}: an epoch has {len(sampler)} images per process, fewer than batch_size "
+            f"{cfg.batch_size}; training would never take a step"
+        )
     model.train()
     try:
         while iteration < max_iters:

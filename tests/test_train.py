@@ -214,3 +214,8 @@ def test_cuda_without_a_gpu_is_a_clear_error():
     with pytest.raises(ValueError, match="not a torch device"):
         train_mod.resolve_device("gpu0")
     assert train_mod.resolve_device("auto").type == "cpu"
+
+
+def test_a_training_set_smaller_than_a_batch_is_refused(tiny_train, toy_root, tmp_path):
+    with pytest.raises(ValueError, match="fewer than batch_size 64"):
+        train(_config(tiny_train, toy_root, tmp_path, batch_size=64))
