@@ -20,12 +20,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 import numpy as np
 import pandas as pd
 
-from lvisnb.lvis_api import LVISFromDict
+if TYPE_CHECKING:
+    import lvis
+
 
 REQUIRED_KEYS: dict[str, tuple[str, ...]] = {
     "images": ("id", "width", "height"),
@@ -109,7 +112,7 @@ def validate_dataset(dataset: object, path: str | os.PathLike = "<dict>") -> Non
             )
 
 
-def load_lvis(path: str | os.PathLike) -> LVISFromDict:
+def load_lvis(path: str | os.PathLike) -> lvis.LVIS:
     """Load an LVIS v0.5 or v1 annotation file as an official ``lvis.LVIS`` object.
 
     The file is parsed once, validated with :func:`validate_dataset`, then indexed by the ``lvis``
@@ -117,6 +120,8 @@ def load_lvis(path: str | os.PathLike) -> LVISFromDict:
     """
     dataset = load_json(path)
     validate_dataset(dataset, path)
+    from lvisnb.lvis_api import LVISFromDict  # lvis imports matplotlib: only when needed
+
     return LVISFromDict(dataset, source=str(path))
 
 

@@ -18,8 +18,11 @@ in score are broken identically by every evaluation backend.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
+from itertools import chain
+from operator import attrgetter
 from pathlib import Path
 
 import msgspec
@@ -37,8 +40,10 @@ class Detections:
     - ``score``: float64 (N,), finite.
     - ``bbox``: float64 (N, 4), XYWH in pixels, finite, ``w, h >= 0``; ``None`` when the
       results carry no boxes (masks only) or boxes were not asked for.
-    - ``segmentation``: the records' compressed RLE dicts (references, not copies); ``None``
-      when masks were not asked for.
+    - ``segmentation``: the records' compressed RLEs (references, not copies): dicts
+      ``{"size", "counts"}``, or :class:`RLE` structs when the file was decoded typed (see
+      :func:`read_results`; :func:`rle_dicts` gives dicts); ``None`` when masks were not asked
+      for.
     - ``source``: the file name, or ``"<list>"``, for messages.
     """
 
@@ -56,9 +61,45 @@ class Detections:
 # ----------------------------------------------------------------------------- reading
 
 
-def read_results(results: str | os.PathLike | list) -> tuple[list, str]:
+class RLE(msgspec.Struct, frozen=True, gc=False):
+    """A compressed COCO RLE as decoded from a results file: ``size`` [height, width] and the
+    ``counts`` string (cheaper to decode and to hold than a dict)."""
+
+    size: tuple[int, int]
+    counts: str
+
+
+class MaskRecord(msgspec.Struct, gc=False):
+    """One well-typed LVIS result record without its box, as decoded by :func:`read_results`
+    with ``boxes=False`` (unknown keys, ``bbox`` included, are skipped; ``segmentation`` is
+    ``msgspec.UNSET`` when absent)."""
+
+    image_id: int
+    category_id: int
+    score: float
+    segmentation: msgspec.UnsetType | RLE = msgspec.UNSET
+
+
+class Record(MaskRecord, gc=False):
+    """:class:`MaskRecord` with its ``bbox`` (``msgspec.UNSET`` when absent)."""
+
+    bbox: msgspec.UnsetType | tuple[float, float, float, float] = msgspec.UNSET
+
+
+_DECODERS = {
+    True: msgspec.json.Decoder(list[Record]),
+    False: msgspec.json.Decoder(list[MaskRecord]),
+}
+_TYPED = (Record, MaskRecord)
+
+
+def read_results(results: str | os.PathLike | list, boxes: bool = True) -> tuple[list, str]:
     """The records of an LVIS results file (parsed with msgspec), or ``results`` itself if it is
     already a list. Returns ``(records, source)``; ``source`` names the file for messages.
+
+    A well-typed file is decoded straight into :class:`Record` structs (:class:`MaskRecord`,
+    boxes skipped, when not ``boxes``), faster and smaller than dicts; any other file into plain
+    dicts, so that :func:`validate_detections` can name its first offending record and field.
     """
     if isinstance(results, list):
         return results, "<list>"
@@ -66,6 +107,10 @@ def read_results(results: str | os.PathLike | list) -> tuple[list, str]:
     if not path.is_file():
         raise FileNotFoundError(f"LVIS results file not found: {path}")
     data = path.read_bytes()
+    try:
+        return _DECODERS[bool(boxes)].decode(data), str(path)
+    except msgspec.DecodeError:  # ill-typed records (or JSON): decoded generically below
+        pass
     try:
         records = msgspec.json.decode(data)
     except msgspec.DecodeError as error:
@@ -102,7 +147,14 @@ def _is_number(value) -> bool:
 
 def _field(records: list, name: str) -> list:
     """``[r[name] for r in records]``; the first record that is not a dict or lacks the key
-    raises :class:`_Invalid`."""
+    raises :class:`_Invalid`. :class:`Record` lists (all records typed) are read by attribute.
+    """
+    if _typed(records):
+        values = list(map(attrgetter(name), records))
+        if name in ("bbox", "segmentation") and msgspec.UnsetType in set(map(type, values)):
+            missing = _first(np.fromiter((v is msgspec.UNSET for v in values), bool, len(values)))
+            raise _Invalid(missing, name, "is missing")
+        return values
     try:
         return [r[name] for r in records]
     except (KeyError, TypeError):
@@ -114,7 +166,15 @@ def _field(records: list, name: str) -> list:
         raise
 
 
+def _typed(records: list) -> bool:
+    """Whether ``records`` came from :func:`read_results`' typed decoder (all :class:`Record`)."""
+    return bool(records) and type(records[0]) in _TYPED and type(records[-1]) in _TYPED
+
+
 def _integers(records: list, name: str) -> np.ndarray:
+    if _typed(records):  # ints by construction
+        with contextlib.suppress(OverflowError):  # beyond int64: as lists below
+            return np.fromiter(map(attrgetter(name), records), dtype=np.int64, count=len(records))
     values = _field(records, name)
     array = np.array(values)
     if array.ndim == 1 and array.dtype.kind in "iu":
@@ -126,8 +186,12 @@ def _integers(records: list, name: str) -> np.ndarray:
 
 
 def _scores(records: list) -> np.ndarray:
-    values = _field(records, "score")
-    array = np.array(values)
+    if _typed(records):  # floats by construction
+        values = None
+        array = np.fromiter(map(attrgetter("score"), records), np.float64, count=len(records))
+    else:
+        values = _field(records, "score")
+        array = np.array(values)
     if array.ndim != 1 or array.dtype.kind not in "iuf":
         for index, value in enumerate(values):
             if not _is_number(value):
@@ -246,6 +310,10 @@ def _decode_chunk(data: bytes, lengths: np.ndarray) -> tuple[np.ndarray, ...]:
 
 def _rle_fields(segms: list) -> tuple[np.ndarray, list]:
     """``(sizes (N, 2) int, counts)`` of RLE dicts; the first malformed one raises."""
+    if segms and set(map(type, segms)) == {RLE}:
+        flat = chain.from_iterable(map(attrgetter("size"), segms))
+        sizes = np.fromiter(flat, dtype=np.int64, count=2 * len(segms)).reshape(-1, 2)
+        return sizes, list(map(attrgetter("counts"), segms))
     try:
         sizes = np.array([s["size"] for s in segms])
         counts = [s["counts"] for s in segms]
@@ -294,6 +362,10 @@ def _masks(records: list, image_height: np.ndarray, image_width: np.ndarray) -> 
     return segms
 
 
+def _has(record, name: str, typed: bool) -> bool:
+    return getattr(record, name) is not msgspec.UNSET if typed else name in record
+
+
 def _message(source: str, index: int, image_id, field: str, reason: str) -> str:
     ident = f" (image_id={image_id!r})" if image_id is not None else ""
     where = f" field '{field}'" if field else ""
@@ -340,10 +412,15 @@ def validate_detections(
                 bad, "category_id", f"{category_id[bad]} is not a category of the ground truth"
             )
         boxes = segms = None
-        if need_boxes and "bbox" in records[0]:
+        typed = _typed(records)
+        if need_boxes and typed and type(records[0]) is MaskRecord:
+            raise ValueError("records read without their boxes (read_results(boxes=False))")
+        if need_boxes and _has(records[0], "bbox", typed):
             boxes = _boxes(records)
         elif need_boxes:
-            with_box = _first(np.fromiter(("bbox" in r for r in records), bool, len(records)))
+            with_box = _first(
+                np.fromiter((_has(r, "bbox", typed) for r in records), bool, len(records))
+            )
             if with_box is not None:
                 raise _Invalid(with_box, "bbox", "is given but results[0] has none (all or none)")
         if need_masks or (need_boxes and boxes is None):
@@ -352,6 +429,8 @@ def validate_detections(
     except _Invalid as error:
         record = records[error.index]
         image = record.get("image_id") if isinstance(record, dict) else None
+        if isinstance(record, _TYPED):
+            image = record.image_id
         raise ValueError(_message(source, error.index, image, error.field, error.reason)) from None
     return Detections(image_id, category_id, score, boxes, segms, source)
 
@@ -365,10 +444,9 @@ def mask_areas(det: Detections, indices: np.ndarray) -> np.ndarray:
     detections need this: decoding costs about 60 ns per RLE character.
     """
     indices = np.asarray(indices, dtype=np.int64)
-    segms = [det.segmentation[i] for i in indices.tolist()]
-    counts = [s["counts"] for s in segms]
+    sizes, counts = _rle_fields([det.segmentation[i] for i in indices.tolist()])
+    sizes = sizes.reshape(-1, 2)
     counts = [c.encode("ascii", "replace") if isinstance(c, str) else c for c in counts]
-    sizes = np.array([s["size"] for s in segms], dtype=np.int64).reshape(-1, 2)
     total, area, ok = rle_runs_summary(counts)
     bad = np.flatnonzero(~ok | (total != sizes[:, 0] * sizes[:, 1]))
     if bad.size:
@@ -385,12 +463,22 @@ def mask_areas(det: Detections, indices: np.ndarray) -> np.ndarray:
     return area.astype(np.float64)
 
 
+def rle_dicts(det: Detections, indices: np.ndarray) -> list[dict]:
+    """The RLEs of detections ``indices`` as dicts ``{"size": [h, w], "counts": str}`` (the
+    records' own dicts, or new ones for :class:`RLE` structs), for pycocotools-style APIs."""
+    segms = det.segmentation
+    return [
+        {"size": list(s.size), "counts": s.counts} if type(s) is RLE else s
+        for s in (segms[i] for i in np.asarray(indices).tolist())
+    ]
+
+
 def boxes_from_masks(det: Detections, indices: np.ndarray) -> np.ndarray:
     """XYWH boxes (float64, (len(indices), 4), pixels) of the RLEs of detections ``indices``,
     via ``pycocotools.mask.toBbox`` as ``lvis.LVISResults`` does for mask-only results."""
     import pycocotools.mask as mask_utils
 
-    segms = [det.segmentation[i] for i in np.asarray(indices).tolist()]
+    segms = rle_dicts(det, indices)
     if not segms:
         return np.zeros((0, 4))
     return np.asarray(mask_utils.toBbox(segms), dtype=np.float64).reshape(-1, 4)

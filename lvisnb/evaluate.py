@@ -64,6 +64,7 @@ from lvisnb.detections import (
     cap_per_image,
     mask_areas,
     read_results,
+    rle_dicts,
     validate_detections,
 )
 from lvisnb.fast_eval import FastBackend
@@ -231,7 +232,7 @@ class _LvisBackend:
         if iou_type == "bbox" and det.bbox is not None:
             columns["bbox"] = det.bbox[indices].tolist()
         else:
-            columns["segmentation"] = [det.segmentation[i] for i in indices.tolist()]
+            columns["segmentation"] = rle_dicts(det, indices)
         return _rows(columns)
 
     def _run(self, iou_type: str, indices: np.ndarray, max_dets: int):
@@ -395,7 +396,7 @@ def _evaluate(gt, results, iou_types, backend, fixed, max_dets_per_image, dets_p
     seconds = {}
     start = time.perf_counter()
     truth = load_ground_truth(gt)
-    records, source = read_results(results)
+    records, source = read_results(results, boxes="bbox" in iou_types)
     seconds["load"] = time.perf_counter() - start
 
     start = time.perf_counter()

@@ -346,43 +346,157 @@ def _counts(mask_size=(100, 100)):
     return _rle(_box_mask(*mask_size, 10, 10, 30, 30))["counts"]
 
 
-@pytest.mark.parametrize(
-    ("bad", "field", "reason"),
-    [
-        ({"category_id": 99}, "category_id", "99 is not a category"),
-        ({"image_id": 5}, "image_id", "5 is not an image"),
-        ({"image_id": 1.0}, "image_id", "must be an integer"),
-        ({"score": float("nan")}, "score", "must be finite"),
-        ({"score": "high"}, "score", "must be a number"),
-        ({"bbox": [1, 2, float("inf"), 3]}, "bbox", "must be finite"),
-        ({"bbox": [1, 2, -3, 3]}, "bbox", "negative width or height"),
-        ({"bbox": [1, 2, 3]}, "bbox", "must be 4 numbers"),
-        ({"segmentation": [[1, 2, 3, 4, 5, 6]]}, "segmentation", "compressed RLE"),
-        ({"segmentation": {"size": [100, 90], "counts": _counts()}}, "segmentation.size", ""),
-        ({"segmentation": {"size": [100, 100], "counts": [0, 5]}}, "segmentation.counts", ""),
-        (
-            {"segmentation": {"size": [100, 100], "counts": _counts()[:-1]}},
-            "segmentation.counts",
-            "not a valid compressed RLE",
-        ),
-        (
-            {"segmentation": {"size": [100, 100], "counts": _counts((90, 100))}},
-            "segmentation.counts",
-            "runs cover 9000 pixels",
-        ),
-        (
-            {"segmentation": {"size": [100, 100], "counts": "~~" + _counts()}},
-            "segmentation.counts",
-            "not a valid compressed RLE string",
-        ),
-    ],
-)
+INVALID_RECORDS = [
+    ({"category_id": 99}, "category_id", "99 is not a category"),
+    ({"image_id": 5}, "image_id", "5 is not an image"),
+    ({"image_id": 1.0}, "image_id", "must be an integer"),
+    ({"score": float("nan")}, "score", "must be finite"),
+    ({"score": "high"}, "score", "must be a number"),
+    ({"bbox": [1, 2, float("inf"), 3]}, "bbox", "must be finite"),
+    ({"bbox": [1, 2, -3, 3]}, "bbox", "negative width or height"),
+    ({"bbox": [1, 2, 3]}, "bbox", "must be 4 numbers"),
+    ({"segmentation": [[1, 2, 3, 4, 5, 6]]}, "segmentation", "compressed RLE"),
+    ({"segmentation": {"size": [100, 90], "counts": _counts()}}, "segmentation.size", ""),
+    ({"segmentation": {"size": [100, 100], "counts": [0, 5]}}, "segmentation.counts", ""),
+    (
+        {"segmentation": {"size": [100, 100], "counts": _counts()[:-1]}},
+        "segmentation.counts",
+        "not a valid compressed RLE",
+    ),
+    (
+        {"segmentation": {"size": [100, 100], "counts": _counts((90, 100))}},
+        "segmentation.counts",
+        "runs cover 9000 pixels",
+    ),
+    (
+        {"segmentation": {"size": [100, 100], "counts": "~~" + _counts()}},
+        "segmentation.counts",
+        "not a valid compressed RLE string",
+    ),
+]
+
+
+@pytest.mark.parametrize(("bad", "field", "reason"), INVALID_RECORDS)
 def test_invalid_records_name_the_first_offender(bad, field, reason):
     records = [_good(), _good(score=0.7), _good() | bad, _good() | bad]
     with pytest.raises(ValueError, match=r"<list>: results\[2\] \(image_id=.*\) field") as error:
         evaluate.evaluate(_tiny_gt(), records, fixed=False)
     assert f"field '{field}'" in str(error.value)
     assert reason in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("bad", "field", "reason"),
+    [case for case in INVALID_RECORDS if case[1] != "score" and case[0].get("bbox") is None]
+    + [({"score": "high"}, "score", "must be a number")],
+)
+@pytest.mark.parametrize("iou_types", [("bbox", "segm"), ("segm",)])
+def test_invalid_records_in_a_file_name_the_first_offender(tmp_path, bad, field, reason, iou_types):
+    """Files are decoded typed (well-typed records) or as dicts (the others): same messages."""
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps([_good(), _good(score=0.7), _good() | bad, _good() | bad]))
+    expected = re.escape(f"{path}: results[2] (image_id=") + r".*\) field"
+    with pytest.raises(ValueError, match=expected) as error:
+        evaluate.evaluate(_tiny_gt(), path, iou_types=iou_types, fixed=False)
+    assert f"field '{field}'" in str(error.value)
+    assert reason in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        ({"bbox": [1, 2, -3, 3]}, "negative width or height"),
+        ({"bbox": [1, 2, 3]}, "must be 4 numbers"),
+        ({"bbox": None}, "must be 4 numbers"),
+    ],
+)
+def test_invalid_boxes_in_a_file_matter_only_for_bbox(tmp_path, bad, reason):
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps([_good(), _good() | bad]))
+    with pytest.raises(
+        ValueError, match=re.escape(f"{path}: results[1] (image_id=1) field 'bbox'")
+    ):
+        evaluate.evaluate(_tiny_gt(), path, fixed=False)
+    segm = evaluate.evaluate(_tiny_gt(), path, iou_types=("segm",), fixed=False)
+    assert segm.info["num_detections"] == 2
+
+
+def test_missing_boxes_or_masks_in_a_file_are_reported(tmp_path):
+    path = tmp_path / "results.json"
+    no_box = {k: v for k, v in _good().items() if k != "bbox"}
+    no_mask = {k: v for k, v in _good().items() if k != "segmentation"}
+    path.write_text(json.dumps([_good(), no_box]))
+    with pytest.raises(ValueError, match=r"results\[1\] \(image_id=1\) field 'bbox' is missing"):
+        evaluate.evaluate(_tiny_gt(), path, fixed=False)
+    path.write_text(json.dumps([no_box, _good()]))
+    with pytest.raises(ValueError, match=r"results\[1\] .* field 'bbox' is given but results\[0\]"):
+        evaluate.evaluate(_tiny_gt(), path, iou_types=("bbox",), fixed=False)
+    path.write_text(json.dumps([_good(), no_mask]))
+    for iou_types in (("segm",), ("bbox", "segm")):
+        with pytest.raises(ValueError, match=r"results\[1\] .* 'segmentation' is missing"):
+            evaluate.evaluate(_tiny_gt(), path, iou_types=iou_types, fixed=False)
+
+
+def test_results_files_are_decoded_typed_when_well_typed(tmp_path):
+    path = tmp_path / "results.json"
+    extra = _good(extra_key={"anything": [1, "x"]}, score=1)  # unknown keys are skipped
+    path.write_text(json.dumps([_good(), extra]))
+    records, source = detections.read_results(path)
+    assert source == str(path)
+    assert [type(r) for r in records] == [detections.Record] * 2
+    assert records[1].score == 1.0 and records[1].bbox == (10.0, 10.0, 30.0, 30.0)
+    assert records[1].segmentation == detections.RLE((100, 100), _good()["segmentation"]["counts"])
+    masks_only, _ = detections.read_results(path, boxes=False)
+    assert [type(r) for r in masks_only] == [detections.MaskRecord] * 2
+    path.write_text(json.dumps([_good(), _good(score="0.5")]))
+    assert [type(r) for r in detections.read_results(path)[0]] == [dict, dict]
+    # typed records give the same columns, areas and RLE dicts as the dicts
+    gt = evaluate.load_ground_truth(_tiny_gt())
+    typed = [_good(), _good(score=0.25, category_id=2)]
+    path.write_text(json.dumps(typed))
+    args = (gt.image_ids, gt.image_sizes, gt.category_ids, True, True)
+    a = detections.validate_detections(detections.read_results(path)[0], *args)
+    b = detections.validate_detections(typed, *args)
+    for name in ("image_id", "category_id", "score", "bbox"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    indices = np.arange(2)
+    assert (
+        detections.rle_dicts(a, indices)
+        == detections.rle_dicts(b, indices)
+        == [r["segmentation"] for r in typed]
+    )
+    np.testing.assert_array_equal(
+        detections.mask_areas(a, indices), detections.mask_areas(b, indices)
+    )
+    np.testing.assert_array_equal(
+        detections.boxes_from_masks(a, indices), detections.boxes_from_masks(b, indices)
+    )
+    _assert_agree(_both(_tiny_gt(), path, fixed=False), ("bbox", "segm"))
+    with pytest.raises(ValueError, match="without their boxes"):
+        detections.validate_detections(detections.read_results(path, boxes=False)[0], *args)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered in cast:RuntimeWarning")
+def test_ids_beyond_int64_in_a_file_are_reported(tmp_path):
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps([_good(), _good(image_id=2**63)]))
+    assert type(detections.read_results(path)[0][1]) is detections.Record
+    with pytest.raises(ValueError, match=r"results\[1\] .* field 'image_id' .* not an image"):
+        evaluate.evaluate(_tiny_gt(), path, fixed=False)
+
+
+def test_results_file_and_list_give_the_same_evaluation(toy_case, toy_val, tmp_path):
+    _, results, _, runs = toy_case
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(results))
+    for iou_types in (evaluate.IOU_TYPES, ("segm",)):
+        with pytest.warns(UserWarning, match="more than 300 detections"):
+            again = evaluate.evaluate(toy_val, path, iou_types=iou_types)
+        for iou_type in iou_types:
+            assert again.metrics[iou_type] == runs["fast"].metrics[iou_type]
+            np.testing.assert_array_equal(
+                again.precision[iou_type], runs["fast"].precision[iou_type]
+            )
 
 
 def test_missing_fields_and_files_are_reported(tmp_path):
