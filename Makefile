@@ -34,6 +34,8 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/analysis_scale.py
 	$(PY) benchmarks/train_throughput.py
+	$(PY) benchmarks/eval_scale.py --mem-limit-gb 21
+	@echo 'learning check: make demo, then $(PY) benchmarks/learning_check.py'
 
 clean:
 	rm -rf runs data .pytest_cache .ruff_cache
