@@ -204,6 +204,13 @@ class Preset:
             problems.append(f"lr_steps {self.lr_steps} must increase within 1..max_epochs")
         if (self.max_iters is None) != (self.lr_steps_iters is None):
             problems.append("max_iters and lr_steps_iters are set together or not at all")
+        elif self.max_iters is not None and (
+            list(self.lr_steps_iters) != sorted(set(self.lr_steps_iters))
+            or any(not 0 < s <= self.max_iters for s in self.lr_steps_iters)
+        ):
+            problems.append(
+                f"lr_steps_iters {self.lr_steps_iters} must increase within 1..max_iters"
+            )
         if self.optimizer != "sgd":
             problems.append(f"optimizer {self.optimizer!r}: only 'sgd' (as mmdetection)")
         if problems:

@@ -649,3 +649,11 @@ def test_readme_row_table_lists_what_differs_per_preset():
 def test_model_docstrings_point_at_the_readme_not_a_missing_doc():
     assert "docs/presets.md" not in (M.__doc__ or "") + (Preset.__doc__ or "")
     assert "README" in M.__doc__ and "Presets" in M.__doc__
+
+
+def test_iteration_steps_must_lie_within_the_run():
+    with pytest.raises(ValueError, match="lr_steps_iters"):
+        get_preset("toy", max_iters=100, lr_steps_iters=(50, 150))
+    with pytest.raises(ValueError, match="lr_steps_iters"):
+        get_preset("toy", max_iters=100, lr_steps_iters=(80, 60))
+    assert get_preset("toy", max_iters=100, lr_steps_iters=(60, 90)).max_iters == 100
