@@ -1,0 +1,81 @@
+"""Instances over their image: masks tinted by frequency group, contours, boxes, labels."""
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pycocotools.mask as mask_utils
+import pytest
+
+from lvisnb import overlay
+from lvisnb.data import load_lvis
+from lvisnb.dataset import LVISDetection
+
+
+@pytest.fixture(scope="module")
+def sample(toy_root, toy_val):
+    gt = load_lvis(toy_val)
+    dataset = LVISDetection(gt, toy_root)
+    index = next(
+        i for i in range(len(dataset)) if len(gt.img_ann_map.get(dataset.image_ids[i], [])) >= 3
+    )
+    image, _ = dataset[index]
+    anns = gt.img_ann_map[dataset.image_ids[index]]
+    frequency = {c["id"]: c["frequency"] for c in gt.dataset["categories"]}
+    names = {c["id"]: c["name"] for c in gt.dataset["categories"]}
+    return np.asarray(image.permute(1, 2, 0)), anns, frequency, names
+
+
+def test_masks_are_tinted_with_their_group_colour_and_the_rest_is_untouched(sample):
+    image, anns, frequency, names = sample
+    fig, ax = plt.subplots()
+    overlay.draw_instances(ax, image, anns[:1], frequency, names, alpha=0.5)
+    drawn = np.asarray(ax.get_images()[0].get_array())
+    mask = overlay.instance_mask(anns[0], *image.shape[:2]).astype(bool)
+    colour = np.asarray(
+        overlay.category_colour(anns[0]["category_id"], frequency[anns[0]["category_id"]])
+    )
+    expected = 0.5 * image[mask] / 255.0 + 0.5 * colour
+    np.testing.assert_allclose(drawn[mask], expected, atol=1e-5)
+    np.testing.assert_allclose(drawn[~mask], image[~mask] / 255.0, atol=1e-6)
+    labels = [t.get_text() for t in ax.texts]
+    assert labels == [names[anns[0]["category_id"]]]
+    assert ax.get_legend() is not None
+    plt.close(fig)
+
+
+def test_colours_are_fixed_per_category_and_grouped_by_frequency():
+    assert overlay.category_colour(7, "r") == overlay.category_colour(7, "r")
+    rare, frequent = (
+        np.asarray(overlay.category_colour(7, "r")),
+        np.asarray(overlay.category_colour(7, "f")),
+    )
+    assert rare[0] > rare[2] and frequent[2] > frequent[0]  # reds vs teals
+    with pytest.raises(ValueError, match="frequency group"):
+        overlay.category_colour(7, "x")
+
+
+def test_results_with_rle_and_no_box_are_drawn_with_their_score(sample):
+    image, anns, frequency, names = sample
+    height, width = image.shape[:2]
+    mask = np.zeros((height, width), dtype=np.uint8)
+    mask[10:30, 20:60] = 1
+    rle = mask_utils.encode(np.asfortranarray(mask))
+    result = {
+        "category_id": anns[0]["category_id"],
+        "score": 0.87,
+        "segmentation": {"size": rle["size"], "counts": rle["counts"].decode()},
+    }
+    fig = overlay.plot_instances(image, [result], frequency, names, title="predictions")
+    ax = fig.axes[0]
+    assert ax.texts[0].get_text().endswith("0.87")
+    box = [p for p in ax.patches if hasattr(p, "get_width")][0]
+    assert (box.get_x(), box.get_y(), box.get_width(), box.get_height()) == (20, 10, 40, 20)
+    plt.close(fig)
+
+
+def test_a_mask_of_the_wrong_size_is_a_clear_error(sample):
+    image, anns, frequency, _ = sample
+    rle = mask_utils.encode(np.asfortranarray(np.ones((5, 5), dtype=np.uint8)))
+    bad = {"category_id": anns[0]["category_id"], "segmentation": rle, "bbox": [0, 0, 5, 5]}
+    with pytest.raises(ValueError, match="does not fit"):
+        overlay.draw_instances(plt.gca(), image, [bad], frequency)
+    plt.close("all")
