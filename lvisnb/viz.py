@@ -16,6 +16,8 @@ from matplotlib.figure import Figure
 
 from lvisnb.analysis import RankFrequencyFit
 from lvisnb.categories import COMMON_MAX_IMAGES, FREQUENCY_GROUPS, FREQUENCY_NAMES, RARE_MAX_IMAGES
+from lvisnb.overlay import draw_instances
+from lvisnb.overlay import plot_instances as plot_instances  # re-exported for notebooks
 
 FREQUENCY_COLOURS = {"r": "#d1495b", "c": "#edae49", "f": "#00798c"}
 GROUP_ORDER = [FREQUENCY_NAMES[g] for g in FREQUENCY_GROUPS]
@@ -356,4 +358,33 @@ def ap_vs_train_count(per_category: pd.DataFrame, column: str = "AP_segm") -> Fi
            title=f"Per-category {label} against training data")  # fmt: skip
     ax.legend(frameon=False, title="")
     sns.despine(fig)
+    return fig
+
+
+
+def gt_beside_predictions(
+    image: np.ndarray,
+    gt_instances: list[dict],
+    results: list[dict],
+    frequency: dict[int, str],
+    names: dict[int, str] | None = None,
+    score_thr: float = 0.3,
+    title: str = "",
+) -> Figure:
+    """Ground truth (left) beside the predictions scoring at least ``score_thr`` (right).
+
+    ``image``: ``(H, W, 3)`` uint8 RGB; ``gt_instances`` / ``results``: the LVIS records of this
+    image (see :mod:`lvisnb.overlay`), ``frequency`` / ``names`` keyed by LVIS category id.
+    """
+    shown = [r for r in results if r.get("score", 1.0) >= score_thr]
+    height, width = image.shape[:2]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 5.5 * height / max(width, 1)))
+    draw_instances(left, image, gt_instances, frequency, names, legend=False)
+    left.set_title(f"ground truth ({len(gt_instances)})", fontsize=9)
+    draw_instances(right, image, shown, frequency, names)
+    right.set_title(f"predictions, score >= {score_thr:g} ({len(shown)} of {len(results)})",
+                    fontsize=9)  # fmt: skip
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
     return fig
