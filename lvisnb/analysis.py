@@ -283,10 +283,10 @@ def rfs_composition(
     :class:`lvisnb.sampler.RepeatFactorSampler` with ``seed``). ``frame.attrs["epoch_images"]``
     holds the number of images one epoch has under each column's sampling.
     """
-    from lvisnb.sampler import RepeatFactorSampler, repeat_factors
+    from lvisnb.sampler import RepeatFactorSampler
 
-    _, image_factors = repeat_factors(category_sets, threshold)
     sampler = RepeatFactorSampler(category_sets, threshold, seed=seed, num_replicas=1, rank=0)
+    image_factors = sampler.image_repeat_factors
     observed = np.bincount(sampler.epoch_indices(0).numpy(), minlength=len(category_sets))
     weights = {
         "uniform": np.ones(len(category_sets)),

@@ -91,6 +91,11 @@ def decode_masks(segmentations: Sequence, height: int, width: int) -> np.ndarray
     for i, segmentation in enumerate(segmentations):
         if isinstance(segmentation, list):  # polygons: one object may have several parts
             rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
+        elif list(segmentation.get("size", ())) != [height, width]:
+            raise ValueError(
+                f"segmentation {i}: RLE of size {segmentation.get('size')} does not fit "
+                f"the {height}x{width} image"
+            )
         elif isinstance(segmentation.get("counts"), list):  # uncompressed RLE
             rle = mask_utils.frPyObjects(segmentation, height, width)
         else:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-FREQUENCY_GROUPS = ("r", "c", "f")
+from lvisnb.categories import FREQUENCY_GROUPS
 
 
 @dataclass

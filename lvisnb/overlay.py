@@ -17,12 +17,12 @@ from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
-import pycocotools.mask as mask_utils
 import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.patches import Patch, Rectangle
 
 from lvisnb.categories import FREQUENCY_GROUPS, FREQUENCY_NAMES
+from lvisnb.dataset import decode_masks
 
 # one colour family per frequency group, light to dark (RGB in [0, 1])
 FAMILIES: dict[str, list[tuple[float, float, float]]] = {
@@ -45,20 +45,7 @@ def instance_mask(instance: Mapping, height: int, width: int) -> np.ndarray | No
     segmentation = instance.get("segmentation")
     if not segmentation:
         return None
-    if isinstance(segmentation, list):
-        rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
-    elif isinstance(segmentation.get("counts"), list):
-        rle = mask_utils.frPyObjects(segmentation, height, width)
-    else:
-        counts = segmentation["counts"]
-        rle = {"size": segmentation["size"], "counts": counts.encode() if isinstance(counts, str)
-               else counts}  # fmt: skip
-    mask = mask_utils.decode(rle)
-    if mask.shape != (height, width):
-        raise ValueError(
-            f"segmentation of size {mask.shape} does not fit the {height}x{width} image"
-        )
-    return mask
+    return decode_masks([segmentation], height, width)[0]
 
 
 def draw_instances(
