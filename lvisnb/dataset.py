@@ -85,21 +85,32 @@ class CategoryMapping:
         return torch.tensor(self.category_ids, dtype=torch.int64)[labels - 1]
 
 
+def segmentation_rle(segmentation, height: int, width: int) -> dict:
+    """Compressed RLE (pycocotools' dict) of one LVIS segmentation in a ``height x width`` image.
+
+    ``segmentation``: polygons (a list of ``[x1, y1, x2, y2, ...]`` in pixels; parts of one
+    object are merged), an uncompressed RLE (``counts`` a list) or a compressed RLE (``counts`` a
+    str or bytes). An RLE whose ``size`` is not ``[height, width]`` raises ``ValueError``.
+    """
+    if isinstance(segmentation, list):  # polygons: one object may have several parts
+        return mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
+    if list(segmentation.get("size", ())) != [height, width]:
+        raise ValueError(
+            f"RLE of size {segmentation.get('size')} does not fit the {height}x{width} image"
+        )
+    if isinstance(segmentation.get("counts"), list):  # uncompressed RLE
+        return mask_utils.frPyObjects(segmentation, height, width)
+    return segmentation
+
+
 def decode_masks(segmentations: Sequence, height: int, width: int) -> np.ndarray:
-    """N x H x W uint8 masks from LVIS segmentations (polygon lists, RLE or uncompressed RLE)."""
+    """N x H x W uint8 masks from LVIS segmentations (see :func:`segmentation_rle`)."""
     masks = np.zeros((len(segmentations), height, width), dtype=np.uint8)
     for i, segmentation in enumerate(segmentations):
-        if isinstance(segmentation, list):  # polygons: one object may have several parts
-            rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
-        elif list(segmentation.get("size", ())) != [height, width]:
-            raise ValueError(
-                f"segmentation {i}: RLE of size {segmentation.get('size')} does not fit "
-                f"the {height}x{width} image"
-            )
-        elif isinstance(segmentation.get("counts"), list):  # uncompressed RLE
-            rle = mask_utils.frPyObjects(segmentation, height, width)
-        else:
-            rle = segmentation
+        try:
+            rle = segmentation_rle(segmentation, height, width)
+        except ValueError as error:
+            raise ValueError(f"segmentation {i}: {error}") from None
         masks[i] = mask_utils.decode(rle)
     return masks
 

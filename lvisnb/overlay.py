@@ -14,6 +14,7 @@ uncompressed or compressed RLE; optional) and, for results, ``score``.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -21,6 +22,7 @@ import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.patches import Patch, Rectangle
 
+from lvisnb import federated
 from lvisnb.categories import FREQUENCY_GROUPS, FREQUENCY_NAMES
 from lvisnb.dataset import decode_masks
 
@@ -30,6 +32,9 @@ FAMILIES: dict[str, list[tuple[float, float, float]]] = {
     "c": sns.color_palette("YlOrBr", 6)[2:],
     "f": sns.color_palette("GnBu", 8)[4:],
 }
+
+
+LABEL_FONT_SIZE = 6.0  # points
 
 
 def category_colour(category_id: int, group: str) -> tuple[float, float, float]:
@@ -46,6 +51,152 @@ def instance_mask(instance: Mapping, height: int, width: int) -> np.ndarray | No
     if not segmentation:
         return None
     return decode_masks([segmentation], height, width)[0]
+
+
+@dataclass
+class Shape:
+    """One instance as drawn: its record, colours and styles (internal to the drawers).
+
+    ``fill``: blend the mask into the image; ``linestyle``: of the contour (and of the box, or
+    of the box alone for records without a mask); ``label``: text drawn on an opaque patch of
+    ``colour`` (None: no label).
+    """
+
+    record: Mapping
+    colour: tuple[float, float, float]
+    fill: bool = True
+    linestyle: str = "solid"
+    linewidth: float = 1.2
+    label: str | None = None
+    box: bool = True
+
+
+def draw_shapes(
+    ax: Axes,
+    image: np.ndarray,
+    shapes: Sequence[Shape],
+    *,
+    alpha: float = 0.45,
+    show_boxes: bool = True,
+    show_labels: bool = True,
+    fontsize: float = LABEL_FONT_SIZE,
+    max_labels: int = 40,
+) -> Axes:
+    """Draw ``image`` (``(H, W, 3)`` uint8 RGB) and ``shapes`` on ``ax``: masks blended with
+    opacity ``alpha`` where ``fill``, crisp contours, dashed boxes, labels placed so that they
+    overlap as little as possible (:func:`place_labels`), at most ``max_labels`` of them (the
+    first ones: order ``shapes`` by importance). Returns ``ax``."""
+    height, width = image.shape[:2]
+    canvas = image.astype(np.float32) / 255.0
+    outlines = []
+    for shape in shapes:
+        mask = instance_mask(shape.record, height, width)
+        if mask is None:
+            continue
+        if shape.fill:
+            inside = mask.astype(bool)
+            canvas[inside] = (1 - alpha) * canvas[inside] + alpha * np.asarray(shape.colour)
+        outlines.append((mask, shape))
+    ax.imshow(np.clip(canvas, 0, 1), interpolation="nearest")
+    ax.set(xlim=(0, width), ylim=(height, 0))
+    ax.set_axis_off()
+    for mask, shape in outlines:
+        ax.contour(mask, levels=[0.5], colors=[shape.colour], linewidths=shape.linewidth,
+                   linestyles=shape.linestyle)  # fmt: skip
+    boxes = np.array([instance_box(s.record, height, width) for s in shapes], dtype=float)
+    boxes = boxes.reshape(-1, 4)
+    for shape, (x, y, w, h) in zip(shapes, boxes, strict=True):
+        if show_boxes and shape.box:
+            ax.add_patch(
+                Rectangle((x, y), w, h, fill=False, edgecolor=shape.colour, linewidth=1.0,
+                          linestyle="--" if shape.linestyle == "solid" else shape.linestyle)
+            )  # fmt: skip
+    labelled = [i for i, s in enumerate(shapes) if s.label and show_labels][:max_labels]
+    if labelled:
+        texts = [shapes[i].label for i in labelled]
+        sizes = label_sizes(ax, texts, width, fontsize)
+        xyxy = boxes[labelled].copy()
+        xyxy[:, 2:] += xyxy[:, :2]
+        for i, (x, y) in zip(labelled, place_labels(xyxy, sizes, width, height), strict=True):
+            ax.text(
+                x, y, shapes[i].label, fontsize=fontsize, color="white", va="top", ha="left",
+                clip_on=True,
+                bbox={"facecolor": shapes[i].colour, "edgecolor": "none", "pad": 1.0,
+                      "alpha": 0.9},
+            )  # fmt: skip
+    return ax
+
+
+def label_sizes(ax: Axes, texts: Sequence[str], width: int, fontsize: float) -> np.ndarray:
+    """``(N, 2)`` estimated ``[width, height]`` of label patches in image pixels on ``ax``.
+
+    A character is taken as 0.6 em wide and a line as 1.5 em high with the patch's padding,
+    converted from points to screen pixels (``dpi / 72``) and to image pixels by the ratio of
+    the image's width to the axes' width on screen.
+    """
+    axes_pixels = max(ax.get_window_extent().width, 1.0)
+    image_per_point = width / axes_pixels * ax.figure.dpi / 72.0
+    lengths = np.array([len(t) for t in texts], dtype=float)
+    return np.stack(
+        [(0.6 * lengths + 0.6) * fontsize * image_per_point,
+         np.full_like(lengths, 1.6 * fontsize * image_per_point)], axis=1
+    )  # fmt: skip
+
+
+def place_labels(
+    boxes: np.ndarray, sizes: np.ndarray, width: float, height: float
+) -> np.ndarray:
+    """Top-left corners ``(N, 2)`` for N labels of ``sizes`` (``[w, h]``) beside ``boxes``.
+
+    ``boxes``: ``(N, 4)`` XYXY image pixels (y down). Labels are placed in order (put the most
+    important first); each takes the first spot that overlaps no label placed before it
+    (above the box's top-left corner, inside it, below the bottom-left corner, inside it, the
+    same two at the top-right, then stacked further above and below), else the spot of least
+    overlap. Spots are kept inside the image.
+    """
+    placed: list[tuple[float, float, float, float]] = []
+    corners = np.zeros((len(boxes), 2))
+    for i, ((x0, y0, x1, y1), (w, h)) in enumerate(zip(boxes, sizes, strict=True)):
+        spots = [(x0, y0 - h), (x0, y0), (x0, y1), (x0, y1 - h), (x1 - w, y0 - h), (x1 - w, y0)]
+        spots += [spot for k in (1, 2, 3) for spot in ((x0, y0 - (k + 1) * h), (x0, y1 + k * h))]
+        best, best_overlap = None, np.inf
+        for x, y in spots:
+            x = min(max(x, 0.0), max(width - w, 0.0))
+            y = min(max(y, 0.0), max(height - h, 0.0))
+            overlap = sum(
+                max(0.0, min(x + w, px1) - max(x, px0)) * max(0.0, min(y + h, py1) - max(y, py0))
+                for px0, py0, px1, py1 in placed
+            )
+            if overlap < best_overlap:
+                best, best_overlap = (x, y), overlap
+            if overlap == 0:
+                break
+        corners[i] = best
+        placed.append((best[0], best[1], best[0] + w, best[1] + h))
+    return corners
+
+
+def _group_legend(ax: Axes, groups_seen: set[str]) -> None:
+    handles = [
+        Patch(color=FAMILIES[g][-1], label=FREQUENCY_NAMES[g])
+        for g in FREQUENCY_GROUPS
+        if g in groups_seen
+    ]
+    if handles:
+        ax.legend(handles=handles, loc="lower right", fontsize=7, framealpha=0.8)
+
+
+def instance_label(
+    record: Mapping, names: Mapping[int, str] | None, frequency: Mapping[int, str] | None = None
+) -> str:
+    """``name`` (default: the id), `` (r)`` with ``frequency``, and the score for results."""
+    category_id = int(record["category_id"])
+    text = (names or {}).get(category_id, str(category_id))
+    if frequency is not None:
+        text += f" ({frequency[category_id]})"
+    if "score" in record:
+        text += f" {record['score']:.2f}"
+    return text
 
 
 def draw_instances(
@@ -66,53 +217,117 @@ def draw_instances(
     label text (default: the id). A result's ``score`` is appended to its label. Masks are
     blended into the image with opacity ``alpha`` and outlined; boxes are drawn dashed.
     """
-    height, width = image.shape[:2]
-    canvas = image.astype(np.float32) / 255.0
-    outlines = []
-    for instance in instances:
-        category_id = int(instance["category_id"])
-        colour = np.asarray(category_colour(category_id, frequency[category_id]))
-        mask = instance_mask(instance, height, width)
-        if mask is not None:
-            inside = mask.astype(bool)
-            canvas[inside] = (1 - alpha) * canvas[inside] + alpha * colour
-            outlines.append((mask, colour))
-    ax.imshow(np.clip(canvas, 0, 1), interpolation="nearest")
-    for mask, colour in outlines:
-        ax.contour(mask, levels=[0.5], colors=[colour], linewidths=1.2)
-    groups_seen = set()
-    for instance in instances:
-        category_id = int(instance["category_id"])
-        group = frequency[category_id]
-        groups_seen.add(group)
-        colour = category_colour(category_id, group)
-        x, y, w, h = _box(instance, height, width)
-        if show_boxes:
-            ax.add_patch(
-                Rectangle((x, y), w, h, fill=False, edgecolor=colour, linewidth=1.0,
-                          linestyle="--")
-            )  # fmt: skip
-        if show_labels:
-            text = (names or {}).get(category_id, str(category_id))
-            if "score" in instance:
-                text += f" {instance['score']:.2f}"
-            ax.text(
-                x, y, text, fontsize=6, color="white", va="bottom", ha="left", clip_on=True,
-                bbox={"facecolor": colour, "edgecolor": "none", "pad": 1.0, "alpha": 0.9},
-            )  # fmt: skip
-    if legend and groups_seen:
-        handles = [
-            Patch(color=FAMILIES[g][-1], label=FREQUENCY_NAMES[g])
-            for g in FREQUENCY_GROUPS
-            if g in groups_seen
-        ]
-        ax.legend(handles=handles, loc="lower right", fontsize=7, framealpha=0.8)
-    ax.set(xlim=(0, width), ylim=(height, 0))
-    ax.set_axis_off()
+    shapes = [
+        Shape(
+            record,
+            category_colour(int(record["category_id"]), frequency[int(record["category_id"])]),
+            label=instance_label(record, names),
+        )
+        for record in instances
+    ]
+    draw_shapes(ax, image, shapes, alpha=alpha, show_boxes=show_boxes, show_labels=show_labels)
+    if legend:
+        _group_legend(ax, {frequency[int(r["category_id"])] for r in instances})
     return ax
 
 
-def _box(instance: Mapping, height: int, width: int) -> tuple[float, float, float, float]:
+# ----------------------------------------------------------------------------- federated view
+
+STATUS_COLOURS: dict[str, tuple[float, float, float]] = {
+    federated.MATCHED: (0.18, 0.62, 0.27),
+    federated.FALSE_POSITIVE: (0.84, 0.15, 0.16),
+    federated.IGNORED_NOT_EXHAUSTIVE: (0.58, 0.40, 0.74),
+    federated.IGNORED_UNVERIFIED: (0.50, 0.50, 0.50),
+    federated.MISSED: (1.00, 0.50, 0.05),
+}
+_STATUS_TAG = {
+    federated.MATCHED: "TP",
+    federated.FALSE_POSITIVE: "FP",
+    federated.IGNORED_NOT_EXHAUSTIVE: "ignored",
+    federated.IGNORED_UNVERIFIED: "unverified",
+}
+
+
+def federated_shapes(
+    verdict: federated.ImageVerdict,
+    frequency: Mapping[int, str],
+    names: Mapping[int, str] | None = None,
+) -> list[Shape]:
+    """Shapes of the federated view: counted predictions filled (matched green, false positive
+    red), ignored ones outlined only (not exhaustive: dashed purple; unverified: dotted grey),
+    missed ground truth outlined in thick dashed orange, matched ground truth in thin white.
+    Labels carry the group letter, the score and the verdict; ``[NE]`` marks a category that is
+    not exhaustively annotated in this image."""
+    shapes = []
+    for record, status in zip(verdict.instances, verdict.instance_status, strict=True):
+        if status == federated.MISSED:
+            label = instance_label(record, names, frequency) + " missed"
+            if int(record["category_id"]) in verdict.not_exhaustive:
+                label += " [NE]"
+            shapes.append(Shape(record, STATUS_COLOURS[federated.MISSED], fill=False,
+                                linestyle="dashed", linewidth=2.0, label=label, box=False))
+        else:
+            shapes.append(Shape(record, (1.0, 1.0, 1.0), fill=False, linewidth=0.8, box=False))
+    # label priority: counted before ignored, then by score
+    order = sorted(
+        range(len(verdict.predictions)),
+        key=lambda i: (verdict.prediction_status[i] not in federated.COUNTED,
+                       -float(verdict.predictions[i]["score"])),
+    )  # fmt: skip
+    for i in order:
+        record, status = verdict.predictions[i], verdict.prediction_status[i]
+        counted = status in federated.COUNTED
+        label = instance_label(record, names, frequency) + " " + _STATUS_TAG[status]
+        if int(record["category_id"]) in verdict.not_exhaustive:
+            label += " [NE]"
+        linestyle = {federated.IGNORED_NOT_EXHAUSTIVE: "dashed",
+                     federated.IGNORED_UNVERIFIED: "dotted"}.get(status, "solid")  # fmt: skip
+        shapes.append(Shape(record, STATUS_COLOURS[status], fill=counted, linestyle=linestyle,
+                            linewidth=1.4, label=label))  # fmt: skip
+    return shapes
+
+
+def draw_federated(
+    ax: Axes,
+    image: np.ndarray,
+    verdict: federated.ImageVerdict,
+    frequency: Mapping[int, str],
+    names: Mapping[int, str] | None = None,
+    *,
+    alpha: float = 0.45,
+    show_labels: bool = True,
+    legend: bool = True,
+) -> Axes:
+    """The federated view of one image (see :func:`federated_shapes` for the styles), a note
+    naming the image's not-exhaustive and negative categories, and a legend with counts."""
+    draw_shapes(ax, image, federated_shapes(verdict, frequency, names), alpha=alpha,
+                show_labels=show_labels)  # fmt: skip
+    notes = []
+    for title, ids in (("not exhaustive", verdict.not_exhaustive), ("negative", verdict.negative)):
+        if ids:
+            shown = [(names or {}).get(c, str(c)) for c in sorted(ids)]
+            extra = f" +{len(shown) - 4}" if len(shown) > 4 else ""
+            notes.append(f"{title}: {', '.join(shown[:4])}{extra}")
+    if notes:
+        ax.text(0.01, 0.99, "\n".join(notes), transform=ax.transAxes, fontsize=6, va="top",
+                ha="left", bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "0.6",
+                                 "pad": 2})  # fmt: skip
+    if legend:
+        counts = verdict.counts()
+        handles = [
+            Patch(facecolor=STATUS_COLOURS[s] if s in federated.COUNTED else "none",
+                  edgecolor=STATUS_COLOURS[s], linewidth=1.5,
+                  linestyle="solid" if s in federated.COUNTED else "--",
+                  label=f"{s} ({counts[s]})")
+            for s in (*federated.PREDICTION_STATUSES, federated.MISSED)
+        ]  # fmt: skip
+        ax.legend(handles=handles, loc="lower right", fontsize=6, framealpha=0.8)
+    return ax
+
+
+def instance_box(
+    instance: Mapping, height: int, width: int
+) -> tuple[float, float, float, float]:
     """XYWH box of a record: its ``bbox``, else the extent of its mask."""
     if instance.get("bbox") is not None:
         return tuple(float(v) for v in instance["bbox"])

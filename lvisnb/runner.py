@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from contextlib import contextmanager
 from pathlib import Path
 
 import papermill
@@ -49,24 +50,49 @@ def run_notebooks(
     run_dir.mkdir(parents=True, exist_ok=True)
     parameters = dict(parameters or {})
     executed = []
-    for notebook in notebook_paths(notebooks_dir, select):
-        declared = declared_parameters(notebook)
-        given = {k: v for k, v in parameters.items() if k in declared}
-        if "run_dir" in declared:
-            given["run_dir"] = str(run_dir)
-        output = run_dir / notebook.name
-        papermill.execute_notebook(
-            str(notebook),
-            str(output),
-            parameters=given,
-            kernel_name=kernel_name,
-            cwd=str(run_dir),
-            progress_bar=False,
-        )
-        if html:
-            render_html(output)
-        executed.append(output)
+    with _headless():
+        for notebook in notebook_paths(notebooks_dir, select):
+            executed.append(
+                _execute(notebook, run_dir, parameters, html=html, kernel_name=kernel_name)
+            )
     return executed
+
+
+@contextmanager
+def _headless():
+    """Tell kernels started meanwhile that no front end renders widgets (they inherit the
+    environment; :func:`lvisnb.browse.front_end_attached` reads it)."""
+    from lvisnb.browse import HEADLESS_ENV
+
+    before = os.environ.get(HEADLESS_ENV)
+    os.environ[HEADLESS_ENV] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ[HEADLESS_ENV]
+        else:
+            os.environ[HEADLESS_ENV] = before
+
+
+def _execute(notebook: Path, run_dir: Path, parameters: dict, html: bool, kernel_name: str):
+    """Run one notebook into ``run_dir`` (see :func:`run_notebooks`); returns its path."""
+    declared = declared_parameters(notebook)
+    given = {k: v for k, v in parameters.items() if k in declared}
+    if "run_dir" in declared:
+        given["run_dir"] = str(run_dir)
+    output = run_dir / notebook.name
+    papermill.execute_notebook(
+        str(notebook),
+        str(output),
+        parameters=given,
+        kernel_name=kernel_name,
+        cwd=str(run_dir),
+        progress_bar=False,
+    )
+    if html:
+        render_html(output)
+    return output
 
 
 def render_html(notebook: str | os.PathLike) -> Path:

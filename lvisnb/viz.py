@@ -15,9 +15,14 @@ import seaborn as sns
 from matplotlib.figure import Figure
 
 from lvisnb.analysis import RankFrequencyFit
+from lvisnb.browse import browse as browse  # re-exported: notebooks use lvisnb.viz only
+from lvisnb.browse import show as show
+from lvisnb.browse import view_grid as view_grid
 from lvisnb.categories import COMMON_MAX_IMAGES, FREQUENCY_GROUPS, FREQUENCY_NAMES, RARE_MAX_IMAGES
+from lvisnb.gallery import category_gallery as category_gallery
+from lvisnb.overlay import draw_federated as draw_federated
 from lvisnb.overlay import draw_instances
-from lvisnb.overlay import plot_instances as plot_instances  # re-exported for notebooks
+from lvisnb.overlay import plot_instances as plot_instances
 
 FREQUENCY_COLOURS = {"r": "#d1495b", "c": "#edae49", "f": "#00798c"}
 GROUP_ORDER = [FREQUENCY_NAMES[g] for g in FREQUENCY_GROUPS]

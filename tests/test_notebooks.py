@@ -111,6 +111,45 @@ def check_03(run_dir: Path, toy_train: Path) -> None:
         assert _png_ok(run_dir / f"eval_{name}.png"), name
 
 
+def params_04(toy: dict) -> dict:
+    """Synthetic results (perturbed toy val plus false positives) stand in for notebook 03's."""
+    from synthetic import toy_detections
+
+    results = toy["scratch"] / "results.json"
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.write_text(json.dumps(toy_detections(json.loads(toy["val"].read_text()), seed=2)))
+    return {"ann_file": str(toy["val"]), "results_file": str(results), "n_images": 2,
+            "score_thr": 0.4}  # fmt: skip
+
+
+def check_04(run_dir: Path, toy_train: Path) -> None:
+    from lvisnb import federated
+    from lvisnb.scene import load_scene
+
+    summary = json.loads((run_dir / "visualisation.json").read_text())
+    assert summary["interactive"] is False  # papermill: the static grid stands in
+    assert set(summary["figures"]) == {
+        "grid", "federated", "gallery_gt", "gallery_predictions", "browser_static"
+    }  # fmt: skip
+    for name, path in summary["figures"].items():
+        assert _png_ok(Path(path)) and Path(path).parent == run_dir, name
+    scene = load_scene(summary["ann_file"], results=summary["results_file"])
+    assert summary["image_ids"] == scene.showcase(2) and len(summary["image_ids"]) == 2
+    shown = scene.ground_truth(summary["image_ids"][0])
+    assert any(scene.frequency[a["category_id"]] != "f" for a in shown)
+    # the verdict table counts every prediction above the threshold once
+    verdicts = summary["verdicts"]
+    above = sum(len(scene.predictions(i, 0.4)) for i in scene.image_ids)
+    assert sum(verdicts["total"][s] for s in federated.PREDICTION_STATUSES) == above
+    assert verdicts["total"][federated.IGNORED_UNVERIFIED] > 0
+    # the gallery shows the rarest category that was predicted
+    counts = {c["id"]: c["image_count"] for c in scene.dataset["categories"]}
+    predicted = {r["category_id"] for recs in scene.results.values() for r in recs}
+    annotated = {a["category_id"] for anns in scene.instances.values() for a in anns}
+    rarest = min(counts[c] for c in predicted & annotated)
+    assert counts[summary["gallery_category"]] == rarest
+
+
 CASES = {
     "01_long_tail_analysis.ipynb": (lambda toy: {"ann_file": str(toy["train"])}, check_01),
     "02_training.ipynb": (
@@ -118,6 +157,7 @@ CASES = {
         check_02,
     ),
     "03_per_frequency_ap.ipynb": (params_03, check_03),
+    "04_mask_visualisation.ipynb": (params_04, check_04),
 }
 
 

@@ -1,0 +1,166 @@
+"""Category gallery: the instances of one category across a data set, as crops with masks.
+
+To see what a rare category looks like (its ground truth, largest first) and what the model
+takes for it (its predictions, best scored first, each with its federated verdict at IoU 0.5:
+matched, false positive or ignored; :mod:`lvisnb.federated`). An image that cannot be read
+shows a message in its cell; the rest of the gallery is drawn.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
+
+from lvisnb import federated
+from lvisnb.dataset import ImageReadError
+from lvisnb.overlay import STATUS_COLOURS, Shape, category_colour, draw_shapes, instance_box
+from lvisnb.scene import Scene
+
+SOURCES = ("gt", "predictions")
+
+
+@dataclass
+class Tile:
+    """One gallery cell: an instance record, its image id, a caption and a status (the
+    federated verdict for predictions, ``None`` for ground truth)."""
+
+    record: dict
+    image_id: int
+    caption: str
+    status: str | None = None
+
+
+def gallery_tiles(
+    scene: Scene,
+    category,
+    source: str = "gt",
+    limit: int = 24,
+    score_thr: float = 0.0,
+    iou_type: str = "segm",
+) -> list[Tile]:
+    """The ``limit`` first instances of ``category`` (LVIS id or name).
+
+    ``source="gt"``: annotations, largest ``area`` (px^2) first; ``"predictions"``: results
+    scoring at least ``score_thr``, highest score first, each with its federated verdict on its
+    image (matched against that category's ground truth at IoU 0.5, ``iou_type`` masks or
+    boxes).
+    """
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
+    category_id = scene.category_id(category)
+    if source == "gt":
+        anns = [a for i in scene.image_ids for a in scene.ground_truth(i, category_id)]
+        anns.sort(key=lambda a: -float(a.get("area", 0.0)))
+        return [
+            Tile(a, int(a["image_id"]), f"img {a['image_id']} · {a.get('area', 0):.0f} px²")
+            for a in anns[:limit]
+        ]
+    if not scene.has_results:
+        raise ValueError("this scene has no results: load it with results to see predictions")
+    found = [
+        (r, i) for i in scene.image_ids for r in scene.predictions(i, score_thr, category_id)
+    ]
+    found.sort(key=lambda pair: -float(pair[0]["score"]))
+    tiles = []
+    for image_id in sorted({i for _, i in found[:limit]}):
+        verdict = scene.verdict(image_id, score_thr, category_id, iou_type)
+        for record, status in zip(verdict.predictions, verdict.prediction_status, strict=True):
+            tiles.append(Tile(record, image_id, f"img {image_id} · {record['score']:.2f}",
+                              status))  # fmt: skip
+    tiles.sort(key=lambda t: -float(t.record["score"]))
+    return tiles[:limit]
+
+
+def _crop_window(record: dict, height: int, width: int, pad: float, min_size: int):
+    x, y, w, h = instance_box(record, height, width)
+    side_x, side_y = max(w * (1 + 2 * pad), min_size), max(h * (1 + 2 * pad), min_size)
+    cx, cy = x + w / 2, y + h / 2
+    return (max(cx - side_x / 2, 0), min(cx + side_x / 2, width),
+            max(cy - side_y / 2, 0), min(cy + side_y / 2, height))  # fmt: skip
+
+
+def plot_gallery(
+    scene: Scene,
+    tiles: list[Tile],
+    columns: int = 6,
+    title: str = "",
+    pad: float = 0.25,
+    min_size: int = 24,
+) -> Figure:
+    """A grid of crops, one per tile: the instance's box widened by ``pad`` of its size on each
+    side (at least ``min_size`` pixels), its mask filled (ground truth in its category's colour,
+    predictions in the colour of their verdict) and a caption. A cell whose image cannot be
+    read holds the reason instead. ``fig.unreadable`` lists ``(image_id, message)``."""
+    columns = max(1, min(columns, len(tiles) or 1))
+    rows = max(1, math.ceil(len(tiles) / columns))
+    fig, axes = plt.subplots(
+        rows, columns, figsize=(2.0 * columns, 2.1 * rows), squeeze=False, layout="constrained"
+    )
+    unreadable = []
+    for ax, tile in zip(axes.flat, tiles, strict=False):
+        try:
+            image = scene.image(tile.image_id)
+        except ImageReadError as error:
+            unreadable.append((tile.image_id, str(error)))
+            ax.text(0.5, 0.5, f"image {tile.image_id}\ncould not be read:\n{error}",
+                    ha="center", va="center", fontsize=5, wrap=True, color="0.3",
+                    transform=ax.transAxes)  # fmt: skip
+            ax.set_axis_off()
+            continue
+        height, width = image.shape[:2]
+        category_id = int(tile.record["category_id"])
+        colour = (
+            category_colour(category_id, scene.frequency[category_id])
+            if tile.status is None
+            else STATUS_COLOURS[tile.status]
+        )
+        fill = tile.status is None or tile.status in federated.COUNTED
+        draw_shapes(ax, image, [Shape(tile.record, colour, fill=fill, box=False)],
+                    show_labels=False)  # fmt: skip
+        x0, x1, y0, y1 = _crop_window(tile.record, height, width, pad, min_size)
+        ax.set(xlim=(x0, x1), ylim=(y1, y0))
+        caption = tile.caption if tile.status is None else f"{tile.caption}\n{tile.status}"
+        ax.set_title(caption, fontsize=6, color="black" if tile.status is None else colour)
+    for ax in list(axes.flat)[len(tiles):]:
+        ax.set_axis_off()
+    if not tiles:
+        axes.flat[0].text(0.5, 0.5, "no instances", ha="center", va="center",
+                          transform=axes.flat[0].transAxes)  # fmt: skip
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.unreadable = unreadable
+    return fig
+
+
+def category_gallery(
+    scene: Scene,
+    category,
+    source: str = "gt",
+    limit: int = 24,
+    score_thr: float = 0.0,
+    columns: int = 6,
+    iou_type: str = "segm",
+) -> Figure:
+    """:func:`gallery_tiles` drawn by :func:`plot_gallery`, titled with the category's name,
+    frequency group and what is shown."""
+    category_id = scene.category_id(category)
+    tiles = gallery_tiles(scene, category_id, source, limit, score_thr, iou_type)
+    group = scene.frequency[category_id]
+    what = ("ground truth, largest first" if source == "gt"
+            else f"predictions with score >= {score_thr:g}, best first")  # fmt: skip
+    title = f"{scene.names[category_id]} (id {category_id}, {group}): {what}"
+    return plot_gallery(scene, tiles, columns=columns, title=title)
+
+
+def rarest_categories(scene: Scene, n: int = 1, with_predictions: bool = False) -> list[int]:
+    """LVIS ids of the ``n`` categories with the fewest training images (``image_count``)
+    among those annotated in this scene (and predicted, with ``with_predictions``)."""
+    present = {int(a["category_id"]) for anns in scene.instances.values() for a in anns}
+    if with_predictions:
+        present &= {int(r["category_id"]) for recs in scene.results.values() for r in recs}
+    counts = {int(c["id"]): c.get("image_count", 0) for c in scene.dataset["categories"]}
+    return sorted(present, key=lambda c: (counts.get(c, 0), c))[:n]
+

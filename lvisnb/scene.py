@@ -1,0 +1,208 @@
+"""Ground truth, optional results and images held together for looking at (notebook 04).
+
+A :class:`Scene` indexes an LVIS ground truth and a results list by image, reads images on
+demand (a small cache, so redrawing one image with other settings does not read it again),
+resolves categories given by name or id, and computes federated verdicts
+(:mod:`lvisnb.federated`). Works the same for real LVIS (COCO images under an image root) and
+toy-LVIS.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections import OrderedDict, defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from lvisnb import federated
+from lvisnb.data import image_path
+from lvisnb.dataset import ImageReadError, read_image
+
+
+@dataclass
+class Scene:
+    """One ground truth with its images, and optionally results, indexed by image id.
+
+    - ``dataset``: the LVIS annotation dict (never modified); ``source``: its file, for messages.
+    - ``image_root``: folder the images resolve under (:func:`lvisnb.data.image_path`).
+    - ``results``: result records by image id (LVIS category ids, ``bbox`` XYWH pixels,
+      ``segmentation`` RLE, ``score``), each list in decreasing score order; empty without
+      results (``has_results`` tells).
+    - ``image_ids``: every image id, sorted; ``frequency`` / ``names``: by LVIS category id.
+    """
+
+    dataset: dict
+    source: str
+    image_root: Path
+    results: dict[int, list[dict]]
+    has_results: bool
+    image_ids: list[int] = field(init=False)
+    images: dict[int, dict] = field(init=False)
+    instances: dict[int, list[dict]] = field(init=False)
+    frequency: dict[int, str] = field(init=False)
+    names: dict[int, str] = field(init=False)
+    cache_size: int = 8
+    reads: int = 0  # images actually read from disk (not from the cache)
+
+    def __post_init__(self):
+        self.images = {int(i["id"]): i for i in self.dataset["images"]}
+        self.image_ids = sorted(self.images)
+        self.instances = defaultdict(list)
+        for ann in self.dataset["annotations"]:
+            self.instances[int(ann["image_id"])].append(ann)
+        categories = self.dataset["categories"]
+        self.frequency = {int(c["id"]): c["frequency"] for c in categories}
+        self.names = {int(c["id"]): c["name"] for c in categories}
+        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
+
+    # ------------------------------------------------------------------ lookups
+
+    def category_id(self, category: int | str) -> int:
+        """LVIS id of ``category``, given as an id, a digit string or a name (``ValueError``
+        naming close names when unknown)."""
+        if isinstance(category, int | np.integer) or str(category).strip().isdigit():
+            category_id = int(category)
+            if category_id not in self.names:
+                raise ValueError(f"category id {category_id} is not in {self.source}")
+            return category_id
+        by_name = {name: cid for cid, name in self.names.items()}
+        name = str(category).strip()
+        if name in by_name:
+            return by_name[name]
+        close = difflib.get_close_matches(name, list(by_name), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ValueError(f"no category named {name!r} in {self.source}{hint}")
+
+    def predictions(
+        self, image_id: int, score_thr: float = 0.0, category_id: int | None = None
+    ) -> list[dict]:
+        """The image's results scoring at least ``score_thr`` (optionally one category only)."""
+        return [
+            r for r in self.results.get(image_id, [])
+            if r["score"] >= score_thr and (category_id is None or r["category_id"] == category_id)
+        ]  # fmt: skip
+
+    def ground_truth(self, image_id: int, category_id: int | None = None) -> list[dict]:
+        """The image's annotations (optionally of one category)."""
+        anns = self.instances.get(image_id, [])
+        return [a for a in anns if category_id is None or a["category_id"] == category_id]
+
+    def images_with(self, category_id: int, score_thr: float = 0.0) -> list[int]:
+        """Sorted ids of the images where ``category_id`` is annotated or predicted at
+        ``score_thr`` or above."""
+        found = {i for i, anns in self.instances.items()
+                 if any(a["category_id"] == category_id for a in anns)}  # fmt: skip
+        found |= {i for i, recs in self.results.items()
+                  if any(r["category_id"] == category_id and r["score"] >= score_thr
+                         for r in recs)}  # fmt: skip
+        return sorted(found)
+
+    def showcase(self, n: int) -> list[int]:
+        """``n`` image ids worth a look: most distinct rare and common categories annotated,
+        then most instances, then smallest id."""
+        def rank(image_id: int):
+            anns = self.instances.get(image_id, [])
+            scarce = {a["category_id"] for a in anns if self.frequency[a["category_id"]] != "f"}
+            return (-len(scarce), -len(anns), image_id)
+
+        return sorted(self.image_ids, key=rank)[:n]
+
+    def verdict(
+        self,
+        image_id: int,
+        score_thr: float = 0.0,
+        category_id: int | None = None,
+        iou_type: str = "segm",
+        iou_threshold: float = 0.5,
+    ) -> federated.ImageVerdict:
+        """Federated verdicts of the image's predictions at ``score_thr`` (see
+        :func:`lvisnb.federated.image_verdict`); with ``category_id``, that category only."""
+        return federated.image_verdict(
+            self.images[image_id],
+            self.ground_truth(image_id, category_id),
+            self.predictions(image_id, score_thr, category_id),
+            iou_threshold,
+            iou_type,
+        )
+
+    # ------------------------------------------------------------------ images
+
+    def image(self, image_id: int) -> np.ndarray:
+        """``(H, W, 3)`` uint8 RGB of ``image_id``; :class:`ImageReadError` (naming the file and
+        the id) when it is missing, unreadable or not the size its record states."""
+        if image_id in self._cache:
+            self._cache.move_to_end(image_id)
+            return self._cache[image_id]
+        info = self.images[image_id]
+        path = image_path(info, self.image_root)
+        pixels = read_image(path, image_id).permute(1, 2, 0).numpy()
+        self.reads += 1
+        if pixels.shape[:2] != (info["height"], info["width"]):
+            raise ImageReadError(
+                f"image id {image_id} at {path} is {pixels.shape[1]}x{pixels.shape[0]}, "
+                f"the annotation says {info['width']}x{info['height']}"
+            )
+        self._cache[image_id] = pixels
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        return pixels
+
+
+def _results_by_image(records: list, dataset: dict, source: str) -> dict:
+    """Results grouped by image id, each list in decreasing score order (stable); ids checked
+    against the ground truth (``ValueError`` naming the first offending record)."""
+    from lvisnb.detections import validate_detections
+
+    image_ids = np.array(sorted(int(i["id"]) for i in dataset["images"]), dtype=np.int64)
+    sizes = np.zeros((len(image_ids), 2), dtype=np.int64)
+    category_ids = np.array(sorted(int(c["id"]) for c in dataset["categories"]), dtype=np.int64)
+    if records:
+        validate_detections(records, image_ids, sizes, category_ids, False, False, source)
+    by_image: dict[int, list[dict]] = defaultdict(list)
+    for record in records:
+        by_image[int(record["image_id"])].append(record)
+    for recs in by_image.values():
+        recs.sort(key=lambda r: -r["score"])
+    return dict(by_image)
+
+
+def load_scene(
+    gt: str | os.PathLike | dict,
+    image_root: str | os.PathLike | None = None,
+    results: str | os.PathLike | list | None = None,
+) -> Scene:
+    """A :class:`Scene` from an LVIS JSON path (or loaded dict, or ``lvis.LVIS``), the image
+    root (default: two levels above the JSON file, the layout of LVIS and toy-LVIS) and an
+    optional results JSON path or list (validated against the ground truth)."""
+    from lvisnb import data
+
+    if isinstance(gt, str | os.PathLike):
+        source = str(gt)
+        dataset = data.load_json(gt)
+        default_root = Path(gt).resolve().parents[1]
+    elif isinstance(gt, Mapping) or isinstance(getattr(gt, "dataset", None), dict):
+        dataset = gt if isinstance(gt, Mapping) else gt.dataset
+        source, default_root = "<dict>", None
+    else:
+        raise TypeError(f"gt must be a path or an LVIS dict, got {type(gt).__name__}")
+    data.validate_dataset(dataset, source)
+    root = Path(image_root) if image_root else default_root
+    if root is None:
+        raise ValueError("image_root is needed when the ground truth is not a file")
+    records, results_source = [], "<none>"
+    if results is not None:
+        if isinstance(results, list):
+            records, results_source = results, "<list>"
+        else:
+            path = Path(results)
+            if not path.is_file():
+                raise FileNotFoundError(f"LVIS results file not found: {path}")
+            records, results_source = data.load_json(path), str(path)
+            if not isinstance(records, list):
+                raise ValueError(f"{path}: an LVIS results file is a JSON list of detections")
+    by_image = _results_by_image(records, dataset, results_source)
+    return Scene(dataset, source, root, by_image, results is not None)
