@@ -127,6 +127,19 @@ def read_image(path: str | os.PathLike, image_id: int) -> torch.Tensor:
         raise ImageReadError(f"cannot decode image id {image_id} at {path}: {error}") from None
 
 
+def read_record_image(info: dict, image_root: str | os.PathLike) -> torch.Tensor:
+    """uint8 RGB 3 x H x W of the LVIS image record ``info`` under ``image_root``;
+    :class:`ImageReadError` when missing, undecodable or not the record's height x width."""
+    path = image_path(info, image_root)
+    image = read_image(path, info["id"])
+    if tuple(image.shape[1:]) != (info["height"], info["width"]):
+        raise ImageReadError(
+            f"image id {info['id']} at {path} is {image.shape[2]}x{image.shape[1]}, "
+            f"the annotation says {info['width']}x{info['height']}"
+        )
+    return image
+
+
 class LVISDetection(torch.utils.data.Dataset):
     """LVIS images and instance targets for torchvision detection models.
 
@@ -187,15 +200,7 @@ class LVISDetection(torch.utils.data.Dataset):
         }
 
     def __getitem__(self, index: int):
-        info = self.image_info(index)
-        image = read_image(image_path(info, self.image_root), info["id"])
-        if tuple(image.shape[1:]) != (info["height"], info["width"]):
-            raise ImageReadError(
-                f"image id {info['id']} at {image_path(info, self.image_root)} is "
-                f"{image.shape[2]}x{image.shape[1]}, annotation says "
-                f"{info['width']}x{info['height']}"
-            )
-        image = tv_tensors.Image(image)
+        image = tv_tensors.Image(read_record_image(self.image_info(index), self.image_root))
         target = self.target(index)
         if self.transforms is not None:
             image, target = self.transforms(image, target)

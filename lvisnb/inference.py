@@ -31,8 +31,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.v2.functional import to_dtype
 from tqdm.auto import tqdm
 
-from lvisnb.data import image_path
-from lvisnb.dataset import CategoryMapping, LVISDetection, read_image
+from lvisnb.dataset import CategoryMapping, LVISDetection, read_record_image
 from lvisnb.model import Preset, build_model
 
 __all__ = ["load_trained_model", "predict", "save_results", "masks_to_rle"]
@@ -49,7 +48,7 @@ class _Images(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         info = self.dataset.image_info(index)
-        image = read_image(image_path(info, self.dataset.image_root), info["id"])
+        image = read_record_image(info, self.dataset.image_root)
         return to_dtype(image, torch.float32, scale=True), int(info["id"])
 
 

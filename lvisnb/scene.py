@@ -19,8 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from lvisnb import federated
-from lvisnb.data import image_path
-from lvisnb.dataset import ImageReadError, read_image
+from lvisnb.dataset import read_record_image
 
 
 @dataclass
@@ -137,15 +136,8 @@ class Scene:
         if image_id in self._cache:
             self._cache.move_to_end(image_id)
             return self._cache[image_id]
-        info = self.images[image_id]
-        path = image_path(info, self.image_root)
-        pixels = read_image(path, image_id).permute(1, 2, 0).numpy()
+        pixels = read_record_image(self.images[image_id], self.image_root).permute(1, 2, 0).numpy()
         self.reads += 1
-        if pixels.shape[:2] != (info["height"], info["width"]):
-            raise ImageReadError(
-                f"image id {image_id} at {path} is {pixels.shape[1]}x{pixels.shape[0]}, "
-                f"the annotation says {info['width']}x{info['height']}"
-            )
         self._cache[image_id] = pixels
         while len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
