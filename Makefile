@@ -10,7 +10,7 @@ RUN_DIR ?= runs/demo
 export LVISNB_TOY_ROOT ?= $(CURDIR)/data/toy-lvis
 export MPLBACKEND ?= Agg
 
-.PHONY: demo test lint install toy bench clean
+.PHONY: demo test lint install toy bench clean browser-deps
 
 install: $(STAMP)
 
@@ -27,9 +27,28 @@ toy: $(STAMP)
 demo: toy
 	$(VENV)/bin/lvisnb run --run-dir $(RUN_DIR) --html
 
-test: $(STAMP)
+test: $(STAMP) browser-deps
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
+
+# tests/test_browser.py drives JupyterLab in Debian's headless Chromium: install chromium and
+# chromium-driver with apt-get when missing (as root, or with passwordless sudo). When that is
+# impossible or fails, say so and go on: the test then skips with the reason.
+browser-deps:
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then \
+	  exit 0; \
+	elif ! command -v apt-get >/dev/null 2>&1; then \
+	  echo "make: no apt-get to install chromium; the browser test will be skipped"; exit 0; \
+	elif [ "$$(id -u)" = 0 ]; then sudo=; \
+	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then sudo="sudo -n"; \
+	else echo "make: not root, cannot install chromium; the browser test will be skipped"; exit 0; \
+	fi; \
+	echo "make: installing chromium and chromium-driver with apt-get (for the browser test)"; \
+	log=$$(mktemp); \
+	if $$sudo apt-get update -qq >"$$log" 2>&1 && $$sudo env DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq chromium chromium-driver >>"$$log" 2>&1; then rm -f "$$log"; \
+	else tail -n 5 "$$log"; rm -f "$$log"; \
+	  echo "make: installing chromium failed; the browser test will be skipped"; fi
 
 bench: $(STAMP)
 	$(PY) benchmarks/analysis_scale.py

@@ -167,8 +167,15 @@ class Browser(widgets.VBox):
             )
             for view in VIEWS
         }  # fmt: skip
-        self.next_button = widgets.Button(description="next image with this category")
-        self.panels = {view: widgets.Image(format="png") for view in VIEWS}
+        self.next_button = widgets.Button(
+            description="next with category", tooltip="next image with the chosen category"
+        )
+        # panels share the row and shrink to fit it (min_width 0 lets flex items shrink)
+        self.panels = {
+            view: widgets.Image(format="png", layout=widgets.Layout(
+                flex="1 1 0%", min_width="0", width="auto", object_fit="contain"))
+            for view in VIEWS
+        }  # fmt: skip
         self.status = widgets.HTML()
         if category not in (None, ""):
             self.category.value = category_option(scene, scene.category_id(category))
@@ -187,7 +194,8 @@ class Browser(widgets.VBox):
             widgets.HBox([self.group, self.category]),
             widgets.HBox([self.score, *self.show.values(), self.next_button]),
         ])  # fmt: skip
-        super().__init__([controls, self.status, widgets.HBox(list(self.panels.values()))])
+        row = widgets.HBox(list(self.panels.values()), layout=widgets.Layout(width="100%"))
+        super().__init__([controls, self.status, row])
         self.add_class("lvisnb-browser")
         self._refresh(VIEWS)
 
