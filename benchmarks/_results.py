@@ -25,3 +25,14 @@ def write_section(name: str, markdown: str, path: Path = RESULTS) -> None:
         else f"{text.rstrip()}\n\n{block}\n"
     )
     path.write_text(text)
+
+
+def read_section(name: str, path: Path = RESULTS) -> str | None:
+    """The markdown between ``<!-- name:start -->`` and ``<!-- name:end -->``, or ``None``."""
+    if not path.exists():
+        return None
+    pattern = re.compile(
+        rf"<!-- {re.escape(name)}:start -->\n(.*?)\n?<!-- {re.escape(name)}:end -->", re.S
+    )
+    match = pattern.search(path.read_text())
+    return match.group(1) if match else None

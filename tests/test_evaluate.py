@@ -1,6 +1,5 @@
 import copy
 import json
-import math
 import re
 from collections import defaultdict
 
@@ -8,6 +7,7 @@ import lvis
 import numpy as np
 import pycocotools.mask as mask_utils
 import pytest
+from synthetic import box_mask, rle, toy_detections
 
 from lvisnb import detections, evaluate
 from lvisnb.lvis_api import LVISEval, LVISFromDict
@@ -15,77 +15,10 @@ from lvisnb.lvis_api import LVISEval, LVISFromDict
 # ----------------------------------------------------------------------------- helpers
 
 
-def _rle(mask: np.ndarray) -> dict:
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
-
-
-def _box_mask(h: int, w: int, x: float, y: float, bw: float, bh: float) -> np.ndarray:
-    mask = np.zeros((h, w), dtype=bool)
-    mask[int(y) : int(math.ceil(y + bh)), int(x) : int(math.ceil(x + bw))] = True
-    return mask
-
-
-def _toy_detections(gt: dict, seed: int = 0) -> list[dict]:
-    """Perturbed GT (boxes jittered, masks shifted; 10% missed) plus false positives: on
-    negative categories, on not-exhaustive categories, on unverified categories (dropped by
-    LVIS), and 400+ on a few images (cut to 300). Scores are continuous, so no ties."""
-    rng = np.random.default_rng(seed)
-    images = {i["id"]: i for i in gt["images"]}
-    category_ids = [c["id"] for c in gt["categories"]]
-    results = []
-    for ann in gt["annotations"]:
-        if rng.random() < 0.1:
-            continue
-        image = images[ann["image_id"]]
-        h, w = image["height"], image["width"]
-        mask = mask_utils.decode(
-            mask_utils.merge(mask_utils.frPyObjects(ann["segmentation"], h, w))
-        )
-        x, y, bw, bh = ann["bbox"]
-        dy, dx = np.round(rng.normal(0, 0.08, 2) * (bh, bw)).astype(int)
-        shifted = np.zeros_like(mask)
-        ys, xs = np.nonzero(mask)
-        shifted[np.clip(ys + dy, 0, h - 1), np.clip(xs + dx, 0, w - 1)] = 1
-        box = [x + dx + rng.normal(0, 1), y + dy + rng.normal(0, 1)]
-        box += [bw * rng.uniform(0.9, 1.1), bh * rng.uniform(0.9, 1.1)]
-        results.append(
-            {
-                "image_id": ann["image_id"],
-                "category_id": ann["category_id"],
-                "score": float(rng.uniform(0.2, 1.0)),
-                "bbox": box,
-                "segmentation": _rle(shifted),
-            }
-        )
-    for image in gt["images"]:
-        h, w = image["height"], image["width"]
-        for _ in range(420 if image["id"] % 20 == 1 else 8):
-            kind = rng.integers(4)
-            if kind == 0 and image["neg_category_ids"]:
-                category = int(rng.choice(image["neg_category_ids"]))
-            elif kind == 1 and image["not_exhaustive_category_ids"]:
-                category = int(rng.choice(image["not_exhaustive_category_ids"]))
-            else:  # a positive, negative or (mostly) unverified category
-                category = int(rng.choice(category_ids))
-            bw, bh = np.exp(rng.uniform(np.log(4), np.log(0.8 * min(h, w)), 2))
-            x, y = rng.uniform(0, w - bw), rng.uniform(0, h - bh)
-            results.append(
-                {
-                    "image_id": image["id"],
-                    "category_id": category,
-                    "score": float(rng.uniform(0.0, 0.9)),
-                    "bbox": [x, y, bw, bh],
-                    "segmentation": _rle(_box_mask(h, w, x, y, bw, bh)),
-                }
-            )
-    return results
-
-
 @pytest.fixture(scope="module", params=["distinct scores", "tied scores"])
 def toy_case(request, toy_val):
     gt = json.loads(toy_val.read_text())
-    results = _toy_detections(gt)
+    results = toy_detections(gt)
     if request.param == "tied scores":  # ties are broken by input order, as LVIS does
         for record in results:
             record["score"] = round(record["score"], 1)
@@ -248,14 +181,14 @@ def test_segm_size_ranges_use_the_mask_area_not_the_box_area():
         "category_id": 3,
         "score": 0.9,
         "bbox": [20, 20, 10, 10],
-        "segmentation": _rle(_box_mask(200, 200, 20, 20, 10, 10)),
+        "segmentation": rle(box_mask(200, 200, 20, 20, 10, 10)),
     }
     false_positive = {
         "image_id": 1,
         "category_id": 3,
         "score": 0.95,
         "bbox": [0, 0, 200, 200],
-        "segmentation": _rle(_box_mask(200, 200, 150, 150, 5, 5)),
+        "segmentation": rle(box_mask(200, 200, 150, 150, 5, 5)),
     }
     results = [true_positive, false_positive]
     runs = _both(gt, results, fixed=False)
@@ -337,13 +270,13 @@ def _good(**changes):
         "category_id": 1,
         "score": 0.5,
         "bbox": [10.0, 10.0, 30.0, 30.0],
-        "segmentation": _rle(_box_mask(100, 100, 10, 10, 30, 30)),
+        "segmentation": rle(box_mask(100, 100, 10, 10, 30, 30)),
     }
     return record | changes
 
 
 def _counts(mask_size=(100, 100)):
-    return _rle(_box_mask(*mask_size, 10, 10, 30, 30))["counts"]
+    return rle(box_mask(*mask_size, 10, 10, 30, 30))["counts"]
 
 
 INVALID_RECORDS = [
@@ -542,7 +475,7 @@ def test_mask_only_results_get_boxes_and_areas_from_masks():
 def test_rle_decoder_matches_pycocotools():
     rng = np.random.default_rng(0)
     masks = [np.zeros((3, 4)), np.ones((5, 2)), rng.random((40, 30)) < 0.5]
-    masks += [_box_mask(60, 80, *rng.uniform(0, 40, 4)) for _ in range(20)]
+    masks += [box_mask(60, 80, *rng.uniform(0, 40, 4)) for _ in range(20)]
     rles = [mask_utils.encode(np.asfortranarray(m.astype(np.uint8))) for m in masks]
     counts = [r["counts"] for r in rles]
     total, area, ok = detections.rle_runs_summary(counts)
@@ -563,6 +496,89 @@ def test_rle_decoder_works_in_chunks(monkeypatch):
     monkeypatch.setattr(detections, "_RLE_CHUNK_CHARS", 50)
     for a, b in zip(whole, detections.rle_runs_summary(counts), strict=True):
         assert np.array_equal(a, b)
+
+
+def _encode_runs(runs) -> bytes:
+    """Runs as a compressed RLE string (pycocotools' ``rleToString``, also for odd runs)."""
+    out = bytearray()
+    for m, run in enumerate(runs):
+        x = int(run) - (int(runs[m - 2]) if m > 2 else 0)
+        more = True
+        while more:
+            group, x = x & 0x1F, x >> 5
+            more = x != (-1 if group & 0x10 else 0)
+            out.append(48 + (group | (0x20 if more else 0)))
+    return bytes(out)
+
+
+def _reference_summary(counts: bytes) -> tuple[int, int] | None:
+    """``(total, area)`` of one RLE string decoded character by character, None if malformed."""
+    if any(not 48 <= c <= 111 for c in counts):
+        return None
+    runs, i = [], 0
+    while i < len(counts):
+        x, k, more = 0, 0, True
+        while more:
+            if i == len(counts):
+                return None  # ends inside a value
+            c = counts[i] - 48
+            x |= (c & 0x1F) << (5 * k)
+            i, k, more = i + 1, k + 1, bool(c & 0x20)
+        if c & 0x10:
+            x -= 1 << (5 * k)
+        if k > detections.RLE_MAX_CHARS_PER_COUNT:
+            return None
+        runs.append(x + (runs[-2] if len(runs) > 2 else 0))
+    if any(run < 0 for run in runs):
+        return None
+    return sum(runs), sum(runs[1::2])
+
+
+def _rle_strings(rng, n: int) -> list[bytes]:
+    """Valid strings (small to 35-bit runs) and malformed ones of every kind."""
+    strings = []
+    for _ in range(n):
+        scale = 10 ** int(rng.integers(0, 11))
+        runs = rng.integers(0, scale + 1, size=int(rng.integers(0, 12)))
+        s = bytearray(_encode_runs(runs))
+        kind = rng.integers(0, 10)
+        if kind == 0 and len(runs):  # a negative run
+            runs[rng.integers(0, len(runs))] = -int(rng.integers(1, 100))
+            s = bytearray(_encode_runs(runs))
+        elif kind == 1 and s:  # truncated
+            s = s[: rng.integers(0, len(s))]
+        elif kind == 2 and s:  # any character, in or out of '0'..'o'
+            s[rng.integers(0, len(s))] = int(rng.integers(0, 256))
+        elif kind == 3:  # a run of 1-11 characters inserted
+            at = int(rng.integers(0, len(s) + 1))
+            s[at:at] = bytes(rng.integers(80, 112, rng.integers(1, 12)).astype(np.uint8))
+        elif kind == 4:  # random characters of '0'..'o'
+            s = bytearray(rng.integers(48, 112, rng.integers(0, 20)).astype(np.uint8).tobytes())
+        strings.append(bytes(s))
+    return strings
+
+
+@pytest.mark.parametrize("chunk_chars", [1, 37, 1 << 17])
+def test_rle_decoder_matches_a_reference_on_valid_and_malformed_strings(monkeypatch, chunk_chars):
+    monkeypatch.setattr(detections, "_RLE_CHUNK_CHARS", chunk_chars)
+    counts = _rle_strings(np.random.default_rng(3), 3000)
+    total, area, ok = detections.rle_runs_summary(counts)
+    expected = [_reference_summary(c) for c in counts]
+    assert ok.tolist() == [e is not None for e in expected]
+    assert 0.3 < ok.mean() < 0.9  # both kinds are exercised
+    valid = [e for e in expected if e is not None]
+    assert list(zip(total[ok].tolist(), area[ok].tolist(), strict=True)) == valid
+
+
+def test_rle_decoder_reads_str_as_ascii():
+    counts = _rle_strings(np.random.default_rng(4), 200)
+    as_str = [c.decode("latin-1") + "\u00e9" * (i % 3 == 0) for i, c in enumerate(counts)]
+    mixed = [c if i % 2 else s for i, (c, s) in enumerate(zip(counts, as_str, strict=True))]
+    for strings in (as_str, mixed):
+        as_bytes = [s.encode("ascii", "replace") if isinstance(s, str) else s for s in strings]
+        expected = detections.rle_runs_summary(as_bytes)
+        for a, b in zip(detections.rle_runs_summary(strings), expected, strict=True):
+            np.testing.assert_array_equal(a, b)
 
 
 def test_category_chunks_bound_the_cells_walked():
