@@ -321,7 +321,9 @@ def draw_federated(
                   label=f"{s} ({counts[s]})")
             for s in (*federated.PREDICTION_STATUSES, federated.MISSED)
         ]  # fmt: skip
-        ax.legend(handles=handles, loc="lower right", fontsize=6, framealpha=0.8)
+        # below the image, so that it hides none of it
+        ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=3,
+                  fontsize=6, frameon=False, handlelength=1.5, columnspacing=1.0)  # fmt: skip
     return ax
 
 
