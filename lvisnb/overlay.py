@@ -4,7 +4,12 @@ Colours: each frequency group has one colour family (rare: reds, common: ambers,
 teals; the same hues as :data:`lvisnb.viz.FREQUENCY_COLOURS`), and a category gets a fixed
 shade within its family (by its LVIS id), so the same category looks the same in every figure
 and its group can be read at a glance. Masks are filled semi-transparently with a crisp,
-opaque contour; labels sit on an opaque background at the box's top-left corner.
+opaque contour; labels sit on an opaque background beside their box, placed so that they
+overlap as little as possible where objects crowd (:func:`place_labels`).
+
+The federated view (:func:`draw_federated`) colours by verdict instead
+(:mod:`lvisnb.federated`): matched and false-positive predictions filled, ignored ones only
+outlined, missed ground truth in dashed orange.
 
 Instances are LVIS records: ground-truth annotations or results, with ``category_id`` (LVIS
 id), ``bbox`` XYWH in image pixels (optional for results), ``segmentation`` (polygons,
