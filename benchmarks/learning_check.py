@@ -22,6 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _results import write_section  # noqa: E402
 
+from lvisnb.train import read_log  # noqa: E402
+
 TARGET_APF = 0.25
 TARGET_MINUTES = 20.0
 
@@ -33,7 +35,7 @@ def main() -> None:
     run_dir = Path(args.run_dir)
     training = json.loads((run_dir / "training.json").read_text())
     metrics = json.loads((run_dir / "metrics.json").read_text())["metrics"]
-    log = [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines()]
+    log = read_log(run_dir)
     train_minutes = sum(record["time"] for record in log) / 60
 
     names = ("AP", "AP50", "APr", "APc", "APf")

@@ -31,7 +31,6 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _results import write_section  # noqa: E402

@@ -36,7 +36,6 @@ from lvisnb.scene import Scene, load_scene
 
 VIEWS = ("gt", "predictions", "federated")
 VIEW_TITLES = {"gt": "ground truth", "predictions": "predictions", "federated": "federated view"}
-ALL_CATEGORIES = ""
 
 
 def draw_view(
@@ -134,6 +133,7 @@ class Browser(widgets.VBox):
         category=None,
         iou_type: str = "segm",
         panel_size: float = 4.5,
+        start: int | None = None,
     ):
         self.scene = scene
         self.image_ids = list(image_ids) if image_ids else list(scene.image_ids)
@@ -146,9 +146,12 @@ class Browser(widgets.VBox):
         self._drawn: dict[str, tuple] = {}
         self._option_to_id = {category_option(scene, c): c for c in sorted(scene.names)}
 
-        self.index = widgets.IntSlider(0, 0, max(len(self.image_ids) - 1, 0), description="image",
-                                       continuous_update=False)  # fmt: skip
-        self.image_id = widgets.IntText(self.image_ids[0], description="image id")
+        if start is not None and start not in self.image_ids:
+            raise ValueError(f"start image id {start} is not among the images browsed")
+        first = 0 if start is None else self.image_ids.index(start)
+        self.index = widgets.IntSlider(first, 0, max(len(self.image_ids) - 1, 0),
+                                       description="image", continuous_update=False)  # fmt: skip
+        self.image_id = widgets.IntText(self.image_ids[first], description="image id")
         self.group = widgets.ToggleButtons(
             options=[("all", "")] + [(FREQUENCY_NAMES[g], g) for g in FREQUENCY_GROUPS],
             description="group",
@@ -300,13 +303,15 @@ def browse(
     score_thr: float = 0.3,
     category=None,
     iou_type: str = "segm",
+    start: int | None = None,
 ) -> Browser:
     """The interactive :class:`Browser` over ground truth ``gt`` (a :class:`Scene`, an LVIS JSON
     path or dict) and optional ``results`` (a results JSON path or list); ``image_ids``
-    restricts the images browsed (default: all), ``category`` (id or name) preselects the
-    filter. Display it in JupyterLab; see :func:`show` for notebooks also run headless."""
+    restricts the images browsed (default: all), ``start`` is the image id shown first,
+    ``category`` (id or name) preselects the filter. Display it in JupyterLab; see
+    :func:`show` for notebooks also run headless."""
     scene = gt if isinstance(gt, Scene) else load_scene(gt, image_root, results)
-    return Browser(scene, image_ids, score_thr, category, iou_type)
+    return Browser(scene, image_ids, score_thr, category, iou_type, start=start)
 
 
 HEADLESS_ENV = "LVISNB_HEADLESS"

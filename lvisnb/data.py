@@ -136,6 +136,12 @@ def image_relpath(image: dict) -> str:
     return "/".join(parts[-2:])
 
 
+def default_image_root(ann_file: str | os.PathLike) -> Path:
+    """Where images resolve when no root is given: two levels above the annotation file
+    (``ROOT/annotations/lvis_v1_val.json`` -> ``ROOT``, the layout of LVIS and toy-LVIS)."""
+    return Path(ann_file).resolve().parents[1]
+
+
 def image_path(image: dict, image_root: str | os.PathLike) -> Path:
     """Absolute location of an LVIS image under ``image_root`` (see :func:`image_relpath`)."""
     return Path(image_root) / image_relpath(image)

@@ -67,7 +67,7 @@ from lvisnb.detections import (
     rle_dicts,
     validate_detections,
 )
-from lvisnb.fast_eval import FastBackend
+from lvisnb.fast_eval import FastBackend, rows_of
 from lvisnb.ground_truth import FREQUENCY_GROUPS, GroundTruth, load_ground_truth
 
 IOU_TYPES = ("bbox", "segm")
@@ -183,12 +183,6 @@ def _pool_metrics(values: dict[str, float]) -> dict[str, float]:
 # ----------------------------------------------------------------------------- backends
 
 
-def _rows(columns: dict[str, list]) -> list[dict]:
-    """Column lists (equal lengths) to one dict per row."""
-    names = tuple(columns)
-    return [dict(zip(names, row, strict=True)) for row in zip(*columns.values(), strict=True)]
-
-
 class _FastRunner:
     """:class:`lvisnb.fast_eval.FastBackend`, summarised by :func:`summarize`."""
 
@@ -233,7 +227,7 @@ class _LvisBackend:
             columns["bbox"] = det.bbox[indices].tolist()
         else:
             columns["segmentation"] = rle_dicts(det, indices)
-        return _rows(columns)
+        return rows_of(columns)
 
     def _run(self, iou_type: str, indices: np.ndarray, max_dets: int):
         import lvis
@@ -396,7 +390,7 @@ def _evaluate(gt, results, iou_types, backend, fixed, max_dets_per_image, dets_p
     seconds = {}
     start = time.perf_counter()
     truth = load_ground_truth(gt)
-    records, source = read_results(results, boxes="bbox" in iou_types)
+    records, source = read_results(results, boxes="bbox" in iou_types, masks="segm" in iou_types)
     seconds["load"] = time.perf_counter() - start
 
     start = time.perf_counter()

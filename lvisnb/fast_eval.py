@@ -76,11 +76,14 @@ def _records(items: Items, assignment, item, image_of, label_of) -> list[dict]:
     }
     for name, values in items.fields.items():
         columns[name] = [values[i] for i in item.tolist()]
+    columns["iscrowd"] = [0] * len(item)
+    return rows_of(columns)
+
+
+def rows_of(columns: dict[str, list]) -> list[dict]:
+    """Column lists (equal lengths) to one dict per row."""
     names = tuple(columns)
-    rows = [dict(zip(names, row, strict=True)) for row in zip(*columns.values(), strict=True)]
-    for row in rows:
-        row["iscrowd"] = 0
-    return rows
+    return [dict(zip(names, row, strict=True)) for row in zip(*columns.values(), strict=True)]
 
 
 def packed_eval(

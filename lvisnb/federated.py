@@ -28,7 +28,7 @@ given are matched: pass those above a score threshold to see the errors at that 
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -130,11 +130,15 @@ def image_verdict(
     status = [IGNORED_UNVERIFIED] * len(predictions)
     matched_iou = [0.0] * len(predictions)
     instance_status = [MISSED] * len(instances)
-    for category_id in sorted({int(p["category_id"]) for p in predictions} | positive):
-        rows = [i for i, p in enumerate(predictions) if int(p["category_id"]) == category_id]
-        columns = [j for j, a in enumerate(instances) if int(a["category_id"]) == category_id]
+    rows_of, columns_of = defaultdict(list), defaultdict(list)  # category -> indices
+    for i, p in enumerate(predictions):
+        rows_of[int(p["category_id"])].append(i)
+    for j, a in enumerate(instances):
+        columns_of[int(a["category_id"])].append(j)
+    for category_id in sorted(set(rows_of) | positive):
         if category_id not in positive and category_id not in negative:
             continue  # unverified: LVISEval never looks at this pair
+        rows, columns = rows_of[category_id], columns_of[category_id]
         order = sorted(rows, key=lambda i: -float(predictions[i]["score"]))  # stable
         ious = np.zeros((len(order), len(columns)))
         if order and columns:
@@ -177,13 +181,17 @@ def verdict_table(verdicts: Sequence[ImageVerdict], frequency: Mapping[int, str]
 
     from lvisnb.categories import FREQUENCY_GROUPS
 
-    columns = (*PREDICTION_STATUSES, MISSED)
-    table = pd.DataFrame(0, index=list(FREQUENCY_GROUPS), columns=list(columns))
+    counted: Counter[tuple[str, str]] = Counter()
     for verdict in verdicts:
         for record, status in zip(verdict.predictions, verdict.prediction_status, strict=True):
-            table.loc[frequency[int(record["category_id"])], status] += 1
+            counted[frequency[int(record["category_id"])], status] += 1
         for record, status in zip(verdict.instances, verdict.instance_status, strict=True):
             if status == MISSED:
-                table.loc[frequency[int(record["category_id"])], MISSED] += 1
+                counted[frequency[int(record["category_id"])], MISSED] += 1
+    columns = (*PREDICTION_STATUSES, MISSED)
+    table = pd.DataFrame(
+        [[counted[group, status] for status in columns] for group in FREQUENCY_GROUPS],
+        index=list(FREQUENCY_GROUPS), columns=list(columns),
+    )  # fmt: skip
     table.loc["total"] = table.sum()
     return table

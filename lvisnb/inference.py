@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.v2.functional import to_dtype
 from tqdm.auto import tqdm
 
-from lvisnb.dataset import CategoryMapping, LVISDetection, read_record_image
+from lvisnb.dataset import CategoryMapping, LVISDetection, collate, read_record_image
 from lvisnb.model import Preset, build_model
 
 __all__ = ["load_trained_model", "predict", "save_results", "masks_to_rle"]
@@ -50,10 +50,6 @@ class _Images(Dataset):
         info = self.dataset.image_info(index)
         image = read_record_image(info, self.dataset.image_root)
         return to_dtype(image, torch.float32, scale=True), int(info["id"])
-
-
-def _collate(batch):
-    return tuple(zip(*batch, strict=True))
 
 
 def load_trained_model(
@@ -154,7 +150,7 @@ def predict(
         batch_size=batch_size,
         shuffle=False,
         num_workers=num_workers,
-        collate_fn=_collate,
+        collate_fn=collate,
     )
     bar = tqdm(total=len(dataset), desc="inference", unit="img", disable=not progress)
     try:

@@ -364,10 +364,6 @@ def get_preset(name: str, **overrides: object) -> Preset:
 # ----------------------------------------------------------------------------- backbones
 
 
-def _group_norm(num_channels: int, num_groups: int) -> nn.GroupNorm:
-    return nn.GroupNorm(num_groups, num_channels)
-
-
 def norm_layer(norm: str, gn_groups: int = 32):
     """``norm_layer`` callable (``channels -> module``) for ``"frozen_bn"``, ``"bn"``, ``"gn"``."""
     if norm == "frozen_bn":
@@ -375,7 +371,7 @@ def norm_layer(norm: str, gn_groups: int = 32):
     if norm == "bn":
         return nn.BatchNorm2d
     if norm == "gn":
-        return partial(_group_norm, num_groups=gn_groups)
+        return partial(nn.GroupNorm, gn_groups)  # GroupNorm(num_groups, num_channels)
     raise ValueError(f"norm {norm!r} is not one of {NORMS}")
 
 
@@ -479,7 +475,7 @@ def build_model(
             f"preset {preset.name!r} takes num_classes from the data: "
             f"build_model({preset.name!r}, num_classes=len(categories))"
         )
-    classes = preset.num_classes + 1
+    classes = preset.num_classes_with_background
     levels = len(preset.anchor_sizes)
     with torch.device(device) if device is not None else contextlib.nullcontext():
         backbone = build_backbone(preset)

@@ -23,13 +23,14 @@ from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pycocotools.mask as mask_utils
 import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.patches import Patch, Rectangle
 
 from lvisnb import federated
 from lvisnb.categories import FREQUENCY_GROUPS, FREQUENCY_NAMES
-from lvisnb.dataset import decode_masks
+from lvisnb.dataset import decode_masks, segmentation_rle
 
 # one colour family per frequency group, light to dark (RGB in [0, 1])
 FAMILIES: dict[str, list[tuple[float, float, float]]] = {
@@ -335,15 +336,14 @@ def draw_federated(
 def instance_box(
     instance: Mapping, height: int, width: int
 ) -> tuple[float, float, float, float]:
-    """XYWH box of a record: its ``bbox``, else the extent of its mask."""
+    """XYWH box of a record: its ``bbox``, else the extent of its mask, read from the RLE
+    without decoding it (``pycocotools.mask.toBbox``; zeros for no or an empty mask)."""
     if instance.get("bbox") is not None:
         return tuple(float(v) for v in instance["bbox"])
-    mask = instance_mask(instance, height, width)
-    if mask is None or not mask.any():
+    if not instance.get("segmentation"):
         return (0.0, 0.0, 0.0, 0.0)
-    ys, xs = np.nonzero(mask)
-    return (float(xs.min()), float(ys.min()), float(xs.max() - xs.min() + 1),
-            float(ys.max() - ys.min() + 1))  # fmt: skip
+    rle = segmentation_rle(instance["segmentation"], height, width)
+    return tuple(float(v) for v in mask_utils.toBbox(rle))
 
 
 def plot_instances(

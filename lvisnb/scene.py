@@ -29,8 +29,8 @@ class Scene:
     - ``dataset``: the LVIS annotation dict (never modified); ``source``: its file, for messages.
     - ``image_root``: folder the images resolve under (:func:`lvisnb.data.image_path`).
     - ``results``: result records by image id (LVIS category ids, ``bbox`` XYWH pixels,
-      ``segmentation`` RLE, ``score``), each list in decreasing score order; empty without
-      results (``has_results`` tells).
+      ``segmentation`` RLE, ``score``), each list in decreasing score order and cut to the
+      top 300 as ``lvis.LVISResults`` does; empty without results (``has_results`` tells).
     - ``image_ids``: every image id, sorted; ``frequency`` / ``names``: by LVIS category id.
     """
 
@@ -44,7 +44,7 @@ class Scene:
     instances: dict[int, list[dict]] = field(init=False)
     frequency: dict[int, str] = field(init=False)
     names: dict[int, str] = field(init=False)
-    cache_size: int = 8
+    cache_size: int = 8  # images, and federated verdicts, kept for redrawing
     reads: int = 0  # images actually read from disk (not from the cache)
 
     def __post_init__(self):
@@ -56,7 +56,17 @@ class Scene:
         categories = self.dataset["categories"]
         self.frequency = {int(c["id"]): c["frequency"] for c in categories}
         self.names = {int(c["id"]): c["name"] for c in categories}
+        # category -> images annotating it / image -> its best score of it (images_with)
+        self._annotated_in: dict[int, set[int]] = defaultdict(set)
+        for image_id, anns in self.instances.items():
+            for ann in anns:
+                self._annotated_in[int(ann["category_id"])].add(image_id)
+        self._best_score: dict[int, dict[int, float]] = defaultdict(dict)
+        for image_id, records in self.results.items():
+            for record in records:  # decreasing score: the first one is the best
+                self._best_score[int(record["category_id"])].setdefault(image_id, record["score"])
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._verdicts: OrderedDict[tuple, federated.ImageVerdict] = OrderedDict()
 
     # ------------------------------------------------------------------ lookups
 
@@ -93,11 +103,9 @@ class Scene:
     def images_with(self, category_id: int, score_thr: float = 0.0) -> list[int]:
         """Sorted ids of the images where ``category_id`` is annotated or predicted at
         ``score_thr`` or above."""
-        found = {i for i, anns in self.instances.items()
-                 if any(a["category_id"] == category_id for a in anns)}  # fmt: skip
-        found |= {i for i, recs in self.results.items()
-                  if any(r["category_id"] == category_id and r["score"] >= score_thr
-                         for r in recs)}  # fmt: skip
+        found = set(self._annotated_in.get(category_id, ()))
+        found.update(i for i, best in self._best_score.get(category_id, {}).items()
+                     if best >= score_thr)  # fmt: skip
         return sorted(found)
 
     def showcase(self, n: int) -> list[int]:
@@ -119,14 +127,23 @@ class Scene:
         iou_threshold: float = 0.5,
     ) -> federated.ImageVerdict:
         """Federated verdicts of the image's predictions at ``score_thr`` (see
-        :func:`lvisnb.federated.image_verdict`); with ``category_id``, that category only."""
-        return federated.image_verdict(
+        :func:`lvisnb.federated.image_verdict`); with ``category_id``, that category only.
+        The last ``cache_size`` are kept, so a view and its status line match masks once."""
+        key = (image_id, score_thr, category_id, iou_type, iou_threshold)
+        if key in self._verdicts:
+            self._verdicts.move_to_end(key)
+            return self._verdicts[key]
+        verdict = federated.image_verdict(
             self.images[image_id],
             self.ground_truth(image_id, category_id),
             self.predictions(image_id, score_thr, category_id),
             iou_threshold,
             iou_type,
         )
+        self._verdicts[key] = verdict
+        while len(self._verdicts) > self.cache_size:
+            self._verdicts.popitem(last=False)
+        return verdict
 
     # ------------------------------------------------------------------ images
 
@@ -144,9 +161,11 @@ class Scene:
         return pixels
 
 
-def _results_by_image(records: list, dataset: dict, source: str) -> dict:
-    """Results grouped by image id, each list in decreasing score order (stable); ids checked
-    against the ground truth (``ValueError`` naming the first offending record)."""
+def _results_by_image(records: list, dataset: dict, source: str, max_dets: int = 300) -> dict:
+    """Results grouped by image id, each list in decreasing score order (stable) and cut to
+    its first ``max_dets`` (``lvis.LVISResults``' per-image limit, so that the verdicts are
+    those of ``LVISEval``); ids checked against the ground truth (``ValueError`` naming the
+    first offending record)."""
     from lvisnb.detections import validate_detections
 
     image_ids = np.array(sorted(int(i["id"]) for i in dataset["images"]), dtype=np.int64)
@@ -157,9 +176,10 @@ def _results_by_image(records: list, dataset: dict, source: str) -> dict:
     by_image: dict[int, list[dict]] = defaultdict(list)
     for record in records:
         by_image[int(record["image_id"])].append(record)
-    for recs in by_image.values():
-        recs.sort(key=lambda r: -r["score"])
-    return dict(by_image)
+    return {
+        image_id: sorted(recs, key=lambda r: -r["score"])[:max_dets]
+        for image_id, recs in by_image.items()
+    }
 
 
 def load_scene(
@@ -175,7 +195,7 @@ def load_scene(
     if isinstance(gt, str | os.PathLike):
         source = str(gt)
         dataset = data.load_json(gt)
-        default_root = Path(gt).resolve().parents[1]
+        default_root = data.default_image_root(gt)
     elif isinstance(gt, Mapping) or isinstance(getattr(gt, "dataset", None), dict):
         dataset = gt if isinstance(gt, Mapping) else gt.dataset
         source, default_root = "<dict>", None

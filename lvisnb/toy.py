@@ -653,6 +653,21 @@ def ensure_toy_lvis(root: str | os.PathLike | None = None, seed: int = 0) -> dic
     return {"root": root, "train": root / TRAIN_FILE, "val": root / VAL_FILE}
 
 
+def split_files(
+    ann_file: str | os.PathLike | None, image_root: str | os.PathLike | None, split: str
+) -> tuple[Path, Path]:
+    """``(annotation file, image root)`` of a split as the notebooks and ``lvisnb train`` take
+    them: ``ann_file`` with ``image_root`` (default: :func:`lvisnb.data.default_image_root`), or,
+    when ``ann_file`` is empty, toy-LVIS's ``split`` ("train" or "val") under ``image_root``
+    (default :func:`default_root`), made if absent."""
+    from lvisnb.data import default_image_root
+
+    if ann_file:
+        return Path(ann_file), Path(image_root) if image_root else default_image_root(ann_file)
+    paths = ensure_toy_lvis(image_root or None)
+    return paths[split], paths["root"]
+
+
 # ----------------------------------------------------------------------------- full scale
 
 LVIS_V1_TRAIN_IMAGES = 100_170

@@ -32,7 +32,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Sampler
@@ -154,11 +153,9 @@ def _rng_state() -> dict:
 
 
 def _to_lists(value):
-    """Tuples and arrays -> lists, so that the state loads with ``weights_only=True``."""
+    """Tuples -> lists, so that Python's RNG state loads with ``weights_only=True``."""
     if isinstance(value, tuple | list):
         return [_to_lists(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return value.tolist()
     return value
 
 
@@ -198,14 +195,6 @@ def _distributed() -> tuple[int, int, int]:
     return 1, 0, 0
 
 
-def _resolve_data(cfg: TrainConfig) -> tuple[Path, Path]:
-    if cfg.train_ann:
-        ann = Path(cfg.train_ann)
-        root = Path(cfg.image_root) if cfg.image_root else ann.resolve().parents[1]
-        return ann, root
-    paths = toy.ensure_toy_lvis(cfg.image_root or None)
-    return paths["train"], paths["root"]
-
 
 # ----------------------------------------------------------------------------- the loop
 
@@ -220,7 +209,10 @@ def train(cfg: TrainConfig, callback: Callable[[dict], None] | None = None) -> T
     if device.type == "cuda" and world > 1:
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
-    preset = get_preset(cfg.preset, **cfg.overrides)
+    # TrainConfig's own preset fields, then ``overrides``: one Preset holds what is trained
+    named = ("rfs_threshold", "grad_clip", "warmup_iters")
+    given = {k: getattr(cfg, k) for k in named if getattr(cfg, k) is not None}
+    preset = get_preset(cfg.preset, **{**given, **cfg.overrides})
     run_dir = Path(cfg.run_dir)
     ckpt_dir = run_dir / CHECKPOINT_DIR
     is_main = rank == 0
@@ -228,15 +220,19 @@ def train(cfg: TrainConfig, callback: Callable[[dict], None] | None = None) -> T
     random.seed(cfg.seed)  # numpy's global RNG is not used in training: nothing to seed there
     torch.manual_seed(cfg.seed)
 
-    ann, image_root = _resolve_data(cfg)
+    ann, image_root = toy.split_files(cfg.train_ann, cfg.image_root, "train")
     dataset = LVISDetection(
         ann,
         image_root,
         transforms=train_transforms(preset.train_scales, preset.max_size, preset.flip_prob),
         skip_empty=True,
     )
-    threshold = preset.rfs_threshold if cfg.rfs_threshold is None else cfg.rfs_threshold
-    sampler = build_sampler(cfg.sampler, dataset, threshold, cfg.seed, world, rank)
+    sampler = build_sampler(cfg.sampler, dataset, preset.rfs_threshold, cfg.seed, world, rank)
+    if len(sampler) < cfg.batch_size:
+        raise ValueError(
+            f"{ann}: an epoch has {len(sampler)} images per process, fewer than batch_size "
+            f"{cfg.batch_size}; training would never take a step"
+        )
 
     model = build_model(preset, num_classes=dataset.mapping.num_classes).to(device)
     # same initial weights on every rank (DDP also broadcasts them); from here on each rank
@@ -251,9 +247,6 @@ def train(cfg: TrainConfig, callback: Callable[[dict], None] | None = None) -> T
         steps = tuple(round(s * cfg.max_iters / max_iters) for s in steps)
         max_iters = cfg.max_iters
     steps = tuple(cfg.lr_steps) if cfg.lr_steps is not None else steps
-    if cfg.warmup_iters is not None:
-        preset = dataclasses.replace(preset, warmup_iters=cfg.warmup_iters)
-    grad_clip = preset.grad_clip if cfg.grad_clip is None else cfg.grad_clip
 
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(
@@ -284,10 +277,11 @@ def train(cfg: TrainConfig, callback: Callable[[dict], None] | None = None) -> T
             "world_size": world,
             "device": str(device),
             "amp": str(amp_dtype),
-            "rfs_threshold": threshold,
+            "rfs_threshold": preset.rfs_threshold,
             "category_ids": list(dataset.mapping.category_ids),
         },
     }
+    config_plain = json.loads(json.dumps(config_record, default=str))  # weights_only-loadable
     iteration, epoch, position = 0, 0, 0
     if cfg.resume and (ckpt_dir / LAST).is_file():
         state = load_checkpoint(ckpt_dir / LAST)
@@ -317,7 +311,7 @@ def train(cfg: TrainConfig, callback: Callable[[dict], None] | None = None) -> T
                 "epoch": epoch,
                 "position": position,
                 "rng": rng,
-                "config": json.loads(json.dumps(config_record, default=str)),
+                "config": config_plain,
                 "category_ids": list(dataset.mapping.category_ids),
             },
         )
@@ -333,11 +327,6 @@ def train(cfg: TrainConfig, callback: Callable[[dict], None] | None = None) -> T
         desc=f"train {preset.name}",
         disable=not (cfg.progress and is_main),
     )
-    if len(sampler) < cfg.batch_size:
-        raise ValueError(
-            f"{ann}: an epoch has {len(sampler)} images per process, fewer than batch_size "
-            f"{cfg.batch_size}; training would never take a step"
-        )
     model.train()
     try:
         while iteration < max_iters:
@@ -369,9 +358,9 @@ def train(cfg: TrainConfig, callback: Callable[[dict], None] | None = None) -> T
                     )
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(total).backward()
-                if grad_clip:
+                if preset.grad_clip:
                     scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(params, grad_clip)
+                    torch.nn.utils.clip_grad_norm_(params, preset.grad_clip)
                 scaler.step(optimizer)
                 scaler.update()
                 current_lr = optimizer.param_groups[0]["lr"]
@@ -405,7 +394,6 @@ def train(cfg: TrainConfig, callback: Callable[[dict], None] | None = None) -> T
                 tic = time.perf_counter()
             else:
                 epoch, position = epoch + 1, 0
-                continue
     finally:
         bar.close()
         for handle in (log, samples_log):
@@ -480,9 +468,7 @@ def config_from_args(argv: list[str] | None = None) -> TrainConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    result = train(config_from_args(argv))
-    if result.losses and not math.isfinite(result.losses[-1]):
-        return 1
+    result = train(config_from_args(argv))  # a non-finite loss raises FloatingPointError
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"checkpoint: {result.checkpoint} ({result.iterations} iterations)")
     if dist.is_initialized():

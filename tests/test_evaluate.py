@@ -381,6 +381,20 @@ def test_results_files_are_decoded_typed_when_well_typed(tmp_path):
     assert records[1].segmentation == detections.RLE((100, 100), _good()["segmentation"]["counts"])
     masks_only, _ = detections.read_results(path, boxes=False)
     assert [type(r) for r in masks_only] == [detections.MaskRecord] * 2
+    boxes_only, _ = detections.read_results(path, masks=False)
+    assert [type(r) for r in boxes_only] == [detections.BoxRecord] * 2
+    assert boxes_only[1].bbox == (10.0, 10.0, 30.0, 30.0)
+    tiny = evaluate.load_ground_truth(_tiny_gt())
+    with pytest.raises(ValueError, match="without their masks"):
+        detections.validate_detections(
+            boxes_only, tiny.image_ids, tiny.image_sizes, tiny.category_ids, False, True
+        )
+    no_box = {k: v for k, v in _good().items() if k != "bbox"}
+    mask_only = tmp_path / "mask_only.json"
+    mask_only.write_text(json.dumps([no_box]))  # boxes must come from the masks: kept
+    assert [type(r) for r in detections.read_results(mask_only, masks=False)[0]] == [
+        detections.Record
+    ]
     path.write_text(json.dumps([_good(), _good(score="0.5")]))
     assert [type(r) for r in detections.read_results(path)[0]] == [dict, dict]
     # typed records give the same columns, areas and RLE dicts as the dicts

@@ -10,22 +10,14 @@ from synthetic import toy_detections
 
 from lvisnb import federated
 from lvisnb.lvis_api import LVISEval, LVISFromDict
-
-
-def _top_per_image(results: list[dict], max_dets: int = 300) -> list[dict]:
-    by_image = defaultdict(list)
-    for record in results:
-        by_image[record["image_id"]].append(record)
-    return [
-        r for recs in by_image.values()
-        for r in sorted(recs, key=lambda r: r["score"], reverse=True)[:max_dets]
-    ]  # fmt: skip
+from lvisnb.scene import load_scene
 
 
 @pytest.mark.parametrize("iou_type", ["segm", "bbox"])
 def test_verdicts_equal_lvis_eval_at_iou_half(toy_val, iou_type):
     gt = json.loads(toy_val.read_text())
-    results = _top_per_image(toy_detections(gt, seed=3))
+    results = toy_detections(gt, seed=3)  # over 300 on some images: both sides keep the top 300
+    scene = load_scene(toy_val, results=results)
     lvis_gt = LVISFromDict(gt)
     official = LVISEval(lvis_gt, lvis.LVISResults(lvis_gt, results), iou_type)
     official.evaluate()
@@ -48,13 +40,11 @@ def test_verdicts_equal_lvis_eval_at_iou_half(toy_val, iou_type):
             g for g, m in zip(entry["gt_ids"], entry["gt_matches"][0], strict=True) if m > 0
         )
 
-    by_image = defaultdict(list)
-    for record in results:
-        by_image[record["image_id"]].append(record)
     seen = defaultdict(int)
     for image in gt["images"]:
         instances = lvis_gt.img_ann_map.get(image["id"], [])
-        verdict = federated.image_verdict(image, instances, by_image[image["id"]], 0.5, iou_type)
+        predictions = scene.predictions(image["id"])
+        verdict = federated.image_verdict(image, instances, predictions, 0.5, iou_type)
         got = defaultdict(lambda: defaultdict(list))
         for record, status in zip(verdict.predictions, verdict.prediction_status, strict=True):
             got[image["id"], record["category_id"]][status].append(record["score"])
@@ -117,15 +107,10 @@ def test_verdict_on_a_hand_built_image():
 
 def test_verdict_table_counts_by_group(toy_val):
     gt = json.loads(toy_val.read_text())
-    results = _top_per_image(toy_detections(gt, seed=4))
-    frequency = {c["id"]: c["frequency"] for c in gt["categories"]}
-    by_image = defaultdict(list)
-    for record in results:
-        by_image[record["image_id"]].append(record)
-    anns = defaultdict(list)
-    for ann in gt["annotations"]:
-        anns[ann["image_id"]].append(ann)
-    verdicts = [federated.image_verdict(i, anns[i["id"]], by_image[i["id"]]) for i in gt["images"]]
+    scene = load_scene(toy_val, results=toy_detections(gt, seed=4))
+    results = [r for recs in scene.results.values() for r in recs]  # top 300 per image
+    frequency = scene.frequency
+    verdicts = [scene.verdict(i) for i in scene.image_ids]
     table = federated.verdict_table(verdicts, frequency)
     assert list(table.index) == ["r", "c", "f", "total"]
     assert table.loc["total", list(federated.PREDICTION_STATUSES)].sum() == len(results)

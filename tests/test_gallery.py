@@ -27,7 +27,12 @@ def test_scene_indexes_ground_truth_and_results_by_image(scene, results, toy_val
     raw = json.loads(toy_val.read_text())
     assert scene.image_ids == sorted(i["id"] for i in raw["images"])
     assert sum(len(scene.ground_truth(i)) for i in scene.image_ids) == len(raw["annotations"])
-    assert sum(len(v) for v in scene.results.values()) == len(results)
+    per_image = {}
+    for record in results:
+        per_image[record["image_id"]] = per_image.get(record["image_id"], 0) + 1
+    # every record indexed, but for LVIS's top 300 per image
+    indexed = sum(len(v) for v in scene.results.values())
+    assert indexed == sum(min(n, 300) for n in per_image.values())
     image_id = results[0]["image_id"]
     scores = [r["score"] for r in scene.predictions(image_id)]
     assert scores == sorted(scores, reverse=True)
@@ -149,3 +154,22 @@ def test_federated_view_draws_each_verdict_in_its_style(scene):
         shown = sum(label.split(" [NE]")[0].endswith(" " + tag) for label in labels)
         assert shown == counts[status], (tag, shown, counts)
     plt.close(fig)
+
+
+def test_results_are_cut_to_the_top_300_per_image_as_lvis_does(scene, results):
+    per_image = {}
+    for record in results:
+        per_image.setdefault(record["image_id"], []).append(record["score"])
+    crowded = next(i for i, scores in per_image.items() if len(scores) > 300)
+    kept = [r["score"] for r in scene.predictions(crowded)]
+    assert kept == sorted(per_image[crowded], reverse=True)[:300]
+
+
+def test_images_with_a_category_are_those_annotating_or_predicting_it(scene):
+    category_id = gallery.rarest_categories(scene, 1, with_predictions=True)[0]
+    for score_thr in (0.0, 0.5):
+        expected = sorted(
+            i for i in scene.image_ids
+            if scene.ground_truth(i, category_id) or scene.predictions(i, score_thr, category_id)
+        )  # fmt: skip
+        assert scene.images_with(category_id, score_thr) == expected
