@@ -51,6 +51,7 @@ browser-deps:
 	  echo "make: installing chromium failed; the browser test will be skipped"; fi
 
 bench: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,bench]'  # the peer evaluators eval_scale.py times
 	$(PY) benchmarks/analysis_scale.py
 	$(PY) benchmarks/train_throughput.py
 	@# LVISEval needs ~23 GB at full val scale, more than this 24 GB machine can give it:

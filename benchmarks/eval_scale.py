@@ -1,7 +1,8 @@
 """LVIS evaluation at LVIS v1 val scale: the kit's ``evaluate`` beside the official ``LVISEval``.
 
     python benchmarks/eval_scale.py [--images 19809] [--dets 300] [--repeat 1] [--kit-repeat N]
-        [--skip-lvis] [--iou-types bbox segm] [--max-rss-gb GB] [--mem-limit-gb GB]
+        [--skip-lvis] [--iou-types bbox segm] [--peers [TOOL ...]] [--peer-repeat [TOOL=]N ...]
+        [--stat best|median] [--max-rss-gb GB] [--mem-limit-gb GB]
         [--out-section eval_scale] [--no-write]
     python benchmarks/eval_scale.py --summary eval_scale_5k eval_scale_10k eval_scale
 
@@ -36,6 +37,16 @@ imports included); the wall time runs from before reading the JSON files to the 
   ``LVISResults``, so that it takes areas from the masks as the kit does for segm (detectron2
   does the same before calling ``LVISEval``). The official code runs as it is, with Python's
   garbage collector on (the kit pauses it during ``evaluate``).
+
+- peers (``--peers``, default all of hotcoco, vernier, ultrafast-pycocotools,
+  faster-coco-eval): each tool's own LVIS mode as its users run it from the two file paths
+  (the ``_run_*`` functions say how); a tool that raises is reported with its error. Their
+  metrics are compared with LVISEval's when it ran, else with the kit's. faster-coco-eval
+  holds every detection as a Python dict (about 8 GB peak at 5,000 images, growing with the
+  detections): at val scale guard it with ``--max-rss-gb`` or leave it out.
+
+``--repeat`` / ``--kit-repeat`` / ``--peer-repeat`` fresh processes per tool and IoU type;
+``--stat`` picks the fastest (default) or the median run.
 
 Memory guards, per measured process: ``--max-rss-gb`` (a watchdog: the parent reads the
 child's resident set size from ``/proc`` every 0.1 s and kills it above the limit; what the
@@ -75,6 +86,26 @@ TARGET_SPEEDUP = 10.0
 TARGET_DIFF = 1e-4
 RSS_POLL_SECONDS = 0.1  # --max-rss-gb watchdog period
 DATA_TAG = "eval_scale_data"  # HTML comment holding a section's measurements as JSON
+PEERS = ("hotcoco", "vernier", "ultrafast", "faster-coco-eval")  # --peers: other tools' LVIS modes
+LVIS_METRICS = (
+    *("AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf"),
+    *("AR@300", "ARs@300", "ARm@300", "ARl@300"),
+)
+FASTER_COCO_EVAL_NAMES = {  # LVIS name -> faster-coco-eval's stats_as_dict key
+    "AP": "AP_all",
+    "AP50": "AP_50",
+    "AP75": "AP_75",
+    "APs": "AP_small",
+    "APm": "AP_medium",
+    "APl": "AP_large",
+    "APr": "APr",
+    "APc": "APc",
+    "APf": "APf",
+    "AR@300": "AR_all",
+    "ARs@300": "AR_small",
+    "ARm@300": "AR_medium",
+    "ARl@300": "AR_large",
+}
 
 
 # ----------------------------------------------------------------------------- data
@@ -243,51 +274,168 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _run_kit(iou_type: str, gt_path: str, results_path: str) -> tuple[dict, dict]:
+    """The kit: ``evaluate(..., backend="fast", fixed=False)``; returns ``(metrics, detail)``."""
+    from lvisnb.evaluate import evaluate
+
+    evaluation = evaluate(gt_path, results_path, iou_types=(iou_type,), backend="fast", fixed=False)
+    detail = {
+        "stages": evaluation.info["seconds"],
+        "num_detections": evaluation.info["num_detections"],
+        "num_verified_detections": evaluation.info["num_verified_detections"],
+    }
+    return evaluation.metrics[iou_type], detail
+
+
+def _run_lvis(iou_type: str, gt_path: str, results_path: str) -> tuple[dict, dict]:
+    """The official ``LVISEval`` (see the module docstring); returns ``(metrics, detail)``."""
+    import lvis
+
+    from lvisnb.lvis_api import LVISEval
+
+    stages, start = {}, time.perf_counter()
+    gt = lvis.LVIS(gt_path)
+    with open(results_path) as file:  # as LVISResults(gt, path) reads it
+        results = json.load(file)
+    if iou_type == "segm":  # areas from the masks, as the kit: drop the boxes
+        for record in results:
+            record.pop("bbox", None)
+    stages["load"] = time.perf_counter() - start
+    dt = lvis.LVISResults(gt, results, max_dets=300)
+    del results
+    stages["results"] = time.perf_counter() - start - stages["load"]
+    ev = LVISEval(gt, dt, iou_type)
+    ev.run()
+    metrics = {name: float(value) for name, value in ev.get_results().items()}
+    stages["eval"] = time.perf_counter() - start - stages["load"] - stages["results"]
+    return metrics, {"stages": {k: round(v, 3) for k, v in stages.items()}}
+
+
+def _lap(stages: dict, name: str, start: float) -> float:
+    """Record ``stages[name]`` as the seconds since ``start``; returns now."""
+    now = time.perf_counter()
+    stages[name] = round(now - start, 3)
+    return now
+
+
+def _run_hotcoco(iou_type: str, gt_path: str, results_path: str) -> tuple[dict, dict]:
+    """hotcoco's LVIS mode: ``COCO(path)``, ``gt.load_res(path)``, ``LVISeval(...).run()``
+    (the 300-per-image cap applied by ``LVISeval`` itself)."""
+    import hotcoco
+
+    stages, start = {}, time.perf_counter()
+    gt = hotcoco.COCO(gt_path)
+    start = _lap(stages, "load gt", start)
+    dt = gt.load_res(results_path)
+    start = _lap(stages, "load results", start)
+    ev = hotcoco.LVISeval(gt, dt, iou_type)
+    ev.run()
+    metrics = ev.get_results()
+    _lap(stages, "eval", start)
+    return metrics, {"stages": stages}
+
+
+def _run_vernier(iou_type: str, gt_path: str, results_path: str) -> tuple[dict, dict]:
+    """vernier's LVIS mode: ``CocoDataset.from_lvis_json(bytes)``, the grid
+    ``evaluate_{bbox,segm}_grid(parity_mode="strict", max_dets_per_image=300)``,
+    ``accumulate([300])``, ``summarize_lvis``. (vernier 0.5.4's documented
+    ``Evaluator(max_dets=(300,)).evaluate(dataset, bytes)`` raises ``ValueError``, and with
+    other ``max_dets`` gives the COCO 12-stat plan, not LVIS's 13 metrics.)"""
+    from vernier import instance
+
+    stages, start = {}, time.perf_counter()
+    with open(gt_path, "rb") as file:
+        dataset = instance.CocoDataset.from_lvis_json(file.read())
+    start = _lap(stages, "load gt", start)
+    with open(results_path, "rb") as file:
+        results = file.read()
+    start = _lap(stages, "read results", start)
+    grid = getattr(instance, f"evaluate_{iou_type}_grid")
+    cells = grid(dataset, results, parity_mode="strict", max_dets_per_image=300, use_cats=True)
+    start = _lap(stages, "eval", start)
+    stats = cells.accumulate([300]).summarize_lvis(dataset, [300]).stats
+    _lap(stages, "accumulate", start)
+    return dict(zip(LVIS_METRICS, stats, strict=True)), {"stages": stages}
+
+
+def _run_ultrafast(iou_type: str, gt_path: str, results_path: str) -> tuple[dict, dict]:
+    """ultrafast-pycocotools' LVIS mode: ``COCO(path)``, ``gt.loadRes(path)``,
+    ``COCOeval(..., lvis_style=True).run()`` (``lvis_protocol="official"``, maxDets [300])."""
+    from ultrafast_pycocotools import COCO, COCOeval
+
+    stages, start = {}, time.perf_counter()
+    gt = COCO(gt_path, verbose=False)
+    start = _lap(stages, "load gt", start)
+    dt = gt.loadRes(results_path)
+    start = _lap(stages, "load results", start)
+    ev = COCOeval(gt, dt, iou_type, lvis_style=True, print_function=lambda *_: None)
+    ev.run()
+    _lap(stages, "eval", start)
+    return {name: ev.stats_as_dict[name] for name in LVIS_METRICS}, {"stages": stages}
+
+
+def _run_faster_coco_eval(iou_type: str, gt_path: str, results_path: str) -> tuple[dict, dict]:
+    """faster-coco-eval's LVIS mode, as its docs show it: ``COCO(path)``, ``gt.loadRes(path)``,
+    ``COCOeval_faster(..., lvis_style=True)`` with ``params.maxDets = [300]`` (a COCO-style
+    cap per image and category, not LVIS's per image)."""
+    from faster_coco_eval import COCO, COCOeval_faster
+
+    stages, start = {}, time.perf_counter()
+    gt = COCO(gt_path)
+    start = _lap(stages, "load gt", start)
+    dt = gt.loadRes(results_path)
+    start = _lap(stages, "load results", start)
+    ev = COCOeval_faster(gt, dt, iou_type, lvis_style=True, print_function=lambda *_: None)
+    ev.params.maxDets = [300]
+    ev.evaluate()
+    ev.accumulate()
+    ev.summarize()
+    _lap(stages, "eval", start)
+    stats = ev.stats_as_dict
+    return {name: stats[key] for name, key in FASTER_COCO_EVAL_NAMES.items()}, {"stages": stages}
+
+
+RUNNERS = {
+    "kit": _run_kit,
+    "lvis": _run_lvis,
+    "hotcoco": _run_hotcoco,
+    "vernier": _run_vernier,
+    "ultrafast": _run_ultrafast,
+    "faster-coco-eval": _run_faster_coco_eval,
+}
+CHILD_IMPORTS = {  # imported before the clock starts
+    "kit": ("lvisnb.evaluate",),
+    "lvis": ("lvis", "lvisnb.lvis_api"),
+    "hotcoco": ("hotcoco",),
+    "vernier": ("vernier",),
+    "ultrafast": ("ultrafast_pycocotools",),
+    "faster-coco-eval": ("faster_coco_eval",),
+}
+
+
 def _child(mode: str, iou_type: str, gt_path: str, results_path: str) -> dict:
-    """One evaluation in this process; wall time from reading the files to the metrics."""
-    cpu_start = 0.0
-    if mode == "kit":
-        from lvisnb.evaluate import evaluate
+    """One evaluation in this process; wall time from reading the files to the metrics.
 
+    A peer tool that raises gives ``{"error": its first line}`` (the kit and LVISEval exit
+    with the error instead).
+    """
+    import importlib
+    import logging
+    import warnings
+
+    logging.getLogger("lvis.results").setLevel(logging.ERROR)  # "Assuming user provided..."
+    warnings.simplefilter("ignore", DeprecationWarning)  # LVISResults' logger.warn
+    try:
+        for module in CHILD_IMPORTS[mode]:
+            importlib.import_module(module)
         cpu_start = _cpu_seconds()
         start = time.perf_counter()
-        evaluation = evaluate(
-            gt_path, results_path, iou_types=(iou_type,), backend="fast", fixed=False
-        )
-        metrics = evaluation.metrics[iou_type]
-        detail = {
-            "stages": evaluation.info["seconds"],
-            "num_detections": evaluation.info["num_detections"],
-            "num_verified_detections": evaluation.info["num_verified_detections"],
-        }
-    else:
-        import logging
-        import warnings
-
-        import lvis
-
-        from lvisnb.lvis_api import LVISEval
-
-        logging.getLogger("lvis.results").setLevel(logging.ERROR)  # "Assuming user provided..."
-        warnings.simplefilter("ignore", DeprecationWarning)  # LVISResults' logger.warn
-        stages = {}
-        cpu_start = _cpu_seconds()
-        start = time.perf_counter()
-        gt = lvis.LVIS(gt_path)
-        with open(results_path) as file:  # as LVISResults(gt, path) reads it
-            results = json.load(file)
-        if iou_type == "segm":  # areas from the masks, as the kit: drop the boxes
-            for record in results:
-                record.pop("bbox", None)
-        stages["load"] = time.perf_counter() - start
-        dt = lvis.LVISResults(gt, results, max_dets=300)
-        del results
-        stages["results"] = time.perf_counter() - start - stages["load"]
-        ev = LVISEval(gt, dt, iou_type)
-        ev.run()
-        metrics = {name: float(value) for name, value in ev.get_results().items()}
-        stages["eval"] = time.perf_counter() - start - stages["load"] - stages["results"]
-        detail = {"stages": {k: round(v, 3) for k, v in stages.items()}}
+        metrics, detail = RUNNERS[mode](iou_type, gt_path, results_path)
+    except Exception as error:
+        if mode not in PEERS:
+            raise
+        first = (str(error).strip().splitlines() or [""])[0]
+        return {"mode": mode, "iou_type": iou_type, "error": f"{type(error).__name__}: {first}"}
     seconds = time.perf_counter() - start
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return {
@@ -296,7 +444,7 @@ def _child(mode: str, iou_type: str, gt_path: str, results_path: str) -> dict:
         "seconds": seconds,
         "cpu_seconds": usage.ru_utime + usage.ru_stime - cpu_start,
         "peak_gb": usage.ru_maxrss / 1024**2,
-        "metrics": metrics,
+        "metrics": {name: float(value) for name, value in metrics.items()},
         **detail,
     }
 
@@ -353,37 +501,47 @@ def _measure(
     repeat: int,
     mem_limit_gb: float | None = None,
     max_rss_gb: float | None = None,
+    stat: str = "best",
 ) -> dict:
-    """Best (fastest) of ``repeat`` fresh processes; ``peak_gb`` is the largest of them.
+    """The best (fastest) or median (``stat``) of ``repeat`` fresh processes; ``peak_gb`` is
+    the largest of them.
 
-    A process that fails (killed by the ``max_rss_gb`` watchdog or a signal, or a
-    ``MemoryError`` under ``mem_limit_gb``) gives ``{"failed": reason, "seconds": ...}``.
+    A process that fails (killed by the ``max_rss_gb`` watchdog or a signal, a
+    ``MemoryError`` under ``mem_limit_gb``, or a peer tool that raised) gives
+    ``{"failed": reason, "seconds": ...}``.
     """
     runs = []
     command = [sys.executable, __file__, "--child", mode, iou_type, str(gt_path), str(results_path)]
     for _ in range(repeat):
         start = time.perf_counter()
         code, stdout, stopped = _run_child(command, mem_limit_gb, max_rss_gb)
-        if code:
-            reason = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
-            if stopped:
-                reason = f"killed by the {stopped}"
-            elif mem_limit_gb:
-                reason += f", address-space limit {mem_limit_gb:g} GB"
+        run = None if code else json.loads(stdout.strip().splitlines()[-1])
+        if code or "error" in run:
+            reason = _failure(code, stopped, mem_limit_gb) if code else run["error"]
             print(f"{mode:4s} {iou_type}: FAILED ({reason})", file=sys.stderr)
             return {"failed": reason, "seconds": time.perf_counter() - start}
-        run = json.loads(stdout.strip().splitlines()[-1])
         print(
             f"{mode:4s} {iou_type}: {run['seconds']:.1f} s (cpu {run['cpu_seconds']:.1f} s), "
             f"{run['peak_gb']:.2f} GB, AP {run['metrics']['AP']:.4f}, stages {run['stages']}",
             file=sys.stderr,
         )
         runs.append(run)
-    best = min(runs, key=lambda r: r["seconds"])
-    return best | {
+    ordered = sorted(runs, key=lambda r: r["seconds"])
+    chosen = ordered[0] if stat == "best" else ordered[(len(ordered) - 1) // 2]
+    return chosen | {
         "peak_gb": max(r["peak_gb"] for r in runs),
         "runs": [round(r["seconds"], 2) for r in runs],
     }
+
+
+def _failure(code: int, stopped: str | None, mem_limit_gb: float | None) -> str:
+    """Why a measured process exited with ``code`` (non-zero)."""
+    reason = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+    if stopped:
+        return f"killed by the {stopped}"
+    if mem_limit_gb:
+        reason += f", address-space limit {mem_limit_gb:g} GB"
+    return reason
 
 
 def _max_diff(a: dict, b: dict) -> tuple[float, str]:
@@ -429,10 +587,11 @@ def _scale(images: int) -> str:
 
 
 def _section(args, sizes: dict, rows: list[dict]) -> str:
+    stat = args.stat.capitalize()
     if args.skip_lvis or args.kit_repeat == args.repeat:
-        repeats = f"Best of {args.kit_repeat} run(s)"
+        repeats = f"{stat} of {args.kit_repeat} run(s)"
     else:
-        repeats = f"Best of {args.repeat} LVISEval / {args.kit_repeat} kit run(s)"
+        repeats = f"{stat} of {args.repeat} LVISEval / {args.kit_repeat} kit run(s)"
     lines = [
         f"## LVIS evaluation at {_scale(args.images)} (`benchmarks/eval_scale.py`)",
         "",
@@ -493,6 +652,8 @@ def _section(args, sizes: dict, rows: list[dict]) -> str:
             if _ran(row[key])
         ]
         lines.append(f"Stages, {row['iou_type']} (s): {'; '.join(parts)}.  ")
+    if args.peers:
+        lines += ["", *_peer_lines(args, rows)]
     lines += ["", _data_comment(args, sizes, rows)]
     return "\n".join(lines)
 
@@ -510,6 +671,112 @@ def _verdict(compared: list[dict]) -> str:
     )
 
 
+PEER_CALLS = {  # how each tool is run (the ``_run_*`` functions), for the section's text
+    "hotcoco": "`COCO(gt)`, `gt.load_res(results)`, `LVISeval(gt, dt, T).run()`",
+    "vernier": "`CocoDataset.from_lvis_json(bytes)`, `evaluate_T_grid(..., "
+    'parity_mode="strict", max_dets_per_image=300)`, `accumulate([300])`, `summarize_lvis` '
+    "(the documented `Evaluator(max_dets=(300,)).evaluate` raises in 0.5.4)",
+    "ultrafast": "ultrafast-pycocotools `COCO(gt)`, `gt.loadRes(results)`, "
+    "`COCOeval(gt, dt, T, lvis_style=True).run()`",
+    "faster-coco-eval": "`COCO(gt)`, `gt.loadRes(results)`, `COCOeval_faster(gt, dt, T, "
+    "lvis_style=True)` with `params.maxDets = [300]` (its cap is per image and category)",
+}
+PEER_DISTRIBUTIONS = {"ultrafast": "ultrafast-pycocotools"}
+
+
+def _peer_version(tool: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(PEER_DISTRIBUTIONS.get(tool, tool))
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def _peer_repeats(entries: list[str], tools: list[str]) -> dict[str, int]:
+    """``--peer-repeat`` entries (``N`` for every tool, ``TOOL=N`` for one) as runs per tool."""
+    repeats = dict.fromkeys(tools, 1)
+    for entry in entries:
+        tool, _, count = entry.rpartition("=")
+        if tool and tool not in PEERS:
+            raise SystemExit(f"--peer-repeat: unknown tool {tool!r} (one of {', '.join(PEERS)})")
+        for name in [tool] if tool else tools:
+            repeats[name] = int(count)
+    return {tool: repeats[tool] for tool in tools}
+
+
+def _measure_peers(args, iou_type: str, row: dict, gt_path: Path, results_path: Path) -> None:
+    """``row["peers"]``: each ``--peers`` tool's run, its max metric diff against LVISEval
+    when that ran, else against the kit (``diff``, ``diff_name``, ``diff_vs``)."""
+    guards = {"mem_limit_gb": args.mem_limit_gb, "max_rss_gb": args.max_rss_gb, "stat": args.stat}
+    reference, against = (row["lvis"], "LVISEval") if _ran(row["lvis"]) else (row["kit"], "kit")
+    row["peers"] = {}
+    for tool, repeat in _peer_repeats(args.peer_repeat, args.peers).items():
+        run = _measure(tool, iou_type, gt_path, results_path, repeat, **guards)
+        if _ran(run) and _ran(reference):
+            run["diff"], run["diff_name"] = _max_diff(run["metrics"], reference["metrics"])
+            run["diff_vs"] = against
+        row["peers"][tool] = run
+
+
+def _peer_lines(args, rows: list[dict]) -> list[str]:
+    """The peers' paragraph and tables: time, memory and metric diff per tool; the metrics."""
+    tools = ", ".join(f"{tool} {_peer_version(tool)}: {PEER_CALLS[tool]}" for tool in args.peers)
+    repeats = ", ".join(
+        f"{tool} {n}" for tool, n in _peer_repeats(args.peer_repeat, args.peers).items()
+    )
+    lines = [
+        f"Other tools' LVIS modes, each as its users run it from the two file paths, in a "
+        f"fresh process timed as above ({args.stat} of runs: {repeats}). {tools}. "
+        "They take detection areas as `loadRes` does, from the `bbox` when a record has one, "
+        "so for segm their APs/APm/APl may differ from the kit's and LVISEval's here (mask "
+        "areas; a detection's area only decides whether an unmatched one is ignored outside "
+        "an area range, so the other metrics do not move). Diff: max abs over the 13 metrics "
+        "against LVISEval when it ran, else against the kit.",
+        "",
+        "| IoU type | tool | wall (s) | cpu (s) | peak (GB) | time / kit's | max abs metric diff |",
+        "| --- | --- | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for row in rows:
+        kit = row["kit"]
+        runs = {"kit": kit, "LVISEval": row["lvis"]} | row["peers"]
+        for tool, run in runs.items():
+            if run is not None:
+                lines.append(f"| {row['iou_type']} | {tool} | {_peer_cells(run, kit)} |")
+    lines += ["", *_metric_table(rows)]
+    return lines
+
+
+def _peer_cells(run: dict, kit: dict) -> str:
+    """``wall | cpu | peak | time / kit's | diff`` cells of one tool's run."""
+    if "failed" in run:
+        return f"failed: {run['failed']} | - | - | - | -"
+    speedup = f"{run['seconds'] / kit['seconds']:.2f}" if _ran(kit) else "-"
+    diff = f"{run['diff']:.1e} ({run['diff_name']}, vs {run['diff_vs']})" if "diff" in run else "-"
+    return (
+        f"{run['seconds']:.1f} | {run['cpu_seconds']:.1f} | {run['peak_gb']:.2f} | "
+        f"{speedup} | {diff}"
+    )
+
+
+def _metric_table(rows: list[dict]) -> list[str]:
+    """The 13 metrics, a column per tool (LVISEval's when it ran), a row per IoU type and metric."""
+    reference = ["LVISEval"] if any(_ran(row["lvis"]) for row in rows) else []
+    tools = ["kit", *reference, *rows[0]["peers"]]
+    lines = [
+        "| IoU type | metric | " + " | ".join(tools) + " |",
+        "| --- | --- |" + " ---: |" * len(tools),
+    ]
+    for row in rows:
+        runs = {"kit": row["kit"], "LVISEval": row["lvis"]} | row["peers"]
+        for name in LVIS_METRICS:
+            cells = [
+                f"{runs[tool]['metrics'][name]:.6f}" if _ran(runs[tool]) else "-" for tool in tools
+            ]
+            lines.append(f"| {row['iou_type']} | {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def _data_comment(args, sizes: dict, rows: list[dict]) -> str:
     """The section's measurements as JSON in an HTML comment, for ``--summary``."""
 
@@ -519,6 +786,15 @@ def _data_comment(args, sizes: dict, rows: list[dict]) -> str:
         keys = ("failed", "seconds") if "failed" in r else ("seconds", "cpu_seconds", "peak_gb")
         return {k: round(r[k], 3) if isinstance(r[k], float) else r[k] for k in keys}
 
+    def peers(row: dict) -> dict:
+        diffs = ("diff", "diff_name", "diff_vs")
+        return {
+            "peers": {
+                tool: run(r) | {k: r[k] for k in diffs if k in r}
+                for tool, r in row.get("peers", {}).items()
+            }
+        }
+
     data = {
         "images": sizes["images"],
         "dets": args.dets,
@@ -527,6 +803,7 @@ def _data_comment(args, sizes: dict, rows: list[dict]) -> str:
         "rows": [
             {"iou_type": row["iou_type"], "kit": run(row["kit"]), "lvis": run(row["lvis"])}
             | ({"diff": row["diff"], "diff_name": row["diff_name"]} if "diff" in row else {})
+            | (peers(row) if row.get("peers") else {})
             for row in rows
         ],
     }
@@ -684,7 +961,27 @@ def main() -> None:
         "--kit-repeat", type=int, default=None, help="runs of the kit (default: --repeat)"
     )
     parser.add_argument("--iou-types", nargs="+", choices=IOU_TYPES, default=list(IOU_TYPES))
-    parser.add_argument("--skip-lvis", action="store_true", help="time the kit only")
+    parser.add_argument("--skip-lvis", action="store_true", help="leave LVISEval out")
+    parser.add_argument(
+        "--peers",
+        nargs="*",
+        choices=PEERS,
+        default=list(PEERS),
+        help="other tools whose LVIS mode is timed too (default: all; none: --peers alone)",
+    )
+    parser.add_argument(
+        "--peer-repeat",
+        nargs="+",
+        default=["1"],
+        metavar="[TOOL=]N",
+        help="runs per peer tool: N for all, TOOL=N for one (default 1)",
+    )
+    parser.add_argument(
+        "--stat",
+        choices=("best", "median"),
+        default="best",
+        help="which of a tool's repeated runs is reported (peak memory: the largest)",
+    )
     parser.add_argument(
         "--max-rss-gb",
         type=float,
@@ -735,17 +1032,20 @@ def _run(args) -> str:
     if args.kit_repeat is None:
         args.kit_repeat = args.repeat
     gt_path, results_path = ensure_data(args.images, args.dets, args.seed)
-    guards = {"mem_limit_gb": args.mem_limit_gb, "max_rss_gb": args.max_rss_gb}
+    guards = {"mem_limit_gb": args.mem_limit_gb, "max_rss_gb": args.max_rss_gb, "stat": args.stat}
+    _peer_repeats(args.peer_repeat, args.peers)  # a bad --peer-repeat fails before measuring
     rows = []
     for iou_type in args.iou_types:
         ref = None
         if not args.skip_lvis:
             ref = _measure("lvis", iou_type, gt_path, results_path, args.repeat, **guards)
         kit = _measure("kit", iou_type, gt_path, results_path, args.kit_repeat, **guards)
-        row = {"iou_type": iou_type, "kit": kit, "lvis": ref}
+        row = {"iou_type": iou_type, "kit": kit, "lvis": ref, "peers": {}}
         if _ran(ref) and _ran(kit):
             row["speedup"] = ref["seconds"] / kit["seconds"]
             row["diff"], row["diff_name"] = _max_diff(kit["metrics"], ref["metrics"])
+        if args.peers:
+            _measure_peers(args, iou_type, row, gt_path, results_path)
         rows.append(row)
     return _section(args, _sizes(gt_path, results_path, args.dets, rows), rows)
 

@@ -225,8 +225,15 @@ class LongTailReport:
 
 
 def long_tail_report(tables: LVISTables) -> LongTailReport:
-    """Run every analysis of this module on ``tables``."""
+    """Run every analysis of this module on ``tables`` (``ValueError`` naming the file when
+    fewer than two categories have images: no long tail to fit)."""
     counts = category_counts(tables)
+    with_images = int((counts["image_count"] > 0).sum())
+    if with_images < 2:
+        raise ValueError(
+            f"{tables.source}: {with_images} category(ies) annotated in any image; a long-tail "
+            "report (rank-frequency fit) needs at least two"
+        )
     return LongTailReport(
         counts=counts,
         groups=frequency_groups(tables, counts),

@@ -45,7 +45,7 @@ def draw_view(
     view: str,
     score_thr: float = 0.3,
     category_id: int | None = None,
-    iou_type: str = "segm",
+    iou_type: str | None = None,
 ) -> Axes:
     """Draw panel ``view`` (one of :data:`VIEWS`) of ``image_id`` on ``ax``; with
     ``category_id`` only that category's instances. An unreadable image leaves its reason on
@@ -81,7 +81,7 @@ def view_grid(
     views: tuple[str, ...] = VIEWS,
     score_thr: float = 0.3,
     category=None,
-    iou_type: str = "segm",
+    iou_type: str | None = None,
     panel_size: float = 4.0,
 ) -> Figure:
     """One row per image, one column per view (:func:`draw_view`); ``category`` (id or name,
@@ -131,7 +131,7 @@ class Browser(widgets.VBox):
         image_ids: list[int] | None = None,
         score_thr: float = 0.3,
         category=None,
-        iou_type: str = "segm",
+        iou_type: str | None = None,
         panel_size: float = 4.5,
         start: int | None = None,
     ):
@@ -302,7 +302,7 @@ def browse(
     image_ids: list[int] | None = None,
     score_thr: float = 0.3,
     category=None,
-    iou_type: str = "segm",
+    iou_type: str | None = None,
     start: int | None = None,
 ) -> Browser:
     """The interactive :class:`Browser` over ground truth ``gt`` (a :class:`Scene`, an LVIS JSON

@@ -29,7 +29,7 @@ from PIL import Image, UnidentifiedImageError
 from torchvision import tv_tensors
 from torchvision.transforms.v2.functional import pil_to_tensor
 
-from lvisnb.data import image_path, load_lvis
+from lvisnb.data import LVISFormatError, image_path, is_validated, load_lvis, validate_dataset
 
 
 class ImageReadError(RuntimeError):
@@ -144,13 +144,16 @@ class LVISDetection(torch.utils.data.Dataset):
     """LVIS images and instance targets for torchvision detection models.
 
     Args:
-        ann_file: an LVIS annotation JSON path, or an already loaded ``lvis.LVIS``.
+        ann_file: an LVIS annotation JSON path, or an already loaded ``lvis.LVIS``; checked
+            once (:func:`lvisnb.data.validate_dataset`, ``LVISFormatError`` on a bad value),
+            not again for one from :func:`lvisnb.data.load_lvis`.
         image_root: folder the image paths resolve under (v1: ``coco_url``'s last two parts,
             v0.5: ``file_name``; see :func:`lvisnb.data.image_path`).
         transforms: a ``torchvision.transforms.v2`` callable on ``(image, target)``.
         mapping: category mapping; default: every category of ``ann_file``.
         skip_empty: drop images without annotations (mmdetection's ``filter_empty_gt`` for
-            training); keep them for evaluation.
+            training; a file without any annotation is then an ``LVISFormatError``); keep them
+            for evaluation.
     """
 
     def __init__(
@@ -161,7 +164,14 @@ class LVISDetection(torch.utils.data.Dataset):
         mapping: CategoryMapping | None = None,
         skip_empty: bool = False,
     ):
-        self.lvis = load_lvis(ann_file) if isinstance(ann_file, str | os.PathLike) else ann_file
+        if isinstance(ann_file, str | os.PathLike):
+            ann_file = load_lvis(ann_file)
+        source = str(getattr(ann_file, "source", "<lvis.LVIS>"))
+        if not is_validated(ann_file):
+            validate_dataset(ann_file.dataset, source)
+        self.lvis = ann_file
+        if skip_empty and not self.lvis.anns:
+            raise LVISFormatError(f"{source}: no annotations (nothing to train on)")
         self.image_root = Path(image_root)
         self.transforms = transforms
         self.mapping = mapping or CategoryMapping.from_lvis(self.lvis)

@@ -19,6 +19,7 @@ in score are broken identically by every evaluation backend.
 from __future__ import annotations
 
 import contextlib
+import mmap
 import os
 from dataclasses import dataclass
 from itertools import chain
@@ -106,6 +107,40 @@ _DECODERS = {  # (boxes, masks) -> decoder
 _TYPED = (Record, MaskRecord, BoxRecord)
 
 
+def _results_path(results) -> Path:
+    """``results`` as a path to an existing file; ``TypeError`` / ``FileNotFoundError``."""
+    if not isinstance(results, str | os.PathLike):
+        raise TypeError(
+            "results must be a path to an LVIS results JSON file or a list of result records, "
+            f"got a {type(results).__name__}"
+        )
+    path = Path(results)
+    if not path.is_file():
+        raise FileNotFoundError(f"LVIS results file not found: {path}")
+    return path
+
+
+def read_result_records(results: str | os.PathLike | list) -> tuple[list[dict], str]:
+    """The records of an LVIS results file as plain dicts (or ``results`` itself if it is a
+    list), with ``source`` naming the file for messages; errors as :func:`read_results`."""
+    if isinstance(results, list):
+        return results, "<list>"
+    path = _results_path(results)
+    data = path.read_bytes()
+    try:
+        records = msgspec.json.decode(data)
+    except msgspec.DecodeError as error:
+        from lvisnb.data import json_problem
+
+        raise ValueError(f"{path}: {json_problem(data, str(error))}") from None
+    if not isinstance(records, list):
+        raise ValueError(
+            f"{path}: an LVIS results file is a JSON list of detections, "
+            f"got a {type(records).__name__}"
+        )
+    return records, str(path)
+
+
 def read_results(
     results: str | os.PathLike | list, boxes: bool = True, masks: bool = True
 ) -> tuple[list, str]:
@@ -122,27 +157,27 @@ def read_results(
         raise ValueError("read_results needs boxes, masks or both")
     if isinstance(results, list):
         return results, "<list>"
-    path = Path(results)
-    if not path.is_file():
-        raise FileNotFoundError(f"LVIS results file not found: {path}")
-    data = path.read_bytes()
-    try:
-        records = _DECODERS[bool(boxes), bool(masks)].decode(data)
-        if not masks and records and records[0].bbox is msgspec.UNSET:
-            records = _DECODERS[True, True].decode(data)  # mask-only: boxes from the masks
-        return records, str(path)
-    except msgspec.DecodeError:  # ill-typed records (or JSON): decoded generically below
-        pass
-    try:
-        records = msgspec.json.decode(data)
-    except msgspec.DecodeError as error:
-        raise ValueError(f"{path}: invalid JSON: {error}") from None
-    if not isinstance(records, list):
-        raise ValueError(
-            f"{path}: an LVIS results file is a JSON list of detections, "
-            f"got a {type(records).__name__}"
-        )
-    return records, str(path)
+    path = _results_path(results)
+    with _mapped(path) as data:  # no copy of the file: the decoded structs hold their own
+        try:
+            records = _DECODERS[bool(boxes), bool(masks)].decode(data)
+            if not masks and records and records[0].bbox is msgspec.UNSET:
+                records = _DECODERS[True, True].decode(data)  # mask-only: boxes from masks
+            return records, str(path)
+        except msgspec.DecodeError:  # ill-typed records (or JSON): decoded generically
+            pass
+    return read_result_records(path)
+
+
+@contextlib.contextmanager
+def _mapped(path: Path):
+    """The file's bytes, memory-mapped read-only (``b""`` for an empty file)."""
+    with open(path, "rb") as file:
+        if os.fstat(file.fileno()).st_size == 0:
+            yield b""
+            return
+        with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            yield data
 
 
 # ----------------------------------------------------------------------------- validation
@@ -199,7 +234,7 @@ def _integers(records: list, name: str) -> np.ndarray:
             return np.fromiter(map(attrgetter(name), records), dtype=np.int64, count=len(records))
     values = _field(records, name)
     array = np.array(values)
-    if array.ndim == 1 and array.dtype.kind in "iu":
+    if array.ndim == 1 and array.dtype.kind in "iu" and bool not in set(map(type, values)):
         return array.astype(np.int64, copy=False)
     for index, value in enumerate(values):
         if not isinstance(value, int | np.integer) or isinstance(value, bool):
@@ -214,7 +249,7 @@ def _scores(records: list) -> np.ndarray:
     else:
         values = _field(records, "score")
         array = np.array(values)
-    if array.ndim != 1 or array.dtype.kind not in "iuf":
+    if array.ndim != 1 or array.dtype.kind not in "iuf" or bool in set(map(type, values or ())):
         for index, value in enumerate(values):
             if not _is_number(value):
                 raise _Invalid(index, "score", f"must be a number, got {value!r}")
@@ -234,6 +269,7 @@ def _boxes(records: list) -> np.ndarray:
         try:
             array = np.array(values)
             shape_ok = array.ndim == 2 and array.shape[1] == 4 and array.dtype.kind in "iuf"
+            shape_ok = shape_ok and bool not in set(map(type, chain.from_iterable(values)))
         except ValueError:  # ragged
             shape_ok = False
     if not shape_ok:
@@ -392,7 +428,9 @@ def _rle_fields(segms: list, with_counts: bool = True) -> tuple[np.ndarray, list
     """``(sizes (N, 2) int64, counts)`` of RLE dicts or :class:`RLE` structs; the first
     malformed one raises. ``counts`` (str or bytes each) is ``None`` for structs when not
     ``with_counts`` (their counts are strings by construction: nothing to check)."""
-    if segms and set(map(type, segms)) == {RLE}:
+    if not segms:
+        return np.zeros((0, 2), dtype=np.int64), []
+    if set(map(type, segms)) == {RLE}:
         flat = chain.from_iterable(map(attrgetter("size"), segms))
         sizes = np.fromiter(flat, dtype=np.int64, count=2 * len(segms)).reshape(-1, 2)
         return sizes, list(map(attrgetter("counts"), segms)) if with_counts else None
@@ -422,17 +460,47 @@ def _rle_fields(segms: list, with_counts: bool = True) -> tuple[np.ndarray, list
             raise _Invalid(
                 index,
                 "segmentation.counts",
-                "must be a compressed RLE string (polygons and uncompressed RLE are not LVIS "
-                f"results), got a {type(segm['counts']).__name__}",
+                f"must be a compressed RLE string, got a {type(segm['counts']).__name__}",
             )
     raise AssertionError("unreachable: the scan accepted every RLE")  # pragma: no cover
 
 
+def _is_compressed(segm) -> bool:
+    return type(segm) is RLE or (
+        isinstance(segm, dict) and isinstance(segm.get("counts"), str | bytes)
+    )
+
+
+def _converted(segms: list, image_height: np.ndarray, image_width: np.ndarray) -> list:
+    """``segms`` with polygons and uncompressed RLEs converted to compressed RLE dicts at their
+    image's size, as ``lvis.LVIS.ann_to_rle`` does (a new list; the records are not touched).
+    The first one :func:`lvisnb.masks.segmentation_problem` rejects raises :class:`_Invalid`.
+    """
+    from lvisnb import masks
+
+    others = [i for i, segm in enumerate(segms) if not _is_compressed(segm)]
+    if not others:
+        return segms
+    segms = list(segms)
+    for index in others:
+        h, w = int(image_height[index]), int(image_width[index])
+        problem = masks.segmentation_problem(segms[index], h, w)
+        if problem is not None:
+            raise _Invalid(index, "segmentation", problem)
+        segms[index] = masks.to_compressed_rle(segms[index], h, w)
+    return segms
+
+
 def _masks(records: list, image_height: np.ndarray, image_width: np.ndarray) -> list:
-    """The records' RLE dicts, checked for structure and ``size`` (``image_height`` and
+    """The records' segmentations as compressed RLEs (polygons and uncompressed RLEs converted,
+    see :func:`_converted`), checked for structure and ``size`` (``image_height`` and
     ``image_width`` per record, pixels). The runs are checked by :func:`mask_areas`."""
     segms = _field(records, "segmentation")
-    sizes, _ = _rle_fields(segms, with_counts=False)
+    try:
+        sizes, _ = _rle_fields(segms, with_counts=False)
+    except _Invalid:  # not all compressed RLEs: convert the others (or name the bad one)
+        segms = _converted(segms, image_height, image_width)
+        sizes, _ = _rle_fields(segms, with_counts=False)
     bad = _first((sizes[:, 0] != image_height) | (sizes[:, 1] != image_width))
     if bad is not None:
         raise _Invalid(

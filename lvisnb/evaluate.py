@@ -3,20 +3,21 @@
 :func:`evaluate` scores LVIS results (a results file or a list of records, see
 :mod:`lvisnb.detections`) against an LVIS ground truth, for ``bbox`` and/or ``segm``:
 
-- ``backend="fast"``: faster-coco-eval's C++ matcher in LVIS mode
-  (``COCOeval_faster(..., lvis_style=True)``), fed detections that we prepare exactly as
-  ``lvis.LVISResults`` would (per-image limit, result areas, order), on packed (image,
-  category) pairs; see :mod:`lvisnb.fast_eval` for what differs from LVIS and how it is fixed.
+- ``backend="fast"``: hotcoco's Rust engine in LVIS mode (``COCOeval(..., lvis_style=True)``),
+  fed columns that the kit has validated and prepared exactly as ``lvis.LVISResults`` and
+  ``LVISEval`` would (per-image limit, result areas, area-0 results and GT left out, order);
+  see :mod:`lvisnb.fast_eval` for what differs from LVIS there and how it is settled.
 - ``backend="lvis"``: the official ``lvis.LVISEval`` (numpy-2-safe, :mod:`lvisnb.lvis_api`),
   the reference.
 
 Both give, per IoU type, the LVIS metrics ``AP, AP50, AP75, APs, APm, APl, APr, APc, APf``,
 ``AR@300, ARs@300, ARm@300, ARl@300`` (the official protocol: at most 300 detections per image,
-federated filtering, area ranges small < 32^2 <= medium < 96^2 <= large px^2), and agree to
-1e-4 (``tests/test_evaluate.py``). Areas of results: ``bbox`` uses the box area ``w * h``
-(the mask area for mask-only results, as ``LVISResults``); ``segm`` uses the *mask* area,
-because boxes are left out of segm evaluation (``LVISResults`` would otherwise take the area
-from the box; detectron2 drops boxes for the same reason).
+federated filtering, area ranges small < 32^2 <= medium < 96^2 <= large px^2, results and GT
+of area 0 not evaluated), equal to raw ``LVISEval`` to 1e-4 on every legal input
+(``tests/test_differential.py``). Areas of results (:func:`result_areas`): ``bbox`` uses the
+box area ``w * h`` (the mask area for mask-only results, as ``LVISResults``); ``segm`` uses
+the *mask* area by default, as detectron2 (which drops boxes before ``LVISEval`` for segm),
+or with ``segm_area="box"`` the box's, as raw ``LVISEval`` on records that carry a box.
 
 Beside them, after Dave et al. 2021, "Evaluating Large-Vocabulary Object Detectors: The Devil
 is in the Details" (and their code, ``large-vocab-devil``), with ``fixed=True``:
@@ -45,8 +46,6 @@ detections on an image are cut to the top 300 by score with a warning, as ``LVIS
 from __future__ import annotations
 
 import argparse
-import contextlib
-import gc
 import json
 import logging
 import os
@@ -58,6 +57,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lvisnb.data import gc_paused
 from lvisnb.detections import (
     Detections,
     cap_per_class,
@@ -67,7 +67,7 @@ from lvisnb.detections import (
     rle_dicts,
     validate_detections,
 )
-from lvisnb.fast_eval import FastBackend, rows_of
+from lvisnb.fast_eval import FastBackend
 from lvisnb.ground_truth import FREQUENCY_GROUPS, GroundTruth, load_ground_truth
 
 IOU_TYPES = ("bbox", "segm")
@@ -75,6 +75,7 @@ BACKENDS = ("fast", "lvis")
 MAX_DETS_PER_IMAGE = 300  # LVIS's official per-image limit
 DETS_PER_CLASS = 10_000  # AP-fixed / AP-pool per-category budget (Dave et al. 2021)
 AREA_LABELS = ("all", "small", "medium", "large")  # the A axis of precision/recall arrays
+SEGM_AREAS = ("mask", "box")  # what a result's area is for segm: see result_areas
 
 
 def metric_names(max_dets: int = MAX_DETS_PER_IMAGE, fixed: bool = True) -> tuple[str, ...]:
@@ -206,28 +207,31 @@ class _FastRunner:
 class _LvisBackend:
     """The official ``lvis`` API: ``LVISResults`` + ``LVISEval`` on fresh records."""
 
-    def __init__(self, truth: GroundTruth, det: Detections):
+    def __init__(self, truth: GroundTruth, det: Detections, segm_area: str = "mask"):
         from lvisnb.lvis_api import LVISFromDict
 
-        self.truth, self.det = truth, det
+        self.truth, self.det, self.segm_area = truth, det, segm_area
         ds = dict(truth.dataset)
         ds["annotations"] = [dict(a) for a in ds["annotations"]]  # LVISEval rewrites masks
         self.lvis_gt = LVISFromDict(ds, truth.source)
 
     def _records(self, iou_type: str, indices: np.ndarray) -> list[dict]:
         """Records for ``LVISResults``: boxes for bbox (when the results have them), masks
-        only for segm, so that ``LVISResults`` takes the area from the right one."""
+        for segm, with their boxes only for ``segm_area="box"``, so that ``LVISResults`` takes
+        the area from the right one (see :func:`result_areas`)."""
         det = self.det
         columns = {
             "image_id": det.image_id[indices].tolist(),
             "category_id": det.category_id[indices].tolist(),
             "score": det.score[indices].tolist(),
         }
-        if iou_type == "bbox" and det.bbox is not None:
+        with_box = iou_type == "bbox" or self.segm_area == "box"
+        if with_box and det.bbox is not None:
             columns["bbox"] = det.bbox[indices].tolist()
-        else:
+        if iou_type == "segm" or det.bbox is None:
             columns["segmentation"] = rle_dicts(det, indices)
-        return rows_of(columns)
+        names = tuple(columns)
+        return [dict(zip(names, row, strict=True)) for row in zip(*columns.values(), strict=True)]
 
     def _run(self, iou_type: str, indices: np.ndarray, max_dets: int):
         import lvis
@@ -296,6 +300,41 @@ def pooled_ap_from_lvis_eval(ev, columns: np.ndarray) -> float:
     return float(precision.mean())
 
 
+# ----------------------------------------------------------------------------- areas
+
+
+def result_areas(
+    det: Detections, candidate: np.ndarray, iou_types, segm_area: str = "mask"
+) -> dict[str, np.ndarray]:
+    """Each result's area (px^2, float64 (N,)) per IoU type, NaN where not ``candidate``.
+
+    The area decides a result's size range (small / medium / large) and whether it is
+    evaluated at all: ``LVISEval`` keeps only results of area > 0 (its ``get_ann_ids`` range is
+    strict), so an empty mask or a box of width or height 0 is neither a true nor a false
+    positive. ``lvis.LVISResults`` takes ``w * h`` of the box when the records have a ``bbox``,
+    else the mask's area. Here:
+
+    - ``bbox``: the box's ``w * h``; the mask's area for results without boxes (as
+      ``LVISResults``).
+    - ``segm``: with ``segm_area="mask"`` (the default) the mask's area, as detectron2 (which
+      drops ``bbox`` from results before ``LVISEval`` for segm) and as ``LVISEval`` on
+      mask-only results; with ``segm_area="box"``, the box's ``w * h`` when the results have
+      boxes, which reproduces raw ``LVISEval`` on records that carry both.
+
+    Masks of candidates are decoded (and their runs checked) by :func:`mask_areas`.
+    """
+    n = len(det)
+    mask_area = np.full(n, np.nan)
+    if det.segmentation is not None:
+        index = np.flatnonzero(candidate)
+        mask_area[index] = mask_areas(det, index)
+    box_area = mask_area
+    if det.bbox is not None:
+        box_area = np.where(candidate, det.bbox[:, 2] * det.bbox[:, 3], np.nan)
+    use_box = {"bbox": True, "segm": segm_area == "box"}
+    return {t: box_area if use_box[t] else mask_area for t in iou_types}
+
+
 # ----------------------------------------------------------------------------- evaluate
 
 
@@ -332,7 +371,7 @@ class Evaluation:
         }
 
 
-def _check_options(iou_types, backend: str, max_dets: int, dets_per_class: int) -> tuple:
+def _check_options(iou_types, backend, max_dets, dets_per_class, segm_area) -> tuple:
     if isinstance(iou_types, str):
         iou_types = (iou_types,)
     iou_types = tuple(dict.fromkeys(iou_types))
@@ -341,6 +380,8 @@ def _check_options(iou_types, backend: str, max_dets: int, dets_per_class: int) 
         raise ValueError(f"iou_types must be taken from {IOU_TYPES}, got {iou_types}")
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if segm_area not in SEGM_AREAS:
+        raise ValueError(f"segm_area must be one of {SEGM_AREAS}, got {segm_area!r}")
     if max_dets < 1 or dets_per_class < 1:
         raise ValueError("max_dets_per_image and dets_per_class must be at least 1")
     return iou_types
@@ -355,42 +396,48 @@ def evaluate(
     fixed: bool = True,
     max_dets_per_image: int = MAX_DETS_PER_IMAGE,
     dets_per_class: int = DETS_PER_CLASS,
+    segm_area: str = "mask",
 ) -> Evaluation:
     """Evaluate LVIS results against an LVIS ground truth.
 
     ``gt``: path, LVIS dict, ``lvis.LVIS`` or :class:`GroundTruth` (load once with
     :func:`load_ground_truth` to evaluate several results). ``results``: path to an LVIS
     results JSON or a list of records (never modified). ``iou_types``: "bbox" and/or "segm".
-    ``backend``: "fast" (faster-coco-eval) or "lvis" (official ``LVISEval``), same numbers.
+    ``backend``: "fast" (hotcoco) or "lvis" (official ``LVISEval``), same numbers.
     ``fixed``: also compute AP-fixed and AP-pool (``dets_per_class`` per category, no
-    per-image limit), which costs a second evaluation per IoU type.
+    per-image limit), which costs a second evaluation per IoU type. ``segm_area``: "mask"
+    (default, as detectron2) or "box" (raw ``LVISEval`` on records with boxes): where a
+    result's area comes from for segm, see :func:`result_areas`. Results and GT instances of
+    area 0 take no part, as in ``LVISEval``.
 
     Raises ``ValueError`` naming the first invalid record; warns when an image has more than
     ``max_dets_per_image`` detections (the lowest-scored are dropped, as ``LVISResults``).
     """
-    iou_types = _check_options(iou_types, backend, max_dets_per_image, dets_per_class)
-    with _gc_paused():
-        return _evaluate(gt, results, iou_types, backend, fixed, max_dets_per_image, dets_per_class)
+    iou_types = _check_options(iou_types, backend, max_dets_per_image, dets_per_class, segm_area)
+    options = _Options(iou_types, backend, fixed, max_dets_per_image, dets_per_class, segm_area)
+    with gc_paused():
+        return _evaluate(gt, results, options)
 
 
-@contextlib.contextmanager
-def _gc_paused():
-    """Pause Python's cyclic garbage collector: building millions of records (no cycles)
-    otherwise triggers repeated full collections, which cost as much as the work itself."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
+@dataclass(frozen=True)
+class _Options:
+    iou_types: tuple[str, ...]
+    backend: str
+    fixed: bool
+    max_dets_per_image: int
+    dets_per_class: int
+    segm_area: str
 
 
-def _evaluate(gt, results, iou_types, backend, fixed, max_dets_per_image, dets_per_class):
+def _evaluate(gt, results, options: _Options):
+    iou_types, backend, fixed = options.iou_types, options.backend, options.fixed
+    max_dets_per_image, dets_per_class = options.max_dets_per_image, options.dets_per_class
+    segm_area = options.segm_area
     seconds = {}
     start = time.perf_counter()
     truth = load_ground_truth(gt)
-    records, source = read_results(results, boxes="bbox" in iou_types, masks="segm" in iou_types)
+    need_boxes = "bbox" in iou_types or segm_area == "box"
+    records, source = read_results(results, boxes=need_boxes, masks="segm" in iou_types)
     seconds["load"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -399,7 +446,7 @@ def _evaluate(gt, results, iou_types, backend, fixed, max_dets_per_image, dets_p
         truth.image_ids,
         truth.image_sizes,
         truth.category_ids,
-        need_boxes="bbox" in iou_types,
+        need_boxes=need_boxes,
         need_masks="segm" in iou_types,
         source=source,
     )
@@ -415,21 +462,21 @@ def _evaluate(gt, results, iou_types, backend, fixed, max_dets_per_image, dets_p
         )
     by_class, class_cap = cap_per_class(det, dets_per_class) if fixed else (standard[:0], {})
     verified = np.isin(truth.pair_keys(det.image_id, det.category_id), truth.verified)
-    # sorted indices kept by either cap, on verified pairs (a mask, not np.union1d: numpy >=
-    # 2.3's hash-based unique takes ~1 us per element on these near-consecutive indices)
-    kept = np.zeros(len(det), dtype=bool)
-    kept[standard] = True
-    kept[by_class] = True
-    evaluated = np.flatnonzero(kept & verified)
-    # the runs of evaluated masks are checked here, whatever the backend
-    area = mask_areas(det, evaluated) if det.segmentation is not None else None
+    # kept by either cap, on verified pairs (a mask, not np.union1d: numpy >= 2.3's hash-based
+    # unique takes ~1 us per element on these near-consecutive indices)
+    candidate = np.zeros(len(det), dtype=bool)
+    candidate[standard] = True
+    candidate[by_class] = True
+    candidate &= verified
+    areas = result_areas(det, candidate, iou_types, segm_area)
     seconds["validate"] = time.perf_counter() - start
 
     start = time.perf_counter()
     if backend == "fast":
-        runner = _FastRunner(FastBackend(truth, det, evaluated, area, "bbox" in iou_types))
+        evaluable = {t: candidate & (areas[t] > 0) for t in iou_types}
+        runner = _FastRunner(FastBackend(truth, det, evaluable, areas))
     else:
-        runner = _LvisBackend(truth, det)
+        runner = _LvisBackend(truth, det, segm_area)
     seconds["prepare"] = time.perf_counter() - start
 
     metrics, precision, table = {}, {}, _category_table(truth)
@@ -445,7 +492,9 @@ def _evaluate(gt, results, iou_types, backend, fixed, max_dets_per_image, dets_p
             metrics[iou_type].update(extra)
             table[f"APfixed_{iou_type}"] = per_category_ap(acc_fixed.precision)
             seconds[f"{iou_type}_fixed"] = time.perf_counter() - start
-    table["val_instances"] = np.bincount(truth.ann_col, minlength=truth.num_categories)
+    table["val_instances"] = np.bincount(
+        truth.ann_col[truth.ann_evaluated], minlength=truth.num_categories
+    )
 
     info = {
         "gt": truth.source,
@@ -457,6 +506,12 @@ def _evaluate(gt, results, iou_types, backend, fixed, max_dets_per_image, dets_p
         "images_over_limit": image_cap["images_over_limit"],
         "dropped_by_image_limit": image_cap["dropped"],
         "num_verified_detections": int(verified[standard].sum()),
+        "zero_area_detections": {
+            t: int((verified[standard] & ~(areas[t][standard] > 0)).sum()) for t in iou_types
+        },
+        "zero_area_gt": int((~truth.ann_evaluated).sum()),
+        "segm_area": segm_area,
+        "segm_area_rule": SEGM_AREA_RULES[segm_area],
         "seconds": {k: round(v, 4) for k, v in seconds.items()},
     }
     if fixed:
@@ -502,13 +557,31 @@ def _json_default(value):
 def format_summary(evaluation: Evaluation) -> str:
     """The metrics table as text (4 decimals), with a line on what was evaluated."""
     info = evaluation.info
-    head = (
+    lines = [
         f"{info['results']} vs {info['gt']} ({info['backend']} backend): "
         f"{info['num_detections']} detections, {info['num_verified_detections']} on verified "
         f"categories within the {info['max_dets_per_image']}-per-image limit"
-    )
+    ]
+    zero = {t: n for t, n in info["zero_area_detections"].items() if n}
+    if zero or info["zero_area_gt"]:
+        lines.append(
+            "not evaluated (area 0, as LVISEval): "
+            + ", ".join(f"{n} {t} results" for t, n in zero.items())
+            + (", " if zero else "")
+            + f"{info['zero_area_gt']} GT instances"
+        )
+    if "segm" in info["iou_types"]:
+        lines.append(SEGM_AREA_RULES[info["segm_area"]])
     table = evaluation.summary().to_string(float_format=lambda v: f"{v:.4f}")
-    return f"{head}\n{table}"
+    return "\n".join([*lines, table])
+
+
+SEGM_AREA_RULES = {
+    "mask": "segm size ranges (APs/APm/APl): result areas from the masks, as detectron2 "
+    "(raw LVISEval takes w*h of a record's bbox: --segm-area box)",
+    "box": "segm size ranges (APs/APm/APl): result areas from the boxes' w*h when the results "
+    "have boxes, as raw LVISEval",
+}
 
 
 def build_evaluate_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -523,6 +596,13 @@ def build_evaluate_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentP
     )
     parser.add_argument(
         "--no-fixed", action="store_true", help="skip AP-fixed / AP-pool (one evaluation less)"
+    )
+    parser.add_argument(
+        "--segm-area",
+        choices=SEGM_AREAS,
+        default="mask",
+        help="segm size ranges from the mask's area (default, as detectron2) or from the "
+        "box's w*h (raw LVISEval on records that carry a bbox)",
     )
     parser.set_defaults(func=_cmd_evaluate)
     return parser
@@ -545,6 +625,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         iou_types=args.iou_types,
         backend=args.backend,
         fixed=not args.no_fixed,
+        segm_area=args.segm_area,
     )
     print(format_summary(evaluation))
     out = save_metrics(args.out, evaluation)

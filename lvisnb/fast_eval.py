@@ -1,288 +1,246 @@
-"""LVIS evaluation on faster-coco-eval's C++ matcher, run on packed (image, category) pairs.
+"""LVIS evaluation on hotcoco's Rust engine, fed the kit's validated, normalised columns.
 
-``COCOeval_faster(..., lvis_style=True)`` implements LVIS's per-(image, category) rules:
-detections of categories neither annotated nor in ``neg_category_ids`` are dropped; unmatched
-detections of ``not_exhaustive_category_ids`` categories are ignored. Used as is on an LVIS
-file it differs from ``lvis.LVISEval`` in three ways, which this module takes care of:
+``hotcoco.COCOeval(gt, dt, iou_type, lvis_style=True)`` implements ``lvis.LVISEval``'s
+federated rules (per-(image, category) greedy matching, detections of unverified categories
+dropped, unmatched ones of ``not_exhaustive_category_ids`` ignored, 101-point interpolated
+precision) in Rust, on both cores. Measured against ``LVISEval`` it differs on some legal
+inputs, which the kit settles *before* handing data over, so that the numbers are LVISEval's:
 
-1. LVIS keeps at most 300 detections *per image* (``lvis.LVISResults``); COCO's ``maxDets``
-   caps per (image, category) and defaults to 100. We apply the per-image limit before
-   (:func:`lvisnb.detections.cap_per_image`) and set ``maxDets`` above any (image, category)
-   count, so it never cuts anything.
-2. A result's ``area`` (what decides small/medium/large) is set per IoU type by the caller:
-   ``w * h`` of the box for bbox, the mask's area for segm.
-3. It walks every image x category cell in Python and C++ (24 million on LVIS v1 val), which
-   dominates its run time, and it fails (``IndexError: unordered_map::at``) on segm when an
-   image without GT only has detections of unverified categories.
+1. Area 0: ``LVISEval`` evaluates only GT and results of area > 0; hotcoco keeps them (an empty
+   mask becomes a false positive). Only ``GroundTruth.ann_evaluated`` instances and results
+   of positive area (``lvisnb.evaluate.result_areas``) are passed.
+2. Ids: hotcoco, like ``LVISEval``, treats a matched GT id of 0 as "unmatched"; repeated ids
+   collapse. Both are rejected when the file is read (``lvisnb.data.check_ids``).
+3. Result areas: ``load_res`` takes each result's area from its box; the kit writes the area
+   of its IoU type (mask or box, ``segm_area``) with ``update_anns``.
+4. The per-image limit is the kit's (``cap_per_image``, in ``LVISResults`` order, so ties
+   break the same way); results are handed over marked as capped. hotcoco also cuts each
+   (image, category) cell at ``params.max_dets``, which ``LVISEval`` does not: AP-fixed, which
+   has no per-image limit, sets it above the largest cell.
 
-For 3, evaluations run on *packed pairs*. Only verified (image, category) pairs holding GT or
-detections matter. Each pair is given a label (its category, or for AP-pool its pool) and a
-slot: its rank among the pairs of that label in (image, category) order. A pseudo-image per
-slot holds, for every label, at most one pair; matching is per (pseudo-image, label), i.e. per
-original pair, so TP/FP/ignore flags are unchanged, and accumulation per label concatenates
-pseudo-images in slot order, i.e. in the original image order (ties in score are broken as
-``LVISEval`` does). Labels are processed in chunks of similar pair counts so that the cells
-walked (slots x labels) stay within twice the number of pairs. GT masks are converted to RLE
-with their real image size first (pseudo-images have no single size).
+Records never exist as Python dicts: GT goes in as columns (``COCO.from_arrays``), results as
+one (N, 7) array ``[image_id, x, y, w, h, score, category_id]`` plus their RLEs for segm.
+
+AP-pool runs on *pseudo-images*: one per verified (image, category) pair, in (image,
+category) order, holding that pair's GT and results twice, under the category "all" and
+under its frequency group. Matching per (pseudo-image, category) is matching per original
+pair; accumulation per category then ranks the detections of a whole pool by score, ties in
+(image, category) order, as Dave et al.'s ``LVISPooledEval``.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 
 from lvisnb.detections import Detections, boxes_from_masks, rle_dicts
 from lvisnb.ground_truth import FREQUENCY_GROUPS, GroundTruth
+from lvisnb.masks import to_compressed_rle
 
-POOLS = ("all",) + FREQUENCY_GROUPS  # AP-pool labels: 0 = all categories, 1.. = r, c, f
-
-
-@dataclass
-class Items:
-    """GT instances or detections for :func:`packed_eval`, column-wise.
-
-    ``keys``: (n,) int64 pair keys ``row * K + col`` (see :class:`GroundTruth`); ``fields``:
-    equal-length lists copied into the records faster-coco-eval reads: ``area`` (px^2, decides
-    the size range), ``bbox`` (XYWH list, for bbox) or ``segmentation`` (compressed RLE dict,
-    for segm), and ``score`` for detections.
-    """
-
-    keys: np.ndarray
-    fields: dict[str, list]
+POOLS = ("all",) + FREQUENCY_GROUPS  # AP-pool categories: 1 = all, 2.. = r, c, f
 
 
-def _quiet(*args, **kwargs) -> None:
-    """faster-coco-eval's progress printer, silenced."""
+def _image_records(truth: GroundTruth, negative: list, not_exhaustive: list) -> list[dict]:
+    """hotcoco image dicts of ``truth``'s images (sorted ids) with the given label lists."""
+    return [
+        {"id": int(i), "height": int(h), "width": int(w),
+         "neg_category_ids": neg, "not_exhaustive_category_ids": ne}
+        for i, (h, w), neg, ne in zip(
+            truth.image_ids, truth.image_sizes, negative, not_exhaustive, strict=True
+        )
+    ]  # fmt: skip
 
 
-def _expand(items: Items, pair_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(assignment index, item index) for every item of each assignment's pair, items of a
-    pair in their input order."""
-    order = np.argsort(items.keys, kind="stable")
-    sorted_keys = items.keys[order]
-    lo = np.searchsorted(sorted_keys, pair_keys, side="left")
-    counts = np.searchsorted(sorted_keys, pair_keys, side="right") - lo
-    assignment = np.repeat(np.arange(len(pair_keys)), counts)
-    within = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-    return assignment, order[np.repeat(lo, counts) + within]
+def _label_lists(truth: GroundTruth) -> tuple[list, list]:
+    """Per image (sorted ids), its negative and not-exhaustive LVIS category ids."""
+    k = truth.num_categories
+    lists = []
+    for keys in (truth.negative, truth.not_exhaustive):
+        rows = keys // k
+        ids = truth.category_ids[keys % k]
+        bounds = np.searchsorted(rows, np.arange(len(truth.image_ids) + 1))
+        lists.append([ids[a:b].tolist() for a, b in zip(bounds[:-1], bounds[1:], strict=True)])
+    return lists[0], lists[1]
 
 
-def _records(items: Items, assignment, item, image_of, label_of) -> list[dict]:
-    columns = {
-        "id": list(range(1, len(item) + 1)),
-        "image_id": image_of[assignment].tolist(),
-        "category_id": label_of[assignment].tolist(),
-    }
-    for name, values in items.fields.items():
-        columns[name] = [values[i] for i in item.tolist()]
-    columns["iscrowd"] = [0] * len(item)
-    return rows_of(columns)
-
-
-def rows_of(columns: dict[str, list]) -> list[dict]:
-    """Column lists (equal lengths) to one dict per row."""
-    names = tuple(columns)
-    return [dict(zip(names, row, strict=True)) for row in zip(*columns.values(), strict=True)]
-
-
-def packed_eval(
-    gt: Items,
-    dt: Items,
-    pair_keys: np.ndarray,
-    labels: np.ndarray,
-    num_labels: int,
-    truth: GroundTruth,
-    iou_type: str,
-    max_dets: int,
-    all_areas: bool = True,
-) -> tuple[np.ndarray, np.ndarray]:
-    """COCO/LVIS precision and recall per label, with pairs ``pair_keys`` assigned ``labels``.
-
-    A pair may be assigned several labels (AP-pool: "all" and its frequency group). Pairs'
-    negative / not-exhaustive status comes from ``truth``. Returns ``precision`` [T, R, L, A]
-    and ``recall`` [T, L, A] (L = ``num_labels``; A = 4 area ranges, or 1 = "all" when not
-    ``all_areas``), -1 where a label has no GT.
-    """
-    from faster_coco_eval import COCO, COCOeval_faster
-
-    order = np.lexsort((pair_keys, labels))
-    pair_keys, labels = pair_keys[order], labels[order]
-    starts = np.searchsorted(labels, np.arange(num_labels))
-    slot = np.arange(len(labels)) - starts[labels]
-    num_slots = int(slot.max()) + 1 if len(slot) else 1
-    label_id = labels + 1
-    images = [{"id": j + 1, "height": 1, "width": 1} for j in range(num_slots)]
-    for name, marked in (
-        ("neg_category_ids", np.isin(pair_keys, truth.negative)),
-        ("not_exhaustive_category_ids", np.isin(pair_keys, truth.not_exhaustive)),
-    ):
-        for image in images:
-            image[name] = []
-        for j, c in zip(slot[marked].tolist(), label_id[marked].tolist(), strict=True):
-            images[j][name].append(c)
-    categories = [{"id": c + 1, "name": str(c), "frequency": "f"} for c in range(num_labels)]
-    image_of = slot + 1
-
-    gt_assign, gt_item = _expand(gt, pair_keys)
-    gt_coco = COCO(
-        {
-            "images": images,
-            "categories": categories,
-            "annotations": _records(gt, gt_assign, gt_item, image_of, label_id),
-        }
-    )
-    dt_assign, dt_item = _expand(dt, pair_keys)
-    dt_coco = COCO()
-    dt_coco.dataset = {
-        "images": images,
-        "categories": categories,
-        "annotations": _records(dt, dt_assign, dt_item, image_of, label_id),
-    }
-    dt_coco.createIndex()
-    ev = COCOeval_faster(gt_coco, dt_coco, iou_type, lvis_style=True, print_function=_quiet)
-    # packed pairs hold a few masks each: a thread per pair's RLE IoU (faster-coco-eval >= 1.7)
-    # costs more in dispatch than it computes (12-15% of segm matching at 500 images)
-    ev.rle_iou_max_workers = 1
-    ev.params.maxDets = [max(int(max_dets), 1)]
-    if not all_areas:
-        ev.params.areaRng = ev.params.areaRng[:1]
-        ev.params.areaRngLbl = ev.params.areaRngLbl[:1]
-    ev.evaluate()
-    ev.accumulate()
-    return ev.eval["precision"][..., -1], ev.eval["recall"][..., -1]
-
-
-def _chunks(counts: np.ndarray) -> list[np.ndarray]:
-    """Column groups (sorted by descending ``counts``) whose counts stay within a factor 2 of
-    the group's largest, so that slots x labels <= 2 x pairs in every group."""
-    order = np.argsort(-counts, kind="stable")
-    groups, start = [], 0
-    while start < len(order):
-        stop = start + 1
-        while stop < len(order) and 2 * counts[order[stop]] > counts[order[start]]:
-            stop += 1
-        groups.append(order[start:stop])
-        start = stop
-    return groups
+def _gt_segmentation(truth: GroundTruth, index: np.ndarray) -> list:
+    """GT segmentations of annotations ``index``: polygons and compressed RLEs as they are,
+    uncompressed RLEs converted (as ``lvis.LVIS.ann_to_rle``)."""
+    anns = truth.dataset["annotations"]
+    out = []
+    for i, row in zip(index.tolist(), truth.ann_row[index].tolist(), strict=True):
+        segm = anns[i]["segmentation"]
+        if isinstance(segm, dict) and isinstance(segm.get("counts"), list):
+            h, w = truth.image_sizes[row]
+            segm = to_compressed_rle(segm, int(h), int(w))
+        out.append(segm)
+    return out
 
 
 class FastBackend:
-    """LVIS evaluation of one set of results with :func:`packed_eval`.
+    """LVIS evaluation of one set of results on hotcoco.
 
-    ``evaluated``: sorted indices of every detection an evaluation will see (verified and
-    within the per-image or per-class limit); ``mask_area``: their RLE areas (px^2) when the
-    results have masks; ``need_boxes``: bbox is evaluated (boxes from masks if none given).
+    ``evaluable``: per IoU type, bool (N,): the detections an evaluation of that type sees
+    (verified, within the per-image or per-class limit, area > 0); ``area``: per IoU type,
+    float64 (N,) px^2 (see :func:`lvisnb.evaluate.result_areas`). Boxes (XYWH) are the
+    results' own, or for mask-only results ``pycocotools.mask.toBbox`` of the masks.
     """
 
     def __init__(
         self,
         truth: GroundTruth,
         det: Detections,
-        evaluated: np.ndarray,
-        mask_area: np.ndarray | None,
-        need_boxes: bool,
+        evaluable: dict[str, np.ndarray],
+        area: dict[str, np.ndarray],
     ):
-        self.truth, self.det, self.evaluated, self.mask_area = truth, det, evaluated, mask_area
-        self.boxes = None
-        if need_boxes:
-            given = det.bbox is not None
-            self.boxes = det.bbox[evaluated] if given else boxes_from_masks(det, evaluated)
-        anns = truth.dataset["annotations"]
-        self.gt_keys = truth.ann_row * truth.num_categories + truth.ann_col
-        self.gt_area = [a["area"] for a in anns]
-        self._gt_masks = None
+        self.truth, self.det, self.evaluable, self.area = truth, det, evaluable, area
+        self.boxes = det.bbox
+        if det.bbox is None:  # mask-only results: boxes from the masks (LVISResults)
+            index = np.flatnonzero(np.logical_or.reduce(list(evaluable.values())))
+            self.boxes = np.zeros((len(det), 4))
+            self.boxes[index] = boxes_from_masks(det, index)
+        self.gt_index = np.flatnonzero(truth.ann_evaluated)
+        self.gt_keys = truth.evaluated_keys()
+        self.images = _image_records(truth, *_label_lists(truth))
+        self.categories = [
+            {"id": int(c), "name": str(c), "frequency": f}
+            for c, f in zip(truth.category_ids, truth.frequency, strict=True)
+        ]
+        self._gt = {}
+        self._columns = None
+        self._gt_segmentation = None
 
-    # -- items
+    # -- ground truth and results as hotcoco datasets
 
-    def _gt(self, iou_type: str) -> Items:
-        if iou_type == "bbox":
-            geometry = [a["bbox"] for a in self.truth.dataset["annotations"]]
-            return Items(self.gt_keys, {"area": self.gt_area, "bbox": geometry})
-        if self._gt_masks is None:  # polygons to RLE at the real image size, once
-            from faster_coco_eval.core import mask as fmask
-
-            anns = [
-                {"image_id": a["image_id"], "segmentation": a["segmentation"]}
-                for a in self.truth.dataset["annotations"]
-            ]
-            sizes = {
-                int(i): (int(h), int(w))
-                for i, (h, w) in zip(self.truth.image_ids, self.truth.image_sizes, strict=True)
+    def _gt_columns(self, iou_type: str) -> dict:
+        """``from_arrays`` columns of the evaluated GT instances (a new dict each call)."""
+        truth, index = self.truth, self.gt_index
+        if self._columns is None:
+            anns = truth.dataset["annotations"]
+            boxes = [anns[i]["bbox"] for i in index.tolist()]
+            self._columns = {
+                "image_ids": truth.image_ids[truth.ann_row[index]],
+                "category_ids": truth.category_ids[truth.ann_col[index]],
+                "boxes": np.array(boxes, dtype=np.float64).reshape(-1, 4),
+                "ids": np.array([anns[i]["id"] for i in index.tolist()], dtype=np.int64),
+                "area": truth.ann_area[index],
             }
-            fmask.calculateRleForAllAnnotations(anns, sizes, True, False, 0.02, 1)
-            self._gt_masks = [a["rle"] for a in anns]
-        return Items(self.gt_keys, {"area": self.gt_area, "segmentation": self._gt_masks})
+        columns = dict(self._columns)
+        if iou_type == "segm":
+            if self._gt_segmentation is None:
+                self._gt_segmentation = _gt_segmentation(truth, index)
+            columns["segmentation"] = self._gt_segmentation
+        return columns
 
-    def _dt(self, iou_type: str, indices: np.ndarray) -> Items:
-        """Detections ``indices`` (in that order) that are evaluated at all."""
-        evaluated, det = self.evaluated, self.det
-        if not len(evaluated):
-            return Items(np.zeros(0, dtype=np.int64), {"score": [], "area": []})
-        position = np.searchsorted(evaluated, indices).clip(0, len(evaluated) - 1)
-        position = position[evaluated[position] == indices]
-        index = evaluated[position]
-        keys = self.truth.pair_keys(det.image_id[index], det.category_id[index])
-        fields = {"score": det.score[index].tolist()}
-        if iou_type == "bbox":
-            boxes = self.boxes[position]
-            area = boxes[:, 2] * boxes[:, 3] if det.bbox is not None else self.mask_area[position]
-            fields |= {"area": area.tolist(), "bbox": boxes.tolist()}
-        else:
-            fields["area"] = self.mask_area[position].tolist()
-            fields["segmentation"] = rle_dicts(det, index)
-        return Items(keys, fields)
+    def gt(self, iou_type: str):
+        """The ground truth as a ``hotcoco.COCO`` (built once per IoU type)."""
+        import hotcoco
+
+        if iou_type not in self._gt:
+            columns = self._gt_columns(iou_type)
+            self._gt[iou_type] = hotcoco.COCO.from_arrays(
+                self.images, self.categories, columns.pop("image_ids"),
+                columns.pop("category_ids"), columns.pop("boxes"), **columns,
+            )  # fmt: skip
+        return self._gt[iou_type]
+
+    def _dt_index(self, iou_type: str, indices: np.ndarray) -> np.ndarray:
+        """Detections ``indices`` (in that order) that this IoU type evaluates at all."""
+        return indices[self.evaluable[iou_type][indices]]
+
+    def _load_results(self, gt, iou_type: str, index: np.ndarray, image_ids, category_ids):
+        """``gt.load_res`` of detections ``index`` placed on ``image_ids`` / ``category_ids``
+        (arrays of ``len(index)``), with the areas of ``iou_type``; marked as capped."""
+        det = self.det
+        rows = np.empty((len(index), 7))
+        rows[:, 0] = image_ids
+        rows[:, 1:5] = self.boxes[index]
+        rows[:, 5] = det.score[index]
+        rows[:, 6] = category_ids
+        segmentation = rle_dicts(det, index) if iou_type == "segm" else None
+        dt = gt.load_res(rows, segmentation=segmentation)
+        if len(index):
+            dt.update_anns(ids=np.arange(1, len(index) + 1), area=self.area[iou_type][index])
+        return dt.cap_detections_per_image(None)
+
+    @staticmethod
+    def _accumulate(gt, dt, iou_type: str, max_dets: int):
+        """Precision [T, R, K, A] and recall [T, K, A] of ``LVISEval`` (-1 where no GT)."""
+        import hotcoco
+
+        ev = hotcoco.COCOeval(gt, dt, iou_type, lvis_style=True)
+        ev.params.max_dets = [max(int(max_dets), 1)]
+        ev.evaluate()
+        ev.accumulate()
+        return ev.eval["precision"][..., -1], ev.eval["recall"][..., -1]
 
     # -- evaluations
 
-    def _per_category(self, iou_type: str, dt: Items, max_dets: int):
-        """Standard per-category precision [T, R, K, A] / recall [T, K, A] over all pairs of
-        categories with GT (others stay -1, as they would in ``LVISEval``)."""
-        k = self.truth.num_categories
-        pairs = np.union1d(self.gt_keys, dt.keys)
-        pairs = pairs[np.isin(pairs % k, self.truth.ann_col)]  # categories with GT
-        col = pairs % k
-        precision = -np.ones((10, 101, k, 4))
-        recall = -np.ones((10, k, 4))
-        gt = self._gt(iou_type)
-        present, counts = np.unique(col, return_counts=True)
-        for group in _chunks(counts):
-            columns = np.sort(present[group])
-            chosen = np.isin(col, columns)
-            labels = np.searchsorted(columns, col[chosen])
-            p, r = packed_eval(
-                gt, dt, pairs[chosen], labels, len(columns), self.truth, iou_type, max_dets
-            )
-            precision[:, :, columns], recall[:, columns] = p, r
-        return precision, recall
-
     def standard(self, iou_type: str, indices: np.ndarray, max_dets: int):
         """Precision/recall of detections ``indices`` (already limited per image)."""
-        return self._per_category(iou_type, self._dt(iou_type, indices), max_dets)
+        det, index = self.det, self._dt_index(iou_type, indices)
+        gt = self.gt(iou_type)
+        dt = self._load_results(gt, iou_type, index, det.image_id[index], det.category_id[index])
+        return self._accumulate(gt, dt, iou_type, max_dets)
 
     def fixed(self, iou_type: str, indices: np.ndarray):
         """AP-fixed precision/recall and AP-pool per pool of detections ``indices`` (already
         limited per class, not per image)."""
-        dt = self._dt(iou_type, indices)
-        most = int(np.unique(dt.keys, return_counts=True)[1].max()) if len(dt.keys) else 1
-        precision, recall = self._per_category(iou_type, dt, most)
-        k = self.truth.num_categories
-        pairs = np.union1d(self.gt_keys, dt.keys)
-        group = {g: i + 1 for i, g in enumerate(FREQUENCY_GROUPS)}
-        pool = np.array([group[f] for f in self.truth.frequency], dtype=np.int64)[pairs % k]
-        p, _ = packed_eval(
-            self._gt(iou_type),
-            dt,
-            np.concatenate([pairs, pairs]),
-            np.concatenate([np.zeros(len(pairs), dtype=np.int64), pool]),
-            len(POOLS),
-            self.truth,
-            iou_type,
-            most,
-            all_areas=False,
+        det, index = self.det, self._dt_index(iou_type, indices)
+        keys = self.truth.pair_keys(det.image_id[index], det.category_id[index])
+        most = int(np.unique(keys, return_counts=True)[1].max()) if len(keys) else 1
+        gt = self.gt(iou_type)
+        dt = self._load_results(gt, iou_type, index, det.image_id[index], det.category_id[index])
+        precision, recall = self._accumulate(gt, dt, iou_type, most)
+        return precision, recall, self._pooled(iou_type, index, keys, most)
+
+    def _pooled(self, iou_type: str, index: np.ndarray, keys: np.ndarray, most: int) -> dict:
+        """AP-pool of each pool (``POOLS``) on pseudo-images (see the module doc); -1 where a
+        pool has no GT."""
+        import hotcoco
+
+        truth, k = self.truth, self.truth.num_categories
+        pairs = np.union1d(self.gt_keys, keys)
+        group = {g: i + 2 for i, g in enumerate(FREQUENCY_GROUPS)}
+        pool_of_column = np.array([group[f] for f in truth.frequency], dtype=np.int64)
+        pool = pool_of_column[pairs % k]
+        negative = np.isin(pairs, truth.negative).tolist()
+        not_exhaustive = np.isin(pairs, truth.not_exhaustive).tolist()
+        sizes = truth.image_sizes[pairs // k].tolist()
+        images = [
+            {"id": j + 1, "height": h, "width": w,
+             "neg_category_ids": [1, label] if neg else [],
+             "not_exhaustive_category_ids": [1, label] if ne else []}
+            for j, ((h, w), label, neg, ne) in enumerate(
+                zip(sizes, pool.tolist(), negative, not_exhaustive, strict=True)
+            )
+        ]  # fmt: skip
+        categories = [{"id": i + 1, "name": p, "frequency": "f"} for i, p in enumerate(POOLS)]
+        gt_pseudo = np.searchsorted(pairs, self.gt_keys) + 1
+        gt_pool = pool_of_column[self.gt_keys % k]
+        columns = self._gt_columns(iou_type)
+        twice = {name: _twice(value) for name, value in columns.items()}
+        twice["ids"] = np.arange(1, 2 * len(self.gt_keys) + 1)
+        gt = hotcoco.COCO.from_arrays(
+            images, categories, _twice(gt_pseudo), np.concatenate([np.ones_like(gt_pool), gt_pool]),
+            twice.pop("boxes"), **{n: v for n, v in twice.items() if n not in
+                                   ("image_ids", "category_ids")},
+        )  # fmt: skip
+        dt_pseudo = np.searchsorted(pairs, keys) + 1
+        dt_pool = pool_of_column[keys % k]
+        both = np.concatenate([index, index])
+        dt = self._load_results(
+            gt, iou_type, both, _twice(dt_pseudo), np.concatenate([np.ones_like(dt_pool), dt_pool])
         )
+        precision, _ = self._accumulate(gt, dt, iou_type, most)
         pooled = {}
-        for label, name in enumerate(POOLS):
-            valid = p[:, :, label, 0]
+        for column, name in enumerate(POOLS):
+            valid = precision[:, :, column, 0]
             pooled[name] = float(valid.mean()) if (valid > -1).all() else -1.0
-        return precision, recall, pooled
+        return pooled
+
+
+def _twice(values):
+    """``values`` followed by itself (arrays concatenated, lists added)."""
+    if isinstance(values, np.ndarray):
+        return np.concatenate([values, values])
+    return list(values) + list(values)

@@ -15,9 +15,12 @@ A prediction of category *c* on image *i* therefore gets one of these verdicts (
   prediction matches nothing;
 - ``ignored: not exhaustive``: *c* positive but in ``not_exhaustive_category_ids`` and
   unmatched (it may have hit an instance nobody annotated);
-- ``ignored: unverified``: *c* unverified on *i*; the prediction counts neither way.
+- ``ignored: unverified``: *c* unverified on *i*; the prediction counts neither way;
+- ``not evaluated: area 0``: an empty mask (segm) or a box of width or height 0 (bbox; a
+  box-less result takes its mask's area): ``LVISEval`` keeps only results of area > 0.
 
-and each ground-truth instance is ``matched`` or ``missed`` (:data:`GT_STATUSES`).
+and each ground-truth instance is ``matched``, ``missed`` or, with ``area`` 0, ``not evaluated:
+area 0`` (:data:`GT_STATUSES`; such an instance does not make its category positive).
 
 Matching follows ``lvis.LVISEval.evaluate_img`` for the area range "all" exactly: per
 category, predictions in decreasing score order (stable for ties) each take the unmatched
@@ -41,9 +44,16 @@ MATCHED = "matched"
 FALSE_POSITIVE = "false positive"
 IGNORED_NOT_EXHAUSTIVE = "ignored: not exhaustive"
 IGNORED_UNVERIFIED = "ignored: unverified"
+NOT_EVALUATED = "not evaluated: area 0"
 MISSED = "missed"
-PREDICTION_STATUSES = (MATCHED, FALSE_POSITIVE, IGNORED_NOT_EXHAUSTIVE, IGNORED_UNVERIFIED)
-GT_STATUSES = (MATCHED, MISSED)
+PREDICTION_STATUSES = (
+    MATCHED,
+    FALSE_POSITIVE,
+    IGNORED_NOT_EXHAUSTIVE,
+    IGNORED_UNVERIFIED,
+    NOT_EVALUATED,
+)
+GT_STATUSES = (MATCHED, MISSED, NOT_EVALUATED)
 COUNTED = (MATCHED, FALSE_POSITIVE)
 
 
@@ -85,6 +95,18 @@ def _regions(records: Sequence[Mapping], iou_type: str, height: int, width: int)
     return [segmentation_rle(r["segmentation"], height, width) for r in records]
 
 
+def _areas(records: Sequence[Mapping], iou_type: str, height: int, width: int) -> list[float]:
+    """Each prediction's area as ``LVISEval`` filters it (see the module doc)."""
+    areas = []
+    for r in records:
+        if iou_type == "bbox" and "bbox" in r:
+            areas.append(float(r["bbox"][2]) * float(r["bbox"][3]))
+        else:
+            rle = segmentation_rle(r["segmentation"], height, width)
+            areas.append(float(mask_utils.area(rle)))
+    return areas
+
+
 def match_category(ious: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
     """Greedy LVIS/COCO matching of D score-sorted predictions to G instances of one category.
 
@@ -124,17 +146,23 @@ def image_verdict(
     if iou_type not in ("segm", "bbox"):
         raise ValueError(f"iou_type must be 'segm' or 'bbox', got {iou_type!r}")
     height, width = int(image["height"]), int(image["width"])
-    positive = {int(a["category_id"]) for a in instances}
+    evaluated = [float(a["area"]) > 0 for a in instances]
+    positive = {int(a["category_id"]) for a, ok in zip(instances, evaluated, strict=True) if ok}
     negative = {int(c) for c in image.get("neg_category_ids", [])}
     not_exhaustive = {int(c) for c in image.get("not_exhaustive_category_ids", [])}
     status = [IGNORED_UNVERIFIED] * len(predictions)
     matched_iou = [0.0] * len(predictions)
-    instance_status = [MISSED] * len(instances)
+    instance_status = [MISSED if ok else NOT_EVALUATED for ok in evaluated]
     rows_of, columns_of = defaultdict(list), defaultdict(list)  # category -> indices
-    for i, p in enumerate(predictions):
-        rows_of[int(p["category_id"])].append(i)
+    areas = _areas(predictions, iou_type, height, width)
+    for i, (p, area) in enumerate(zip(predictions, areas, strict=True)):
+        if area > 0:
+            rows_of[int(p["category_id"])].append(i)
+        else:
+            status[i] = NOT_EVALUATED
     for j, a in enumerate(instances):
-        columns_of[int(a["category_id"])].append(j)
+        if evaluated[j]:
+            columns_of[int(a["category_id"])].append(j)
     for category_id in sorted(set(rows_of) | positive):
         if category_id not in positive and category_id not in negative:
             continue  # unverified: LVISEval never looks at this pair

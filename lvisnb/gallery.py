@@ -39,7 +39,7 @@ def gallery_tiles(
     source: str = "gt",
     limit: int = 24,
     score_thr: float = 0.0,
-    iou_type: str = "segm",
+    iou_type: str | None = None,
 ) -> list[Tile]:
     """The ``limit`` first instances of ``category`` (LVIS id or name).
 
@@ -142,7 +142,7 @@ def category_gallery(
     limit: int = 24,
     score_thr: float = 0.0,
     columns: int = 6,
-    iou_type: str = "segm",
+    iou_type: str | None = None,
 ) -> Figure:
     """:func:`gallery_tiles` drawn by :func:`plot_gallery`, titled with the category's name,
     frequency group and what is shown."""

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lvisnb.categories import FREQUENCY_GROUPS
+from lvisnb.categories import FREQUENCY_GROUPS  # noqa: F401 - lvisnb.evaluate imports it here
 
 
 @dataclass
@@ -25,6 +25,10 @@ class GroundTruth:
       ``image_count``, counted on the *train* split by LVIS; -1 when absent) in that order.
     - ``ann_row``, ``ann_col``: per GT instance, its image's row in ``image_ids`` and its
       category's column in ``category_ids``.
+    - ``ann_area``: float64, per GT instance, its ``area`` field (px^2); ``ann_evaluated``:
+      bool, ``0 < area < inf``. Only those instances take part in evaluation: ``LVISEval``
+      loads GT through ``get_ann_ids``, whose area range is strict, so an instance of area 0
+      is neither matchable nor counted, and does not make its category positive on its image.
     - ``verified``, ``negative``, ``not_exhaustive``: sorted pair keys ``row * K + col`` of
       the (image, category) pairs that are verified (positive, i.e. annotated, or negative),
       negative (in the image's ``neg_category_ids``) and in ``not_exhaustive_category_ids``.
@@ -40,6 +44,8 @@ class GroundTruth:
     train_image_count: np.ndarray
     ann_row: np.ndarray
     ann_col: np.ndarray
+    ann_area: np.ndarray
+    ann_evaluated: np.ndarray
     verified: np.ndarray
     negative: np.ndarray
     not_exhaustive: np.ndarray
@@ -47,6 +53,11 @@ class GroundTruth:
     @property
     def num_categories(self) -> int:
         return len(self.category_ids)
+
+    def evaluated_keys(self) -> np.ndarray:
+        """Pair keys ``row * K + col`` of the evaluated GT instances (``ann_evaluated``)."""
+        ok = self.ann_evaluated
+        return self.ann_row[ok] * self.num_categories + self.ann_col[ok]
 
     def pair_keys(self, image_ids: np.ndarray, category_ids: np.ndarray) -> np.ndarray:
         """``row * K + col`` of known image and category ids (int64 arrays of equal length)."""
@@ -67,9 +78,10 @@ def _flat_pairs(truth_rows: np.ndarray, lists: list[list], category_ids: np.ndar
 def load_ground_truth(gt) -> GroundTruth:
     """:class:`GroundTruth` from a path, a loaded LVIS dict or an ``lvis.LVIS`` object.
 
-    Checks what ``lvis.LVISEval`` reads (:func:`lvisnb.data.validate_dataset` plus the images'
-    ``neg_category_ids`` / ``not_exhaustive_category_ids`` and r/c/f frequencies); errors name
-    the file, the record and the key.
+    The annotations are checked once, as by every entry point (:func:`lvisnb.data.
+    validate_dataset`; not again for an ``lvis.LVIS`` from :func:`lvisnb.data.load_lvis`), and
+    evaluation also needs every image's ``neg_category_ids`` / ``not_exhaustive_category_ids``;
+    errors (:class:`lvisnb.data.LVISFormatError`) name the file, the record and the key.
     """
     from lvisnb import data  # imports the lvis API, kept out of CLI start-up
 
@@ -83,23 +95,17 @@ def load_ground_truth(gt) -> GroundTruth:
         dataset, source = gt.dataset, str(getattr(gt, "source", "<lvis.LVIS>"))
     else:
         raise TypeError(f"gt must be a path, an LVIS dict or an lvis.LVIS, got {type(gt)}")
-    data.validate_dataset(dataset, source)
+    if not data.is_validated(gt):
+        data.validate_dataset(dataset, source)
     images, categories = dataset["images"], dataset["categories"]
-    for index, image in enumerate(images):
-        for key in ("neg_category_ids", "not_exhaustive_category_ids"):
-            if not isinstance(image.get(key), list):
-                raise data.LVISFormatError(
-                    f"{source}: images[{index}] (id={image['id']!r}) needs a list "
-                    f"'{key}' for LVIS (federated) evaluation"
-                )
-    for index, category in enumerate(categories):
-        if category["frequency"] not in FREQUENCY_GROUPS:
+    for key in data.LABEL_LISTS:
+        lists = [image.get(key) for image in images]
+        if not set(map(type, lists)) <= {list}:
+            index = next(i for i, v in enumerate(lists) if not isinstance(v, list))
             raise data.LVISFormatError(
-                f"{source}: categories[{index}] (id={category['id']!r}) has frequency "
-                f"{category['frequency']!r}; expected 'r', 'c' or 'f'"
+                f"{source}: images[{index}] (id={images[index]['id']!r}) needs a list "
+                f"'{key}' for LVIS (federated) evaluation"
             )
-    if not images or not categories:
-        raise data.LVISFormatError(f"{source}: no images or no categories to evaluate on")
 
     image_order = sorted(range(len(images)), key=lambda i: images[i]["id"])
     images_sorted = [images[i] for i in image_order]
@@ -113,14 +119,8 @@ def load_ground_truth(gt) -> GroundTruth:
     ann_cat = np.fromiter((a["category_id"] for a in anns), dtype=np.int64, count=len(anns))
     ann_row = np.searchsorted(image_ids, ann_image).clip(0, len(image_ids) - 1)
     ann_col = np.searchsorted(category_ids, ann_cat).clip(0, k - 1)
-    unknown = np.flatnonzero((image_ids[ann_row] != ann_image) | (category_ids[ann_col] != ann_cat))
-    if unknown.size:
-        a = anns[int(unknown[0])]
-        raise data.LVISFormatError(
-            f"{source}: annotations[{int(unknown[0])}] (id={a['id']!r}) refers to an image or "
-            f"category that is not in the file (image_id={a['image_id']!r}, "
-            f"category_id={a['category_id']!r})"
-        )
+    ann_area = np.fromiter((a["area"] for a in anns), dtype=np.float64, count=len(anns))
+    ann_evaluated = (ann_area > 0) & (ann_area < np.inf)
     rows = np.arange(len(images_sorted))
     negative = _flat_pairs(rows, [i["neg_category_ids"] for i in images_sorted], category_ids, k)
     not_exhaustive = _flat_pairs(
@@ -140,7 +140,9 @@ def load_ground_truth(gt) -> GroundTruth:
         ),
         ann_row=ann_row,
         ann_col=ann_col,
-        verified=np.union1d(ann_row * k + ann_col, negative),
+        ann_area=ann_area,
+        ann_evaluated=ann_evaluated,
+        verified=np.union1d((ann_row * k + ann_col)[ann_evaluated], negative),
         negative=np.unique(negative),
         not_exhaustive=np.unique(not_exhaustive),
     )

@@ -1,7 +1,7 @@
 """Run a trained Mask R-CNN over an LVIS split and write LVIS result records.
 
 One result record per detection, in the LVIS (= COCO) results format the official ``lvis`` API
-and faster-coco-eval read::
+and hotcoco read::
 
     {"image_id": int,            # LVIS image id
      "category_id": int,         # LVIS category id (not the model's contiguous label)

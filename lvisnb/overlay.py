@@ -244,6 +244,7 @@ STATUS_COLOURS: dict[str, tuple[float, float, float]] = {
     federated.FALSE_POSITIVE: (0.84, 0.15, 0.16),
     federated.IGNORED_NOT_EXHAUSTIVE: (0.58, 0.40, 0.74),
     federated.IGNORED_UNVERIFIED: (0.50, 0.50, 0.50),
+    federated.NOT_EVALUATED: (0.20, 0.20, 0.20),
     federated.MISSED: (1.00, 0.50, 0.05),
 }
 _STATUS_TAG = {
@@ -251,6 +252,7 @@ _STATUS_TAG = {
     federated.FALSE_POSITIVE: "FP",
     federated.IGNORED_NOT_EXHAUSTIVE: "ignored",
     federated.IGNORED_UNVERIFIED: "unverified",
+    federated.NOT_EVALUATED: "area 0",
 }
 
 
@@ -266,7 +268,11 @@ def federated_shapes(
     not exhaustively annotated in this image."""
     shapes = []
     for record, status in zip(verdict.instances, verdict.instance_status, strict=True):
-        if status == federated.MISSED:
+        if status == federated.NOT_EVALUATED:
+            label = instance_label(record, names, frequency) + " area 0"
+            shapes.append(Shape(record, STATUS_COLOURS[status], fill=False, linestyle="dotted",
+                                linewidth=0.8, label=label))  # fmt: skip
+        elif status == federated.MISSED:
             label = instance_label(record, names, frequency) + " missed"
             if int(record["category_id"]) in verdict.not_exhaustive:
                 label += " [NE]"
@@ -287,7 +293,8 @@ def federated_shapes(
         if int(record["category_id"]) in verdict.not_exhaustive:
             label += " [NE]"
         linestyle = {federated.IGNORED_NOT_EXHAUSTIVE: "dashed",
-                     federated.IGNORED_UNVERIFIED: "dotted"}.get(status, "solid")  # fmt: skip
+                     federated.IGNORED_UNVERIFIED: "dotted",
+                     federated.NOT_EVALUATED: "dotted"}.get(status, "solid")  # fmt: skip
         shapes.append(Shape(record, STATUS_COLOURS[status], fill=counted, linestyle=linestyle,
                             linewidth=1.4, label=label))  # fmt: skip
     return shapes

@@ -68,6 +68,11 @@ class Scene:
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self._verdicts: OrderedDict[tuple, federated.ImageVerdict] = OrderedDict()
 
+    @property
+    def has_masks(self) -> bool:
+        """Whether the results carry masks (all of them do, or none: checked at load)."""
+        return any("segmentation" in r for records in self.results.values() for r in records[:1])
+
     # ------------------------------------------------------------------ lookups
 
     def category_id(self, category: int | str) -> int:
@@ -123,12 +128,20 @@ class Scene:
         image_id: int,
         score_thr: float = 0.0,
         category_id: int | None = None,
-        iou_type: str = "segm",
+        iou_type: str | None = None,
         iou_threshold: float = 0.5,
     ) -> federated.ImageVerdict:
         """Federated verdicts of the image's predictions at ``score_thr`` (see
         :func:`lvisnb.federated.image_verdict`); with ``category_id``, that category only.
+        ``iou_type``: "segm" or "bbox"; ``None``: "segm" when the results have masks, else
+        "bbox" (``ValueError`` for "segm" on box-only results).
         The last ``cache_size`` are kept, so a view and its status line match masks once."""
+        iou_type = iou_type or ("segm" if self.has_masks else "bbox")
+        if iou_type == "segm" and not self.has_masks:
+            raise ValueError(
+                "the results have no masks ('segmentation'): federated verdicts of boxes need "
+                "iou_type='bbox'"
+            )
         key = (image_id, score_thr, category_id, iou_type, iou_threshold)
         if key in self._verdicts:
             self._verdicts.move_to_end(key)
@@ -166,13 +179,21 @@ def _results_by_image(records: list, dataset: dict, source: str, max_dets: int =
     its first ``max_dets`` (``lvis.LVISResults``' per-image limit, so that the verdicts are
     those of ``LVISEval``); ids checked against the ground truth (``ValueError`` naming the
     first offending record)."""
-    from lvisnb.detections import validate_detections
+    from lvisnb.detections import mask_areas, validate_detections
 
-    image_ids = np.array(sorted(int(i["id"]) for i in dataset["images"]), dtype=np.int64)
-    sizes = np.zeros((len(image_ids), 2), dtype=np.int64)
+    images = sorted(dataset["images"], key=lambda i: int(i["id"]))
+    image_ids = np.array([int(i["id"]) for i in images], dtype=np.int64)
+    sizes = np.array([[int(i["height"]), int(i["width"])] for i in images], dtype=np.int64)
     category_ids = np.array(sorted(int(c["id"]) for c in dataset["categories"]), dtype=np.int64)
-    if records:
-        validate_detections(records, image_ids, sizes, category_ids, False, False, source)
+    if records:  # the evaluator's checks, RLE runs included: what is drawn is what is scored
+        boxes = isinstance(records[0], dict) and "bbox" in records[0]
+        masks = any(isinstance(r, dict) and "segmentation" in r for r in records)
+        det = validate_detections(
+            records, image_ids, sizes.reshape(-1, 2), category_ids, boxes, masks or not boxes,
+            source,
+        )  # fmt: skip
+        if det.segmentation is not None:
+            mask_areas(det, np.arange(len(det)))
     by_image: dict[int, list[dict]] = defaultdict(list)
     for record in records:
         by_image[int(record["image_id"])].append(record)
@@ -191,6 +212,7 @@ def load_scene(
     root (default: two levels above the JSON file, the layout of LVIS and toy-LVIS) and an
     optional results JSON path or list (validated against the ground truth)."""
     from lvisnb import data
+    from lvisnb.detections import read_result_records
 
     if isinstance(gt, str | os.PathLike):
         source = str(gt)
@@ -198,23 +220,16 @@ def load_scene(
         default_root = data.default_image_root(gt)
     elif isinstance(gt, Mapping) or isinstance(getattr(gt, "dataset", None), dict):
         dataset = gt if isinstance(gt, Mapping) else gt.dataset
-        source, default_root = "<dict>", None
+        source, default_root = str(getattr(gt, "source", "<dict>")), None
     else:
         raise TypeError(f"gt must be a path or an LVIS dict, got {type(gt).__name__}")
-    data.validate_dataset(dataset, source)
+    if not data.is_validated(gt):  # an lvis.LVIS from data.load_lvis already was
+        data.validate_dataset(dataset, source)
     root = Path(image_root) if image_root else default_root
     if root is None:
         raise ValueError("image_root is needed when the ground truth is not a file")
     records, results_source = [], "<none>"
     if results is not None:
-        if isinstance(results, list):
-            records, results_source = results, "<list>"
-        else:
-            path = Path(results)
-            if not path.is_file():
-                raise FileNotFoundError(f"LVIS results file not found: {path}")
-            records, results_source = data.load_json(path), str(path)
-            if not isinstance(records, list):
-                raise ValueError(f"{path}: an LVIS results file is a JSON list of detections")
+        records, results_source = read_result_records(results)
     by_image = _results_by_image(records, dataset, results_source)
     return Scene(dataset, source, root, by_image, results is not None)

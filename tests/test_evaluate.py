@@ -10,6 +10,7 @@ import pytest
 from synthetic import box_mask, rle, toy_detections
 
 from lvisnb import detections, evaluate
+from lvisnb.data import LVISFormatError, load_lvis
 from lvisnb.lvis_api import LVISEval, LVISFromDict
 
 # ----------------------------------------------------------------------------- helpers
@@ -162,6 +163,8 @@ def test_options_are_checked():
         evaluate.evaluate({}, [], iou_types=("keypoints",))
     with pytest.raises(ValueError, match="backend"):
         evaluate.evaluate({}, [], backend="coco")
+    with pytest.raises(ValueError, match="segm_area"):
+        evaluate.evaluate({}, [], segm_area="polygon")
     with pytest.raises(ValueError, match="no detections"):
         evaluate.evaluate(_tiny_gt(), [])
 
@@ -202,6 +205,101 @@ def test_segm_size_ranges_use_the_mask_area_not_the_box_area():
     ev = LVISEval(LVISFromDict(copy.deepcopy(gt)), copy.deepcopy(results), "segm")
     ev.run()
     assert ev.get_results()["APs"] == pytest.approx(1.0)
+    # ... which segm_area="box" reproduces, every metric, on both backends
+    raw = {k: float(v) for k, v in ev.get_results().items()}
+    for run in _both(gt, results, iou_types=("segm",), fixed=False, segm_area="box").values():
+        assert run.info["segm_area"] == "box"
+        for name, value in raw.items():
+            assert run.metrics["segm"][name] == pytest.approx(value, abs=1e-12), name
+    assert runs["fast"].info["segm_area"] == "mask"
+    assert "areas from the masks" in evaluate.format_summary(runs["fast"])
+    assert "--segm-area box" in runs["fast"].info["segm_area_rule"]
+
+
+def _one_box_gt(annotation_ids=(1,), area=400.0):
+    """One 100x100 image, category 3 ('cup', f), one GT box [10, 10, 20, 20] per id."""
+    anns = [_ann(i, 1, 3, 10, 10, 20, 20) | {"area": area} for i in annotation_ids]
+    return {"images": [_image(1)], "annotations": anns, "categories": CATEGORIES}
+
+
+def _box_result(score, box=(10, 10, 20, 20), mask_box=None, category_id=3):
+    return {
+        "image_id": 1,
+        "category_id": category_id,
+        "score": score,
+        "bbox": list(box),
+        "segmentation": rle(box_mask(100, 100, *(mask_box or box))),
+    }
+
+
+@pytest.mark.parametrize("iou_type", ["bbox", "segm"])
+def test_zero_area_results_are_not_evaluated(iou_type):
+    """The issue's minimal case: an empty mask (segm) / a [50, 50, 0, 5] box (bbox) at 0.95
+    above the right detection at 0.90: LVISEval gives AP 1.0 (area 0 is not evaluated)."""
+    empty = _box_result(0.95, box=(50, 50, 0, 5), mask_box=(0, 0, 0, 0))
+    results = [empty, _box_result(0.90)]
+    runs = _both(_one_box_gt(), results, iou_types=(iou_type,), fixed=True)
+    for run in runs.values():
+        metrics = run.metrics[iou_type]
+        assert metrics["AP"] == pytest.approx(1.0)
+        assert metrics["APfixed"] == pytest.approx(1.0) and metrics["APpool"] == pytest.approx(1)
+        assert run.info["zero_area_detections"] == {iou_type: 1}
+    assert "not evaluated (area 0, as LVISEval): 1 " in evaluate.format_summary(runs["fast"])
+
+
+def test_zero_area_ground_truth_is_not_evaluated():
+    """A GT record with area 0 is neither matchable nor counted, and does not make its category
+    positive on its image: a detection there is then unverified (LVISEval's get_ann_ids)."""
+    gt = _one_box_gt()
+    gt["annotations"].append(_ann(2, 1, 1, 60, 60, 20, 20) | {"area": 0.0})
+    results = [_box_result(0.9), _box_result(0.8, box=(60, 60, 20, 20), category_id=1)]
+    runs = _both(gt, results, fixed=False)
+    _assert_agree(runs)
+    for run in runs.values():
+        for iou_type in ("bbox", "segm"):
+            assert run.metrics[iou_type]["AP"] == pytest.approx(1.0)
+            assert run.metrics[iou_type]["APr"] == -1.0  # abacus has no evaluated GT
+        assert run.info["zero_area_gt"] == 1
+        assert run.per_category["val_instances"].tolist() == [0, 0, 1]
+
+
+@pytest.mark.parametrize("ids", [(7, 7), (0, 1)])
+def test_repeated_or_zero_annotation_ids_are_rejected(ids, tmp_path):
+    """LVISEval gives 0.2525 for two perfect detections of two GT sharing id 7 (or with id 0),
+    the fast backend 1.0: neither is a legal LVIS file, so both are rejected at load."""
+    gt = _one_box_gt(annotation_ids=ids)
+    path = tmp_path / "gt.json"
+    path.write_text(json.dumps(gt))
+    expected = "share the id 7" if ids == (7, 7) else r"annotations\[0\] field 'id' is 0"
+    for backend in evaluate.BACKENDS:
+        with pytest.raises(LVISFormatError, match=re.escape(str(path)) + ".*" + expected):
+            evaluate.evaluate(path, [_box_result(0.9)], backend=backend)
+    with pytest.raises(LVISFormatError, match=expected):
+        load_lvis(path)
+
+
+def test_segm_with_nothing_evaluable_gives_zero_ap():
+    """One result on a category unverified for its image: LVISEval gives AP 0 for segm (the
+    kit used to raise AssertionError: unreachable)."""
+    results = [_box_result(0.9, category_id=2)]
+    for run in _both(_one_box_gt(), results).values():
+        assert run.metrics["segm"]["AP"] == 0.0 and run.metrics["bbox"]["AP"] == 0.0
+
+
+def test_polygon_and_uncompressed_rle_results_are_converted_as_lvis_does():
+    """Both other legal forms of a mask give what its compressed RLE gives."""
+    compressed = [_box_result(0.9, box=(10, 10, 20, 20)), _box_result(0.8, box=(12, 8, 20, 24))]
+    mask = box_mask(100, 100, 12, 8, 20, 24).ravel(order="F").astype(np.int64)
+    starts = np.flatnonzero(np.diff(np.concatenate([[0], mask, [0]])))
+    counts = np.diff(np.concatenate([[0], starts, [mask.size]])).tolist()
+    other = copy.deepcopy(compressed)
+    other[0]["segmentation"] = [[10, 10, 30, 10, 30, 30, 10, 30]]
+    other[1]["segmentation"] = {"size": [100, 100], "counts": counts}
+    want = _both(_one_box_gt(), compressed, iou_types=("segm",))
+    got = _both(_one_box_gt(), other, iou_types=("segm",))
+    for backend in evaluate.BACKENDS:
+        assert got[backend].metrics == want[backend].metrics
+    assert want["fast"].metrics["segm"]["AP"] > 0
 
 
 def _cap_case():
@@ -229,17 +327,18 @@ def test_per_image_limit_changes_ap_and_ap_fixed_removes_it():
     _assert_agree(runs, ("bbox",))
     m = runs["fast"].metrics["bbox"]
     assert m["APr"] == 0.0  # the abacus detection was cut by the 300-per-image limit
-    assert m["APf"] == 1.0
+    assert m["APf"] == pytest.approx(1.0)
     assert m["AP"] == pytest.approx(0.5)
     assert m["APc"] == -1.0  # banana has no GT anywhere
-    assert m["APfixed_r"] == 1.0 and m["APfixed"] == 1.0
+    assert m["APfixed_r"] == pytest.approx(1) and m["APfixed"] == pytest.approx(1)
     # pooled over all categories: 300 banana FPs rank above the abacus TP, the cup TP first
     # (0.8 > most banana scores): precision 1 at recall 0.5, then 2 / 302 at recall 1.
     banana_above_cup = sum(r["score"] > 0.8 for r in results if r["category_id"] == 2)
     first = 1 / (banana_above_cup + 1)
     expected = (51 * max(first, 2 / 302) + 50 * (2 / 302)) / 101
     assert m["APpool"] == pytest.approx(expected, abs=1e-9)
-    assert m["APpool_r"] == 1.0 and m["APpool_f"] == 1.0 and m["APpool_c"] == -1.0
+    assert m["APpool_r"] == pytest.approx(1) and m["APpool_f"] == pytest.approx(1)
+    assert m["APpool_c"] == -1.0
 
 
 def test_dets_per_class_budget_keeps_the_best_scored():
@@ -288,9 +387,18 @@ INVALID_RECORDS = [
     ({"bbox": [1, 2, float("inf"), 3]}, "bbox", "must be finite"),
     ({"bbox": [1, 2, -3, 3]}, "bbox", "negative width or height"),
     ({"bbox": [1, 2, 3]}, "bbox", "must be 4 numbers"),
-    ({"segmentation": [[1, 2, 3, 4, 5, 6]]}, "segmentation", "compressed RLE"),
+    ({"segmentation": [[1, 2, 3, 4]]}, "segmentation", "polygon 0 has 4 numbers"),
+    ({"segmentation": [[1, 2, 3, 4, 5, 6, 7]]}, "segmentation", "needs an even count"),
+    ({"segmentation": []}, "segmentation", "non-empty list of polygons"),
+    ({"segmentation": [[]]}, "segmentation", "polygon 0 has 0 numbers"),
+    ({"segmentation": [[1, 2, 3, "4", 5, 6]]}, "segmentation", "list of numbers"),
+    ({"segmentation": [[1, 2, 3, 4, 2.08e8, 3.52e8]]}, "segmentation", "far outside"),
+    ({"segmentation": [[1, 2, 3, 4, 5, float("nan")]]}, "segmentation", "not finite"),
+    ({"segmentation": "abc"}, "segmentation", "must be polygons"),
     ({"segmentation": {"size": [100, 90], "counts": _counts()}}, "segmentation.size", ""),
-    ({"segmentation": {"size": [100, 100], "counts": [0, 5]}}, "segmentation.counts", ""),
+    ({"segmentation": {"size": [100, 100], "counts": [0, 5]}}, "segmentation", "add up to 5"),
+    ({"segmentation": {"size": [100, 90], "counts": [9000]}}, "segmentation", "size is"),
+    ({"segmentation": {"size": [100, 100], "counts": [-5, 10005]}}, "segmentation", "negative"),
     (
         {"segmentation": {"size": [100, 100], "counts": _counts()[:-1]}},
         "segmentation.counts",
@@ -320,7 +428,11 @@ def test_invalid_records_name_the_first_offender(bad, field, reason):
 
 @pytest.mark.parametrize(
     ("bad", "field", "reason"),
-    [case for case in INVALID_RECORDS if case[1] != "score" and case[0].get("bbox") is None]
+    [
+        case
+        for case in INVALID_RECORDS
+        if case[1] != "score" and case[0].get("bbox") is None and "finite" not in case[2]
+    ]
     + [({"score": "high"}, "score", "must be a number")],
 )
 @pytest.mark.parametrize("iou_types", [("bbox", "segm"), ("segm",)])
@@ -595,16 +707,6 @@ def test_rle_decoder_reads_str_as_ascii():
             np.testing.assert_array_equal(a, b)
 
 
-def test_category_chunks_bound_the_cells_walked():
-    from lvisnb.fast_eval import _chunks
-
-    counts = np.array([10, 1, 5, 4, 2, 9, 300, 150])
-    groups = _chunks(counts)
-    assert sorted(np.concatenate(groups).tolist()) == list(range(len(counts)))
-    assert sum(counts[g].max() * len(g) for g in groups) <= 2 * counts.sum()
-    assert [g.tolist() for g in groups][:3] == [[6], [7], [0, 5]]
-
-
 def test_per_image_cap_reproduces_lvis_results_order():
     rng = np.random.default_rng(2)
     n = 500
@@ -650,6 +752,10 @@ def test_cli_prints_the_table_and_writes_metrics_json(tmp_path, capsys):
     assert saved["info"]["backend"] == "lvis"
     assert saved["per_category"][1]["AP_segm"] is None  # banana: no GT
     assert csv.read_text().startswith("id,name,frequency,train_image_count,AP_segm")
+    assert saved["info"]["segm_area"] == "mask" and "areas from the masks" in printed
+    assert evaluate.main_evaluate(argv + ["--out", str(out), "--segm-area", "box"]) == 0
+    assert json.loads(out.read_text())["info"]["segm_area"] == "box"
+    assert "as raw LVISEval" in capsys.readouterr().out
 
 
 def test_evaluate_parser_registers_as_a_subcommand():
@@ -660,3 +766,22 @@ def test_evaluate_parser_registers_as_a_subcommand():
     args = parser.parse_args(["evaluate", "gt.json", "res.json", "--iou-types", "bbox"])
     assert args.func is evaluate._cmd_evaluate
     assert (args.backend, args.iou_types, args.out) == ("fast", ["bbox"], "metrics.json")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (b'[{"score": NaN}]', "NaN at line 1, column 12 is not JSON"),
+        (b'[{"score": Infinity}]', "Infinity at line 1"),
+        (b"\xef\xbb\xbf[]", "byte-order mark"),
+        ("[]".encode("utf-16"), "UTF-16"),
+        (b"", "the file is empty"),
+        (b'[{"score": 1', "cut short"),
+        (b'{"annotations": []}', "a JSON list of detections, got a dict"),
+    ],
+)
+def test_unreadable_results_files_are_named_in_words(tmp_path, text, expected):
+    path = tmp_path / "results.json"
+    path.write_bytes(text)
+    with pytest.raises(ValueError, match=re.escape(f"{path}: ") + ".*" + re.escape(expected)):
+        detections.read_results(path)
