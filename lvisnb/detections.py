@@ -56,9 +56,16 @@ class Detections:
     bbox: np.ndarray | None
     segmentation: list[dict] | None
     source: str = "<list>"
+    image_row: np.ndarray | None = None
+    category_col: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.score)
+
+    def pair_keys(self, num_categories: int) -> np.ndarray:
+        """(N,) int64 ``image_row * K + category_col``: each detection's (image, category)
+        pair key in the ground truth it was validated against (see ``GroundTruth``)."""
+        return self.image_row * num_categories + self.category_col
 
 
 # ----------------------------------------------------------------------------- reading
@@ -584,7 +591,7 @@ def validate_detections(
         if isinstance(record, _TYPED):
             image = record.image_id
         raise ValueError(_message(source, error.index, image, error.field, error.reason)) from None
-    return Detections(image_id, category_id, score, boxes, segms, source)
+    return Detections(image_id, category_id, score, boxes, segms, source, row, column)
 
 
 def mask_areas(det: Detections, indices: np.ndarray) -> np.ndarray:
@@ -663,6 +670,16 @@ def _grouped_top(
     return order[within < limit], sizes_in_order
 
 
+def _contiguous_group_sizes(group: np.ndarray) -> np.ndarray | None:
+    """Sizes of the runs of equal values of ``group`` when each value forms one run (records
+    written group by group, as every detector writes them per image), else ``None``."""
+    starts = np.flatnonzero(np.diff(group)) + 1
+    heads = group[np.concatenate([[0], starts])]
+    if len(np.unique(heads)) != len(heads):
+        return None
+    return np.diff(np.concatenate([[0], starts, [len(group)]]))
+
+
 def cap_per_image(det: Detections, max_dets: int) -> tuple[np.ndarray, dict]:
     """Indices of the detections kept by LVIS's per-image limit, in ``lvis.LVISResults`` order.
 
@@ -673,7 +690,11 @@ def cap_per_image(det: Detections, max_dets: int) -> tuple[np.ndarray, dict]:
     ``{"images_over_limit", "most_on_one_image", "dropped"}``.
     """
     limit = len(det) if max_dets < 0 else max_dets
-    kept, sizes = _grouped_top(det.image_id, det.score, limit, sort_all=False)
+    sizes = _contiguous_group_sizes(det.image_id)
+    if sizes is not None and sizes.max() <= limit:  # grouped by image already, none over
+        kept = np.arange(len(det))
+    else:
+        kept, sizes = _grouped_top(det.image_id, det.score, limit, sort_all=False)
     info = {
         "images_over_limit": int((sizes > limit).sum()),
         "most_on_one_image": int(sizes.max()),

@@ -461,7 +461,9 @@ def _evaluate(gt, results, options: _Options):
             stacklevel=3,  # the caller of evaluate()
         )
     by_class, class_cap = cap_per_class(det, dets_per_class) if fixed else (standard[:0], {})
-    verified = np.isin(truth.pair_keys(det.image_id, det.category_id), truth.verified)
+    keys = det.pair_keys(truth.num_categories)
+    position = np.searchsorted(truth.verified, keys).clip(0, max(len(truth.verified) - 1, 0))
+    verified = truth.verified[position] == keys if len(truth.verified) else keys < 0
     # kept by either cap, on verified pairs (a mask, not np.union1d: numpy >= 2.3's hash-based
     # unique takes ~1 us per element on these near-consecutive indices)
     candidate = np.zeros(len(det), dtype=bool)

@@ -94,10 +94,11 @@ class FastBackend:
     ):
         self.truth, self.det, self.evaluable, self.area = truth, det, evaluable, area
         self.boxes = det.bbox
-        if det.bbox is None:  # mask-only results: boxes from the masks (LVISResults)
-            index = np.flatnonzero(np.logical_or.reduce(list(evaluable.values())))
-            self.boxes = np.zeros((len(det), 4))
-            self.boxes[index] = boxes_from_masks(det, index)
+        if det.bbox is None:  # mask-only results: boxes from the masks (LVISResults); segm
+            self.boxes = np.zeros((len(det), 4))  # takes no box into account
+            if "bbox" in evaluable:
+                index = np.flatnonzero(evaluable["bbox"])
+                self.boxes[index] = boxes_from_masks(det, index)
         self.gt_index = np.flatnonzero(truth.ann_evaluated)
         self.gt_keys = truth.evaluated_keys()
         self.images = _image_records(truth, *_label_lists(truth))
@@ -186,7 +187,7 @@ class FastBackend:
         """AP-fixed precision/recall and AP-pool per pool of detections ``indices`` (already
         limited per class, not per image)."""
         det, index = self.det, self._dt_index(iou_type, indices)
-        keys = self.truth.pair_keys(det.image_id[index], det.category_id[index])
+        keys = det.pair_keys(self.truth.num_categories)[index]
         most = int(np.unique(keys, return_counts=True)[1].max()) if len(keys) else 1
         gt = self.gt(iou_type)
         dt = self._load_results(gt, iou_type, index, det.image_id[index], det.category_id[index])

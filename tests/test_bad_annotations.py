@@ -468,11 +468,8 @@ def test_an_lvis_object_is_checked_once(tmp_path, monkeypatch):
 def test_real_lvis_v05_and_toy_files_pass(toy_train, toy_val):
     from pathlib import Path
 
-    files = [toy_train, toy_val]
-    real = Path("/work/shared/data/real/lvis_v0.5_val_100.json")
-    if real.is_file():
-        files.append(real)
-    for path in files:
+    real = Path(__file__).parent / "data" / "lvis_v0.5_val_100.json"  # see data/README.md
+    for path in (toy_train, toy_val, real):
         data.load_lvis(path)
         data.read_tables(path)
         ground_truth.load_ground_truth(path)

@@ -1,0 +1,140 @@
+"""Real LVIS v0.5 records (lvis-api's 100-image val file, tests/data/README.md): loading,
+long-tail statistics and evaluation of result variants against the official LVISEval."""
+
+import copy
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pycocotools.mask as mask_utils
+import pytest
+from lvis_cases import reference_metrics
+
+from lvisnb import analysis, data
+from lvisnb.evaluate import evaluate
+
+REAL = Path(__file__).parent / "data" / "lvis_v0.5_val_100.json"
+
+
+@pytest.fixture(scope="module")
+def real_gt():
+    return json.loads(REAL.read_text())
+
+
+def test_real_file_loads_and_its_long_tail_is_counted(real_gt):
+    tables = data.read_tables(REAL)
+    assert len(tables.images) == 100 and len(tables.annotations) == 977
+    assert len(tables.categories) == 1230
+    assert set(tables.categories["frequency"]) == {"r", "c", "f"}
+    per_image = tables.annotations.groupby("image_id").size()
+    assert len(per_image) == 93  # 7 images have no annotation
+    lvis_gt = data.load_lvis(REAL)
+    assert len(lvis_gt.anns) == 977
+    report = analysis.long_tail_report(tables)
+    assert report.num_images == 100 and report.num_instances == 977
+    assert report.fit.categories == 190  # categories annotated in these 100 images
+    assert len(report.federated) == 100
+
+
+def _perfect(gt: dict, rng) -> list[dict]:
+    """Every GT instance found (its polygon as an RLE, its box), scores random."""
+    images = {i["id"]: i for i in gt["images"]}
+    out = []
+    for ann in gt["annotations"]:
+        image = images[ann["image_id"]]
+        h, w = image["height"], image["width"]
+        rle = mask_utils.merge(mask_utils.frPyObjects(ann["segmentation"], h, w))
+        out.append({
+            "image_id": ann["image_id"], "category_id": ann["category_id"],
+            "score": float(rng.uniform(0.05, 1.0)), "bbox": list(ann["bbox"]),
+            "segmentation": {"size": [h, w], "counts": rle["counts"].decode()},
+        })  # fmt: skip
+    return out
+
+
+def _variants(gt: dict) -> dict[str, list[dict]]:
+    rng = np.random.default_rng(0)
+    perfect = _perfect(gt, rng)
+    jittered = copy.deepcopy(perfect)
+    for record in jittered:
+        x, y, w, h = record["bbox"]
+        dx, dy = rng.normal(0, 0.1, 2) * (w, h)
+        record["bbox"] = [x + dx, y + dy, w, h]
+    fewer = [r for i, r in enumerate(perfect) if i % 3]
+    negatives = copy.deepcopy(perfect)
+    images = {i["id"]: i for i in gt["images"]}
+    for record in perfect[::5]:  # a copy on a negative category of its image, if any
+        neg = images[record["image_id"]]["neg_category_ids"]
+        if neg:
+            negatives.append(record | {"category_id": neg[0], "score": 0.99})
+    empty = copy.deepcopy(jittered)
+    for record in empty[::7]:
+        size = record["segmentation"]["size"]
+        zero = mask_utils.encode(np.zeros(size, dtype=np.uint8, order="F"))
+        record["segmentation"] = {"size": size, "counts": zero["counts"].decode()}
+        record["bbox"][2] = 0.0
+    ties = copy.deepcopy(jittered)
+    for record in ties:
+        record["score"] = round(record["score"], 1)
+    box_only = [{k: v for k, v in r.items() if k != "segmentation"} for r in jittered]
+    mask_only = [{k: v for k, v in r.items() if k != "bbox"} for r in fewer]
+    return {
+        "perfect": perfect, "jittered": jittered, "fewer": fewer, "negatives": negatives,
+        "empty masks": empty, "ties": ties, "box only": box_only, "mask only": mask_only,
+    }  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def variants(real_gt):
+    return _variants(real_gt)
+
+
+VARIANTS = ["perfect", "jittered", "fewer", "negatives", "empty masks", "ties", "box only",
+            "mask only"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def references(real_gt, variants):
+    """The official metrics of each variant and IoU type, computed once."""
+    cache = {}
+
+    def reference(variant: str, iou_type: str) -> dict:
+        if (variant, iou_type) not in cache:
+            cache[variant, iou_type] = reference_metrics(real_gt, variants[variant], iou_type)
+        return cache[variant, iou_type]
+
+    return reference
+
+
+# the lvis backend runs the same official code as the reference: a few variants suffice
+CASES = [(v, "fast") for v in VARIANTS] + [(v, "lvis") for v in ("jittered", "empty masks")]
+
+
+@pytest.mark.parametrize(("variant", "backend"), CASES)
+def test_real_file_evaluation_equals_lvis_eval(variants, references, variant, backend):
+    results = variants[variant]
+    iou_types = ("bbox",) if variant == "box only" else ("bbox", "segm")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        got = evaluate(REAL, results, iou_types=iou_types, backend=backend, fixed=False)
+    for iou_type in iou_types:
+        want = references(variant, iou_type)
+        for name, value in want.items():
+            assert got.metrics[iou_type][name] == pytest.approx(value, abs=1e-12), (
+                variant, iou_type, name,
+            )  # fmt: skip
+
+
+def test_real_file_segm_area_box_equals_raw_lvis_eval(real_gt, variants):
+    results = copy.deepcopy(variants["negatives"])  # false positives whose box is 3x wider
+    for record in results:
+        record["bbox"][2] *= 3
+    want = reference_metrics(real_gt, results, "segm", segm_area="box")
+    default = reference_metrics(real_gt, results, "segm")
+    assert want["APs"] != default["APs"]  # the rule matters on real records
+    for backend in ("fast", "lvis"):
+        got = evaluate(REAL, results, iou_types=("segm",), backend=backend, fixed=False,
+                       segm_area="box")  # fmt: skip
+        for name, value in want.items():
+            assert got.metrics["segm"][name] == pytest.approx(value, abs=1e-12), name
