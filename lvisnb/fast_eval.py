@@ -20,6 +20,9 @@ inputs, which the kit settles *before* handing data over, so that the numbers ar
 
 Records never exist as Python dicts: GT goes in as columns (``COCO.from_arrays``), results as
 one (N, 7) array ``[image_id, x, y, w, h, score, category_id]`` plus their RLEs for segm.
+Inside hotcoco, images and categories are numbered by their position among the sorted ids
+(from 1) and GT instances in file order, so that ids of any size survive the float64 array and
+the category axis keeps ``GroundTruth.category_ids`` order.
 
 AP-pool runs on *pseudo-images*: one per verified (image, category) pair, in (image,
 category) order, holding that pair's GT and results twice, under the category "all" and
@@ -42,21 +45,21 @@ POOLS = ("all",) + FREQUENCY_GROUPS  # AP-pool categories: 1 = all, 2.. = r, c, 
 def _image_records(truth: GroundTruth, negative: list, not_exhaustive: list) -> list[dict]:
     """hotcoco image dicts of ``truth``'s images (sorted ids) with the given label lists."""
     return [
-        {"id": int(i), "height": int(h), "width": int(w),
+        {"id": row + 1, "height": int(h), "width": int(w),
          "neg_category_ids": neg, "not_exhaustive_category_ids": ne}
-        for i, (h, w), neg, ne in zip(
-            truth.image_ids, truth.image_sizes, negative, not_exhaustive, strict=True
+        for row, ((h, w), neg, ne) in enumerate(
+            zip(truth.image_sizes, negative, not_exhaustive, strict=True)
         )
     ]  # fmt: skip
 
 
 def _label_lists(truth: GroundTruth) -> tuple[list, list]:
-    """Per image (sorted ids), its negative and not-exhaustive LVIS category ids."""
+    """Per image (sorted ids), its negative and not-exhaustive categories (columns + 1)."""
     k = truth.num_categories
     lists = []
     for keys in (truth.negative, truth.not_exhaustive):
         rows = keys // k
-        ids = truth.category_ids[keys % k]
+        ids = keys % k + 1
         bounds = np.searchsorted(rows, np.arange(len(truth.image_ids) + 1))
         lists.append([ids[a:b].tolist() for a, b in zip(bounds[:-1], bounds[1:], strict=True)])
     return lists[0], lists[1]
@@ -103,8 +106,8 @@ class FastBackend:
         self.gt_keys = truth.evaluated_keys()
         self.images = _image_records(truth, *_label_lists(truth))
         self.categories = [
-            {"id": int(c), "name": str(c), "frequency": f}
-            for c, f in zip(truth.category_ids, truth.frequency, strict=True)
+            {"id": col + 1, "name": str(c), "frequency": f}
+            for col, (c, f) in enumerate(zip(truth.category_ids, truth.frequency, strict=True))
         ]
         self._gt = {}
         self._columns = None
@@ -119,10 +122,10 @@ class FastBackend:
             anns = truth.dataset["annotations"]
             boxes = [anns[i]["bbox"] for i in index.tolist()]
             self._columns = {
-                "image_ids": truth.image_ids[truth.ann_row[index]],
-                "category_ids": truth.category_ids[truth.ann_col[index]],
+                "image_ids": truth.ann_row[index] + 1,
+                "category_ids": truth.ann_col[index] + 1,
                 "boxes": np.array(boxes, dtype=np.float64).reshape(-1, 4),
-                "ids": np.array([anns[i]["id"] for i in index.tolist()], dtype=np.int64),
+                "ids": np.arange(1, len(index) + 1),
                 "area": truth.ann_area[index],
             }
         columns = dict(self._columns)
@@ -180,7 +183,8 @@ class FastBackend:
         """Precision/recall of detections ``indices`` (already limited per image)."""
         det, index = self.det, self._dt_index(iou_type, indices)
         gt = self.gt(iou_type)
-        dt = self._load_results(gt, iou_type, index, det.image_id[index], det.category_id[index])
+        row, col = det.image_row[index] + 1, det.category_col[index] + 1
+        dt = self._load_results(gt, iou_type, index, row, col)
         return self._accumulate(gt, dt, iou_type, max_dets)
 
     def fixed(self, iou_type: str, indices: np.ndarray):
@@ -190,7 +194,8 @@ class FastBackend:
         keys = det.pair_keys(self.truth.num_categories)[index]
         most = int(np.unique(keys, return_counts=True)[1].max()) if len(keys) else 1
         gt = self.gt(iou_type)
-        dt = self._load_results(gt, iou_type, index, det.image_id[index], det.category_id[index])
+        row, col = det.image_row[index] + 1, det.category_col[index] + 1
+        dt = self._load_results(gt, iou_type, index, row, col)
         precision, recall = self._accumulate(gt, dt, iou_type, most)
         return precision, recall, self._pooled(iou_type, index, keys, most)
 

@@ -785,3 +785,22 @@ def test_unreadable_results_files_are_named_in_words(tmp_path, text, expected):
     path.write_bytes(text)
     with pytest.raises(ValueError, match=re.escape(f"{path}: ") + ".*" + re.escape(expected)):
         detections.read_results(path)
+
+
+def test_ids_beyond_float64_precision_evaluate_exactly():
+    """Image, category and annotation ids near 2**62 (legal JSON integers): the fast backend
+    numbers images and categories by position, so no id is rounded on its way to hotcoco."""
+    big = 2**62
+    gt = _one_box_gt(annotation_ids=(big + 1, big + 3))
+    gt["images"] = [_image(big + 1), _image(big + 2)]
+    gt["categories"] = [c | {"id": big + c["id"]} for c in CATEGORIES]
+    gt["annotations"][0] |= {"image_id": big + 1, "category_id": big + 3}
+    gt["annotations"][1] |= {"image_id": big + 2, "category_id": big + 3}
+    results = [
+        _box_result(0.9) | {"image_id": big + 1, "category_id": big + 3},
+        _box_result(0.8) | {"image_id": big + 2, "category_id": big + 3},
+        _box_result(0.7) | {"image_id": big + 2, "category_id": big + 2},  # unverified there
+    ]
+    runs = _both(gt, results)
+    _assert_agree(runs)
+    assert runs["fast"].metrics["bbox"]["AP"] == pytest.approx(1.0)
