@@ -8,6 +8,7 @@ processes use ``torchrun --nproc_per_node=N -m lvisnb.train`` with the same flag
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -106,8 +107,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a command; an input the kit refuses (``ValueError``, a missing file) is printed as
+    one line naming the file, record and field, exit status 2 (``LVISNB_TRACEBACK=1``: raise)."""
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as error:
+        if os.environ.get("LVISNB_TRACEBACK"):
+            raise
+        print(f"lvisnb {args.command}: error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

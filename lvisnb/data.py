@@ -159,6 +159,11 @@ def load_json(path: str | os.PathLike) -> dict:
             return msgspec.json.decode(data)
     except msgspec.DecodeError as error:
         raise _decode_error(path, data, error) from None
+    except RecursionError:
+        raise LVISFormatError(f"{path}: {TOO_DEEP}") from None
+
+
+TOO_DEEP = "the JSON is nested too deeply to be an LVIS file (lists within lists ...)"
 
 
 # ----------------------------------------------------------------------------- validation
@@ -170,6 +175,7 @@ def load_json(path: str | os.PathLike) -> dict:
 
 FREQUENCIES = ("r", "c", "f")
 MAX_IMAGE_SIDE = 2**31 - 1  # pycocotools keeps mask sizes in 32 bits
+MAX_IMAGE_PIXELS = 2**32 - 1  # ... and run lengths, so height x width must fit too
 _CHUNK = 65_536  # annotations whose segmentations are checked together (bounds the memory)
 
 
@@ -329,6 +335,14 @@ def _check_images(images: _Records) -> tuple[np.ndarray, np.ndarray]:
                 key,
                 f"is {side[bad[0]]}; an image side is 1 to {MAX_IMAGE_SIDE} pixels",
             )
+    pixels = sides["height"] * sides["width"]
+    bad = np.flatnonzero(pixels > MAX_IMAGE_PIXELS)
+    if bad.size:
+        raise images.fault(
+            int(bad[0]), "height",
+            f"x width is {pixels[bad[0]]} pixels; masks (pycocotools RLE) count pixels in "
+            f"32 bits, at most {MAX_IMAGE_PIXELS}",
+        )  # fmt: skip
     _check_optional(images)
     file_name, coco_url = images.optional("file_name"), images.optional("coco_url")
     for index, (name, url) in enumerate(zip(file_name, coco_url, strict=True)):
@@ -449,6 +463,21 @@ def _check_boxes(anns: _Records) -> np.ndarray:
     return xywh
 
 
+def _check_no_ignore(anns: _Records) -> None:
+    """No ``ignore`` flag: LVIS has none, ``LVISEval`` would honour one (a match to an ignored
+    instance is ignored) while COCO-style engines know only ``iscrowd``, so the backends
+    would disagree. ``"ignore": 0`` is accepted."""
+    flags = anns.optional("ignore")
+    if anns.typed:  # raw JSON of the structs' rare ignore fields
+        flags = [v if v is None else msgspec.json.decode(v) for v in flags]
+    bad = next((i for i, v in enumerate(flags) if v is not _ABSENT and v not in (0, None)), None)
+    if bad is not None:
+        raise anns.fault(
+            bad, "ignore", f"is {_short(flags[bad])}; LVIS annotations have no ignore flag "
+            "(remove the instance, or give it area 0, which LVISEval leaves out)",
+        )  # fmt: skip
+
+
 @dataclass
 class _Columns:
     """The checked values of an LVIS file, column-wise (record order)."""
@@ -476,6 +505,7 @@ def _check_records(images: _Records, categories: _Records, annotations: _Records
     ann_image, ann_category, rows = _check_references(annotations, image_id, category_id)
     area = _check_areas(annotations)
     bbox = _check_boxes(annotations)
+    _check_no_ignore(annotations)
     return _Columns(
         image_id, height, width, category_id, ann_id, ann_image, ann_category, area, bbox,
         height[rows], width[rows],
@@ -776,6 +806,7 @@ class _Annotation(msgspec.Struct, gc=False):
     area: float
     bbox: tuple[float, float, float, float]
     segmentation: msgspec.Raw  # required, but left undecoded: a view into the file's bytes
+    ignore: msgspec.Raw = None  # refused unless 0 (_check_no_ignore)
 
 
 class _Category(msgspec.Struct, gc=False):

@@ -140,6 +140,10 @@ def read_result_records(results: str | os.PathLike | list) -> tuple[list[dict], 
         from lvisnb.data import json_problem
 
         raise ValueError(f"{path}: {json_problem(data, str(error))}") from None
+    except RecursionError:
+        from lvisnb.data import TOO_DEEP
+
+        raise ValueError(f"{path}: {TOO_DEEP}") from None
     if not isinstance(records, list):
         raise ValueError(
             f"{path}: an LVIS results file is a JSON list of detections, "
@@ -171,7 +175,7 @@ def read_results(
             if not masks and records and records[0].bbox is msgspec.UNSET:
                 records = _DECODERS[True, True].decode(data)  # mask-only: boxes from masks
             return records, str(path)
-        except msgspec.DecodeError:  # ill-typed records (or JSON): decoded generically
+        except (msgspec.DecodeError, RecursionError):  # ill-typed: decoded generically
             pass
     return read_result_records(path)
 
@@ -240,12 +244,17 @@ def _integers(records: list, name: str) -> np.ndarray:
         with contextlib.suppress(OverflowError):  # beyond int64: as lists below
             return np.fromiter(map(attrgetter(name), records), dtype=np.int64, count=len(records))
     values = _field(records, name)
-    array = np.array(values)
-    if array.ndim == 1 and array.dtype.kind in "iu" and bool not in set(map(type, values)):
+    try:
+        array = np.array(values)
+    except (ValueError, OverflowError):  # ragged (lists among them) or beyond any C integer
+        array = np.array([], dtype=object)
+    if array.ndim == 1 and array.dtype.kind == "i" and bool not in set(map(type, values)):
         return array.astype(np.int64, copy=False)
     for index, value in enumerate(values):
         if not isinstance(value, int | np.integer) or isinstance(value, bool):
             raise _Invalid(index, name, f"must be an integer, got {value!r}")
+        if not -(2**63) <= value < 2**63:
+            raise _Invalid(index, name, f"is {value}, beyond 64-bit integers")
     return array.astype(np.int64)  # pragma: no cover - every element passed the scan
 
 
@@ -255,8 +264,12 @@ def _scores(records: list) -> np.ndarray:
         array = np.fromiter(map(attrgetter("score"), records), np.float64, count=len(records))
     else:
         values = _field(records, "score")
-        array = np.array(values)
-    if array.ndim != 1 or array.dtype.kind not in "iuf" or bool in set(map(type, values or ())):
+        try:
+            array = np.array(values)
+        except (ValueError, OverflowError):  # ragged, or integers beyond any C type
+            array = np.array([], dtype=object)
+    numeric = array.ndim == 1 and len(array) == len(records) and array.dtype.kind in "iuf"
+    if not numeric or bool in set(map(type, values or ())):
         for index, value in enumerate(values):
             if not _is_number(value):
                 raise _Invalid(index, "score", f"must be a number, got {value!r}")

@@ -13,8 +13,9 @@ A prediction of category *c* on image *i* therefore gets one of these verdicts (
   threshold (a true positive);
 - ``false positive``: *c* negative, or *c* positive, exhaustively annotated and the
   prediction matches nothing;
-- ``ignored: not exhaustive``: *c* positive but in ``not_exhaustive_category_ids`` and
-  unmatched (it may have hit an instance nobody annotated);
+- ``ignored: not exhaustive``: *c* in ``not_exhaustive_category_ids`` and unmatched (it may
+  have hit an instance nobody annotated; ``LVISEval`` ignores it even when *c* is also listed
+  as negative);
 - ``ignored: unverified``: *c* unverified on *i*; the prediction counts neither way;
 - ``not evaluated: area 0``: an empty mask (segm) or a box of width or height 0 (bbox; a
   box-less result takes its mask's area): ``LVISEval`` keeps only results of area > 0.
@@ -90,8 +91,12 @@ class ImageVerdict:
 
 def _regions(records: Sequence[Mapping], iou_type: str, height: int, width: int) -> list:
     """The boxes (XYWH lists) or RLEs of ``records``, as ``pycocotools.mask.iou`` takes them."""
-    if iou_type == "bbox":
-        return [list(map(float, r["bbox"])) for r in records]
+    if iou_type == "bbox":  # a box-less result's box is its mask's (as lvis.LVISResults)
+        return [
+            list(map(float, r["bbox"])) if "bbox" in r
+            else mask_utils.toBbox(segmentation_rle(r["segmentation"], height, width)).tolist()
+            for r in records
+        ]  # fmt: skip
     return [segmentation_rle(r["segmentation"], height, width) for r in records]
 
 
@@ -182,7 +187,7 @@ def image_verdict(
             if dt_match[position] >= 0:
                 status[row] = MATCHED
                 matched_iou[row] = float(ious[position, dt_match[position]])
-            elif category_id in positive and category_id in not_exhaustive:
+            elif category_id in not_exhaustive:  # LVISEval: positive or negative alike
                 status[row] = IGNORED_NOT_EXHAUSTIVE
             else:
                 status[row] = FALSE_POSITIVE

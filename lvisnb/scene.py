@@ -186,7 +186,7 @@ def _results_by_image(records: list, dataset: dict, source: str, max_dets: int =
     sizes = np.array([[int(i["height"]), int(i["width"])] for i in images], dtype=np.int64)
     category_ids = np.array(sorted(int(c["id"]) for c in dataset["categories"]), dtype=np.int64)
     if records:  # the evaluator's checks, RLE runs included: what is drawn is what is scored
-        boxes = isinstance(records[0], dict) and "bbox" in records[0]
+        boxes = any(isinstance(r, dict) and "bbox" in r for r in records)  # all or none
         masks = any(isinstance(r, dict) and "segmentation" in r for r in records)
         det = validate_detections(
             records, image_ids, sizes.reshape(-1, 2), category_ids, boxes, masks or not boxes,

@@ -69,10 +69,10 @@ pytestmark = [
     ),
 ]
 
-SERVER_TIMEOUT = 60  # JupyterLab answering /api/status
-PAGE_TIMEOUT = 60  # the notebook open with its kernel idle
-RUN_TIMEOUT = 120  # all cells run and the widget rendered
-SAVE_TIMEOUT = 30  # the notebook saved to disk with its outputs
+SERVER_TIMEOUT = 180  # JupyterLab answering /api/status
+PAGE_TIMEOUT = 180  # the notebook open with its kernel idle
+RUN_TIMEOUT = 420  # all cells run and the widget rendered
+SAVE_TIMEOUT = 120  # the notebook saved to disk with its outputs
 
 
 # ----------------------------------------------------------------------------- fixtures
@@ -319,6 +319,26 @@ return {
 """
 
 
+def _read_complete(notebook: Path, deadline: float):
+    """The saved notebook once the server has finished writing it: the file may be seen empty
+    or half-written (it is not always replaced atomically), so read until it parses and its
+    modification time holds still, or fail at ``deadline`` (plus a grace of 30 s)."""
+    last_error = None
+    deadline = max(deadline, time.monotonic() + 30)
+    while time.monotonic() < deadline:
+        stamp = notebook.stat().st_mtime_ns
+        text = notebook.read_text(errors="replace")
+        try:
+            parsed = nbformat.reads(text, as_version=4)
+        except Exception as error:  # empty or cut short: the write is still going on
+            last_error = error
+        else:
+            if notebook.stat().st_mtime_ns == stamp:
+                return parsed
+        time.sleep(0.3)
+    pytest.fail(f"{notebook} never became a complete notebook: {last_error}")
+
+
 def _wait(driver, what: str, timeout: float, done, lab: Lab, run_dir: Path):
     """Poll the page state until ``done(state)``; fail with the state, a screenshot and logs."""
     deadline = time.monotonic() + timeout
@@ -448,7 +468,7 @@ def test_notebook_04_widget_renders_in_jupyterlab(
     while notebook.stat().st_mtime_ns == before and time.monotonic() < deadline:
         time.sleep(0.2)
     assert notebook.stat().st_mtime_ns != before, "JupyterLab did not save the notebook"
-    saved = nbformat.read(notebook, as_version=4)  # the server writes it atomically
+    saved = _read_complete(notebook, deadline)
     outputs = [o for c in saved.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     errors = [o for o in outputs if o.output_type == "error"]
     assert not errors, [f"{o.ename}: {o.evalue}" for o in errors]

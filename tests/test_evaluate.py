@@ -384,6 +384,10 @@ INVALID_RECORDS = [
     ({"image_id": 1.0}, "image_id", "must be an integer"),
     ({"score": float("nan")}, "score", "must be finite"),
     ({"score": "high"}, "score", "must be a number"),
+    ({"score": [0.5]}, "score", "must be a number"),
+    ({"image_id": 2**64}, "image_id", "beyond 64-bit integers"),
+    ({"category_id": -(2**63) - 1}, "category_id", "beyond 64-bit integers"),
+    ({"image_id": [1]}, "image_id", "must be an integer"),
     ({"bbox": [1, 2, float("inf"), 3]}, "bbox", "must be finite"),
     ({"bbox": [1, 2, -3, 3]}, "bbox", "negative width or height"),
     ({"bbox": [1, 2, 3]}, "bbox", "must be 4 numbers"),
@@ -540,7 +544,8 @@ def test_ids_beyond_int64_in_a_file_are_reported(tmp_path):
     path = tmp_path / "results.json"
     path.write_text(json.dumps([_good(), _good(image_id=2**63)]))
     assert type(detections.read_results(path)[0][1]) is detections.Record
-    with pytest.raises(ValueError, match=r"results\[1\] .* field 'image_id' .* not an image"):
+    expected = r"results\[1\] .* field 'image_id' is 9223372036854775808, beyond 64-bit"
+    with pytest.raises(ValueError, match=expected):
         evaluate.evaluate(_tiny_gt(), path, fixed=False)
 
 
@@ -804,3 +809,31 @@ def test_ids_beyond_float64_precision_evaluate_exactly():
     runs = _both(gt, results)
     _assert_agree(runs)
     assert runs["fast"].metrics["bbox"]["AP"] == pytest.approx(1.0)
+
+
+def test_an_ignore_flag_in_ground_truth_is_refused(tmp_path):
+    """LVISEval honours 'ignore', hotcoco knows only iscrowd: the backends would disagree on
+    such a file (0.0 vs 0.505), and LVIS has no such flag, so it is refused at load."""
+    gt = _one_box_gt(annotation_ids=(1, 2))
+    gt["annotations"][1]["ignore"] = 1
+    with pytest.raises(LVISFormatError, match=r"annotations\[1\] \(id=2\) field 'ignore'"):
+        evaluate.evaluate(gt, [_box_result(0.9)])
+    gt["annotations"][1]["ignore"] = 0
+    _assert_agree(_both(gt, [_box_result(0.9)]))
+
+
+def test_cli_reports_refused_input_in_one_line(tmp_path, capsys):
+    from lvisnb import cli
+
+    gt_path = tmp_path / "gt.json"
+    gt_path.write_text(json.dumps(_tiny_gt()))
+    results_path = tmp_path / "results.json"
+    results_path.write_text('[{"image_id": 1, "category_id": 1, "score": NaN}]')
+    assert cli.main(["evaluate", str(gt_path), str(results_path)]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("lvisnb evaluate: error: ") and "NaN at line 1" in error
+    assert "Traceback" not in error
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000)
+    assert cli.main(["evaluate", str(gt_path), str(deep)]) == 2
+    assert "nested too deeply" in capsys.readouterr().err

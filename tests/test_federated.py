@@ -139,3 +139,13 @@ def test_verdict_table_counts_by_group(toy_val):
     assert table.loc["r", list(federated.PREDICTION_STATUSES)].sum() == len(rare)
     missed = sum(v.counts()[federated.MISSED] for v in verdicts)
     assert table.loc["total", federated.MISSED] == missed > 0
+
+
+def test_not_exhaustive_ignores_unmatched_predictions_even_of_a_negative_category():
+    """LVISEval ignores an unmatched detection whose category is in the image's
+    not_exhaustive_category_ids, whether or not the category is also listed as negative."""
+    image = {"id": 1, "height": 20, "width": 20, "neg_category_ids": [2],
+             "not_exhaustive_category_ids": [2]}  # fmt: skip
+    predictions = [{"category_id": 2, "score": 0.7, "bbox": [5, 5, 5, 5]}]
+    verdict = federated.image_verdict(image, [], predictions, iou_type="bbox")
+    assert verdict.prediction_status == [federated.IGNORED_NOT_EXHAUSTIVE]

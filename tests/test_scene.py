@@ -83,3 +83,17 @@ def test_polygon_results_are_accepted_and_drawn(toy_val, val):
     verdict = scene.verdict(records[0]["image_id"])
     assert verdict.prediction_status.count("matched") >= 1
     assert np.isfinite(verdict.prediction_iou).all()
+
+
+def test_mask_only_results_get_box_verdicts_from_their_masks(toy_val, val):
+    scene = load_scene(toy_val, results=_records(val, boxes=False))
+    image_id = val["annotations"][0]["image_id"]
+    counts = scene.verdict(image_id, iou_type="bbox").counts()  # mask = GT box: all matched
+    assert counts["matched"] == len(scene.predictions(image_id)) > 0
+
+
+def test_results_with_boxes_on_some_records_only_are_refused(toy_val, val):
+    records = _records(val)
+    del records[0]["bbox"]
+    with pytest.raises(ValueError, match=r"results\[1\].*'bbox' is given but results\[0\]"):
+        load_scene(toy_val, results=records)
