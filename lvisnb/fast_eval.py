@@ -202,13 +202,30 @@ class FastBackend:
     def _pooled(self, iou_type: str, index: np.ndarray, keys: np.ndarray, most: int) -> dict:
         """AP-pool of each pool (``POOLS``) on pseudo-images (see the module doc); -1 where a
         pool has no GT."""
+        k = self.truth.num_categories
+        pairs = np.union1d(self.gt_keys, keys)
+        group = {g: i + 2 for i, g in enumerate(FREQUENCY_GROUPS)}
+        pool_of_column = np.array([group[f] for f in self.truth.frequency], dtype=np.int64)
+        gt = self._pool_gt(iou_type, pairs, pool_of_column)
+        dt_pool = pool_of_column[keys % k]
+        dt = self._load_results(
+            gt, iou_type, _twice(index), _twice(np.searchsorted(pairs, keys) + 1),
+            np.concatenate([np.ones_like(dt_pool), dt_pool]),
+        )  # fmt: skip
+        precision, _ = self._accumulate(gt, dt, iou_type, most)
+        pooled = {}
+        for column, name in enumerate(POOLS):
+            valid = precision[:, :, column, 0]
+            pooled[name] = float(valid.mean()) if (valid > -1).all() else -1.0
+        return pooled
+
+    def _pool_gt(self, iou_type: str, pairs: np.ndarray, pool_of_column: np.ndarray):
+        """The GT on pseudo-images: pseudo-image ``j + 1`` holds pair ``pairs[j]``'s instances
+        twice, as category 1 ("all") and as its pool's; its label lists name both."""
         import hotcoco
 
         truth, k = self.truth, self.truth.num_categories
-        pairs = np.union1d(self.gt_keys, keys)
-        group = {g: i + 2 for i, g in enumerate(FREQUENCY_GROUPS)}
-        pool_of_column = np.array([group[f] for f in truth.frequency], dtype=np.int64)
-        pool = pool_of_column[pairs % k]
+        pool = pool_of_column[pairs % k].tolist()
         negative = np.isin(pairs, truth.negative).tolist()
         not_exhaustive = np.isin(pairs, truth.not_exhaustive).tolist()
         sizes = truth.image_sizes[pairs // k].tolist()
@@ -217,32 +234,19 @@ class FastBackend:
              "neg_category_ids": [1, label] if neg else [],
              "not_exhaustive_category_ids": [1, label] if ne else []}
             for j, ((h, w), label, neg, ne) in enumerate(
-                zip(sizes, pool.tolist(), negative, not_exhaustive, strict=True)
+                zip(sizes, pool, negative, not_exhaustive, strict=True)
             )
         ]  # fmt: skip
         categories = [{"id": i + 1, "name": p, "frequency": "f"} for i, p in enumerate(POOLS)]
-        gt_pseudo = np.searchsorted(pairs, self.gt_keys) + 1
         gt_pool = pool_of_column[self.gt_keys % k]
         columns = self._gt_columns(iou_type)
-        twice = {name: _twice(value) for name, value in columns.items()}
-        twice["ids"] = np.arange(1, 2 * len(self.gt_keys) + 1)
-        gt = hotcoco.COCO.from_arrays(
-            images, categories, _twice(gt_pseudo), np.concatenate([np.ones_like(gt_pool), gt_pool]),
-            twice.pop("boxes"), **{n: v for n, v in twice.items() if n not in
-                                   ("image_ids", "category_ids")},
+        del columns["image_ids"], columns["category_ids"]
+        columns = {name: _twice(value) for name, value in columns.items()}
+        columns["ids"] = np.arange(1, 2 * len(self.gt_keys) + 1)
+        return hotcoco.COCO.from_arrays(
+            images, categories, _twice(np.searchsorted(pairs, self.gt_keys) + 1),
+            np.concatenate([np.ones_like(gt_pool), gt_pool]), columns.pop("boxes"), **columns,
         )  # fmt: skip
-        dt_pseudo = np.searchsorted(pairs, keys) + 1
-        dt_pool = pool_of_column[keys % k]
-        both = np.concatenate([index, index])
-        dt = self._load_results(
-            gt, iou_type, both, _twice(dt_pseudo), np.concatenate([np.ones_like(dt_pool), dt_pool])
-        )
-        precision, _ = self._accumulate(gt, dt, iou_type, most)
-        pooled = {}
-        for column, name in enumerate(POOLS):
-            valid = precision[:, :, column, 0]
-            pooled[name] = float(valid.mean()) if (valid > -1).all() else -1.0
-        return pooled
 
 
 def _twice(values):
