@@ -30,6 +30,7 @@ from torchvision import tv_tensors
 from torchvision.transforms.v2.functional import pil_to_tensor
 
 from lvisnb.data import LVISFormatError, image_path, is_validated, load_lvis, validate_dataset
+from lvisnb.masks import to_compressed_rle
 
 
 class ImageReadError(RuntimeError):
@@ -92,15 +93,11 @@ def segmentation_rle(segmentation, height: int, width: int) -> dict:
     object are merged), an uncompressed RLE (``counts`` a list) or a compressed RLE (``counts`` a
     str or bytes). An RLE whose ``size`` is not ``[height, width]`` raises ``ValueError``.
     """
-    if isinstance(segmentation, list):  # polygons: one object may have several parts
-        return mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
-    if list(segmentation.get("size", ())) != [height, width]:
+    if isinstance(segmentation, dict) and list(segmentation.get("size", ())) != [height, width]:
         raise ValueError(
             f"RLE of size {segmentation.get('size')} does not fit the {height}x{width} image"
         )
-    if isinstance(segmentation.get("counts"), list):  # uncompressed RLE
-        return mask_utils.frPyObjects(segmentation, height, width)
-    return segmentation
+    return to_compressed_rle(segmentation, height, width)  # polygon parts are merged
 
 
 def decode_masks(segmentations: Sequence, height: int, width: int) -> np.ndarray:
