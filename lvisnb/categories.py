@@ -11,6 +11,7 @@ import json
 from functools import cache
 from importlib import resources
 
+import numpy as np
 import pandas as pd
 
 VERSIONS = ("v1", "v0.5")
@@ -61,3 +62,32 @@ def group_sizes(version: str = "v1") -> dict[str, int]:
     """Number of categories in each frequency group, e.g. ``{"r": 337, "c": 461, "f": 405}``."""
     counts = categories(version)["frequency"].value_counts()
     return {g: int(counts[g]) for g in FREQUENCY_GROUPS}
+
+
+def lvis_version_of(category_records: list[dict]) -> str | None:
+    """The LVIS version (``"v1"``/``"v0.5"``) whose whole category set ``category_records``
+    is (same ids, each with the same synset), else ``None`` (toy-LVIS, subsets, other sets)."""
+    given = {int(c["id"]): c.get("synset") for c in category_records}
+    for version in VERSIONS:
+        known = {c["id"]: c["synset"] for c in _raw(version)}
+        if given == known:
+            return version
+    return None
+
+
+def embedded_train_image_counts(category_records: list[dict]) -> tuple[np.ndarray, str] | None:
+    """Real LVIS train image counts of ``category_records`` (int64, their order; -1 where
+    unknown) and a label saying what they count, when the records are a whole LVIS category
+    set (:func:`lvis_version_of`), else ``None``.
+
+    v1: ``lvis_v1_train.json``'s counts, embedded. v0.5: the same v1 train counts joined by
+    synset (the kit embeds no v0.5 train counts; 1,151 of v0.5's 1,230 synsets are in v1, the
+    other 79 get -1), so a v0.5 category is placed by how much v1 trains it.
+    """
+    version = lvis_version_of(category_records)
+    if version is None:
+        return None
+    v1 = {c["synset"]: c["train_image_count"] for c in _raw("v1")}
+    counts = np.array([v1.get(c.get("synset"), -1) for c in category_records], dtype=np.int64)
+    label = "LVIS v1 train images"
+    return counts, label + (" (v0.5 categories by synset)" if version == "v0.5" else "")

@@ -14,10 +14,11 @@ Every entry point that reads an annotation file (these two, ``ground_truth.load_
 (:func:`validate_dataset`): a bad value is an :class:`LVISFormatError` naming the file, the
 section and record index, the record's id and the field.
 
-Image paths: LVIS v0.5 images carry ``file_name`` (relative to the split's image folder); v1
-images carry none, and the path is the last two parts of ``coco_url``, e.g.
+Image paths (:func:`image_relpath`): the last two parts of ``coco_url``, e.g.
 ``http://images.cocodataset.org/train2017/000000391895.jpg`` -> ``train2017/000000391895.jpg``
-under an image root (as detectron2 and mmdetection resolve it).
+under an image root (as detectron2 resolves it); real v0.5 records carry a ``coco_url`` too, and
+a COCO 2014 ``file_name`` that names no COCO 2017 file. Without ``coco_url``, ``file_name`` with
+its ``COCO_<split>2014_`` prefix stripped (as mmdetection's ``LVISV05Dataset``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import re
 from dataclasses import dataclass
 from functools import partial
 from itertools import chain
@@ -765,14 +767,25 @@ def load_lvis(path: str | os.PathLike) -> lvis.LVIS:
 
 
 def image_relpath(image: dict) -> str:
-    """Path of an LVIS image relative to the image root.
+    """Path of an LVIS image relative to the image root (the COCO 2017 folder holding
+    ``train2017/`` and ``val2017/``).
 
-    v0.5: ``file_name``; v1: the last two parts of ``coco_url`` (``train2017/000000391895.jpg``).
+    - ``coco_url`` present (v1, and every real v0.5 record): its last two parts,
+      ``http://images.cocodataset.org/val2017/000000266409.jpg`` -> ``val2017/000000266409.jpg``
+      (detectron2's ``lvis.get_file_name``). Real v0.5 records also carry a COCO 2014
+      ``file_name`` (``COCO_val2014_000000266409.jpg``) that names no file of COCO 2017.
+    - otherwise ``file_name``, with a COCO 2014 prefix ``COCO_<split>2014_`` stripped
+      (mmdetection's ``LVISV05Dataset`` keeps ``file_name[-16:]``), relative to the image root:
+      for such files give the split's own folder (``.../val2017``) as the root.
     """
-    if image.get("file_name"):
-        return image["file_name"]
-    parts = image["coco_url"].rstrip("/").split("/")
-    return "/".join(parts[-2:])
+    url = image.get("coco_url")
+    if url:
+        parts = url.rstrip("/").split("/")
+        return "/".join(parts[-2:])
+    return _COCO_2014_PREFIX.sub("", image["file_name"], count=1)
+
+
+_COCO_2014_PREFIX = re.compile(r"^COCO_[a-z]+2014_(?=\d+\.\w+$)")
 
 
 def default_image_root(ann_file: str | os.PathLike) -> Path:

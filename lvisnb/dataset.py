@@ -144,8 +144,9 @@ class LVISDetection(torch.utils.data.Dataset):
         ann_file: an LVIS annotation JSON path, or an already loaded ``lvis.LVIS``; checked
             once (:func:`lvisnb.data.validate_dataset`, ``LVISFormatError`` on a bad value),
             not again for one from :func:`lvisnb.data.load_lvis`.
-        image_root: folder the image paths resolve under (v1: ``coco_url``'s last two parts,
-            v0.5: ``file_name``; see :func:`lvisnb.data.image_path`).
+        image_root: folder the image paths resolve under (``coco_url``'s last two parts, e.g.
+            ``val2017/000000266409.jpg``, for v1 and real v0.5 records; see
+            :func:`lvisnb.data.image_relpath`).
         transforms: a ``torchvision.transforms.v2`` callable on ``(image, target)``.
         mapping: category mapping; default: every category of ``ann_file``.
         skip_empty: drop images without annotations (mmdetection's ``filter_empty_gt`` for

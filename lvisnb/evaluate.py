@@ -345,9 +345,11 @@ class Evaluation:
     - ``metrics``: ``{iou_type: {name: value}}`` with :func:`metric_names` (LVIS convention:
       -1 where undefined, e.g. APr without rare GT).
     - ``per_category``: one row per category (LVIS id order): ``id``, ``name``, ``frequency``,
-      ``train_image_count`` (the GT file's ``image_count``), ``AP_<iou>`` (standard protocol,
-      NaN without GT), ``APfixed_<iou>`` (with ``fixed``), ``val_instances`` (GT instances in
-      the evaluated file).
+      ``train_image_count`` (training images of the category, <NA> where unknown; what they
+      count: ``info["train_count_source"]``, see :func:`lvisnb.ground_truth.train_image_counts`),
+      ``val_images`` (images of the evaluated file annotated with it), ``AP_<iou>`` (standard
+      protocol, NaN without GT), ``APfixed_<iou>`` (with ``fixed``), ``val_instances`` (GT
+      instances of the evaluated file that take part, area > 0).
     - ``precision``: ``{iou_type: [T, R, K, A]}`` of the standard protocol (:class:`Accumulated`).
     - ``info``: sources, backend, detection counts, the caps applied, seconds per stage.
     """
@@ -397,6 +399,7 @@ def evaluate(
     max_dets_per_image: int = MAX_DETS_PER_IMAGE,
     dets_per_class: int = DETS_PER_CLASS,
     segm_area: str = "mask",
+    train_ann: str | os.PathLike | None = None,
 ) -> Evaluation:
     """Evaluate LVIS results against an LVIS ground truth.
 
@@ -408,13 +411,17 @@ def evaluate(
     per-image limit), which costs a second evaluation per IoU type. ``segm_area``: "mask"
     (default, as detectron2) or "box" (raw ``LVISEval`` on records with boxes): where a
     result's area comes from for segm, see :func:`result_areas`. Results and GT instances of
-    area 0 take no part, as in ``LVISEval``.
+    area 0 take no part, as in ``LVISEval``. ``train_ann``: the train annotation file whose
+    image counts ``per_category["train_image_count"]`` reports (default: LVIS v1 train's,
+    embedded, for a whole LVIS category set; else unknown).
 
     Raises ``ValueError`` naming the first invalid record; warns when an image has more than
     ``max_dets_per_image`` detections (the lowest-scored are dropped, as ``LVISResults``).
     """
     iou_types = _check_options(iou_types, backend, max_dets_per_image, dets_per_class, segm_area)
-    options = _Options(iou_types, backend, fixed, max_dets_per_image, dets_per_class, segm_area)
+    options = _Options(
+        iou_types, backend, fixed, max_dets_per_image, dets_per_class, segm_area, train_ann
+    )
     with gc_paused():
         return _evaluate(gt, results, options)
 
@@ -427,6 +434,7 @@ class _Options:
     max_dets_per_image: int
     dets_per_class: int
     segm_area: str
+    train_ann: str | os.PathLike | None
 
 
 def _evaluate(gt, results, options: _Options):
@@ -435,7 +443,7 @@ def _evaluate(gt, results, options: _Options):
     segm_area = options.segm_area
     seconds = {}
     start = time.perf_counter()
-    truth = load_ground_truth(gt)
+    truth = load_ground_truth(gt, train_ann=options.train_ann)
     need_boxes = "bbox" in iou_types or segm_area == "box"
     records, source = read_results(results, boxes=need_boxes, masks="segm" in iou_types)
     seconds["load"] = time.perf_counter() - start
@@ -514,6 +522,7 @@ def _evaluate(gt, results, options: _Options):
         "zero_area_gt": int((~truth.ann_evaluated).sum()),
         "segm_area": segm_area,
         "segm_area_rule": SEGM_AREA_RULES[segm_area],
+        "train_count_source": truth.train_count_source,
         "seconds": {k: round(v, 4) for k, v in seconds.items()},
     }
     if fixed:
@@ -531,6 +540,7 @@ def _category_table(truth: GroundTruth) -> pd.DataFrame:
             "name": truth.names,
             "frequency": pd.Categorical(truth.frequency, categories=list(FREQUENCY_GROUPS)),
             "train_image_count": pd.array(np.where(counts >= 0, counts, None), dtype="Int64"),
+            "val_images": truth.image_count,
         }
     )
 
@@ -597,6 +607,12 @@ def build_evaluate_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentP
         "--per-category-csv", default=None, help="also write the per-category table"
     )
     parser.add_argument(
+        "--train-ann",
+        default=None,
+        help="train annotation file whose per-category image counts go into the "
+        "per-category table (default: LVIS v1 train's, for a whole LVIS category set)",
+    )
+    parser.add_argument(
         "--no-fixed", action="store_true", help="skip AP-fixed / AP-pool (one evaluation less)"
     )
     parser.add_argument(
@@ -628,6 +644,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         backend=args.backend,
         fixed=not args.no_fixed,
         segm_area=args.segm_area,
+        train_ann=args.train_ann,
     )
     print(format_summary(evaluation))
     out = save_metrics(args.out, evaluation)

@@ -9,12 +9,14 @@ shows a message in its cell; the rest of the gallery is drawn.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
 from lvisnb import federated
+from lvisnb.categories import embedded_train_image_counts
 from lvisnb.dataset import ImageReadError
 from lvisnb.overlay import STATUS_COLOURS, Shape, category_colour, draw_shapes, instance_box
 from lvisnb.scene import Scene
@@ -60,9 +62,7 @@ def gallery_tiles(
         ]
     if not scene.has_results:
         raise ValueError("this scene has no results: load it with results to see predictions")
-    found = [
-        (r, i) for i in scene.image_ids for r in scene.predictions(i, score_thr, category_id)
-    ]
+    found = [(r, i) for i in scene.image_ids for r in scene.predictions(i, score_thr, category_id)]
     found.sort(key=lambda pair: -float(pair[0]["score"]))
     tiles = []
     for image_id in sorted({i for _, i in found[:limit]}):
@@ -124,7 +124,7 @@ def plot_gallery(
         ax.set(xlim=(x0, x1), ylim=(y1, y0))
         caption = tile.caption if tile.status is None else f"{tile.caption}\n{tile.status}"
         ax.set_title(caption, fontsize=6, color="black" if tile.status is None else colour)
-    for ax in list(axes.flat)[len(tiles):]:
+    for ax in list(axes.flat)[len(tiles) :]:
         ax.set_axis_off()
     if not tiles:
         axes.flat[0].text(0.5, 0.5, "no instances", ha="center", va="center",
@@ -156,11 +156,23 @@ def category_gallery(
 
 
 def rarest_categories(scene: Scene, n: int = 1, with_predictions: bool = False) -> list[int]:
-    """LVIS ids of the ``n`` categories with the fewest training images (``image_count``)
-    among those annotated in this scene (and predicted, with ``with_predictions``)."""
+    """LVIS ids of the ``n`` categories with the fewest training images among those annotated
+    in this scene (and predicted, with ``with_predictions``), ties by id.
+
+    Training images: LVIS v1 train's (embedded) for a whole LVIS category set
+    (:func:`lvisnb.categories.embedded_train_image_counts`); for any other file, such as
+    toy-LVIS, the number of the scene's images annotated with the category (a file's own
+    ``image_count`` field may count val images).
+    """
     present = {int(a["category_id"]) for anns in scene.instances.values() for a in anns}
     if with_predictions:
         present &= {int(r["category_id"]) for recs in scene.results.values() for r in recs}
-    counts = {int(c["id"]): c.get("image_count", 0) for c in scene.dataset["categories"]}
+    records = scene.dataset["categories"]
+    embedded = embedded_train_image_counts(records)
+    if embedded is not None:
+        counts = dict(zip((int(c["id"]) for c in records), embedded[0].tolist(), strict=True))
+    else:
+        counts = Counter(
+            c for anns in scene.instances.values() for c in {int(a["category_id"]) for a in anns}
+        )
     return sorted(present, key=lambda c: (counts.get(c, 0), c))[:n]
-

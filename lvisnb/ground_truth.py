@@ -8,7 +8,8 @@ them); every evaluation array's category axis follows ``category_ids``.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -21,8 +22,10 @@ class GroundTruth:
 
     - ``image_ids``: sorted int64 (I,); ``image_sizes``: (I, 2) ``[height, width]`` pixels.
     - ``category_ids``: sorted int64 (K,), LVIS ids, the K axis of every precision array;
-      ``names``, ``frequency`` ("r"/"c"/"f") and ``train_image_count`` (the categories'
-      ``image_count``, counted on the *train* split by LVIS; -1 when absent) in that order.
+      ``names``, ``frequency`` ("r"/"c"/"f"), ``train_image_count`` (training images per
+      category, -1 where unknown; see :func:`train_image_counts`, ``train_count_source`` says
+      where they come from) and ``image_count`` (images of this file annotated with the
+      category) in that order.
     - ``ann_row``, ``ann_col``: per GT instance, its image's row in ``image_ids`` and its
       category's column in ``category_ids``.
     - ``ann_area``: float64, per GT instance, its ``area`` field (px^2); ``ann_evaluated``:
@@ -42,6 +45,8 @@ class GroundTruth:
     names: list[str]
     frequency: np.ndarray
     train_image_count: np.ndarray
+    train_count_source: str
+    image_count: np.ndarray
     ann_row: np.ndarray
     ann_col: np.ndarray
     ann_area: np.ndarray
@@ -66,6 +71,10 @@ class GroundTruth:
         return rows * self.num_categories + cols
 
 
+def _sorted_categories(dataset: dict) -> list[dict]:
+    return sorted(dataset["categories"], key=lambda c: c["id"])
+
+
 def _flat_pairs(truth_rows: np.ndarray, lists: list[list], category_ids: np.ndarray, k: int):
     lengths = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
     flat = np.fromiter((c for ids in lists for c in ids), dtype=np.int64, count=int(lengths.sum()))
@@ -75,8 +84,43 @@ def _flat_pairs(truth_rows: np.ndarray, lists: list[list], category_ids: np.ndar
     return rows[known] * k + cols[known]
 
 
-def load_ground_truth(gt) -> GroundTruth:
-    """:class:`GroundTruth` from a path, a loaded LVIS dict or an ``lvis.LVIS`` object.
+def train_image_counts(
+    category_records: list[dict], train_ann: str | os.PathLike | None = None
+) -> tuple[np.ndarray, str]:
+    """Training images per category of ``category_records`` (int64, in their order, -1 where
+    unknown) and what they count, for plots and tables of AP against training data.
+
+    1. ``train_ann`` (an LVIS train annotation file): images of that file annotated with each
+       category, counted from its annotations (0 for a category it lists without any; -1 for
+       one it does not list).
+    2. A whole LVIS category set: the real LVIS v1 train counts the kit embeds
+       (:func:`lvisnb.categories.embedded_train_image_counts`).
+    3. Otherwise unknown (all -1): a file's own ``image_count`` field is not used, because on
+       a val file it counts val images (lvis-api's ``lvis_val_100.json``: handbag 4, LVIS v1
+       train 1,859).
+    """
+    from lvisnb.categories import embedded_train_image_counts
+
+    ids = [int(c["id"]) for c in category_records]
+    if train_ann is not None:
+        from lvisnb import data  # imports the lvis API, kept out of CLI start-up
+
+        tables = data.read_tables(train_ann)
+        pairs = tables.annotations[["image_id", "category_id"]].drop_duplicates()
+        counted = pairs.groupby("category_id").size()
+        listed = set(tables.categories["id"].tolist())
+        counts = [int(counted.get(i, 0)) if i in listed else -1 for i in ids]
+        return np.array(counts, dtype=np.int64), f"training images ({Path(train_ann).name})"
+    embedded = embedded_train_image_counts(category_records)
+    if embedded is not None:
+        return embedded
+    return np.full(len(ids), -1, dtype=np.int64), "unknown (no train file given)"
+
+
+def load_ground_truth(gt, train_ann: str | os.PathLike | None = None) -> GroundTruth:
+    """:class:`GroundTruth` from a path, a loaded LVIS dict or an ``lvis.LVIS`` object;
+    ``train_ann``: the train annotation file whose image counts to report
+    (:func:`train_image_counts`).
 
     The annotations are checked once, as by every entry point (:func:`lvisnb.data.
     validate_dataset`; not again for an ``lvis.LVIS`` from :func:`lvisnb.data.load_lvis`), and
@@ -86,6 +130,9 @@ def load_ground_truth(gt) -> GroundTruth:
     from lvisnb import data  # imports the lvis API, kept out of CLI start-up
 
     if isinstance(gt, GroundTruth):
+        if train_ann is not None:
+            counts, source = train_image_counts(_sorted_categories(gt.dataset), train_ann)
+            gt = replace(gt, train_image_count=counts, train_count_source=source)
         return gt
     if isinstance(gt, str | os.PathLike):
         dataset, source = data.load_json(gt), str(gt)
@@ -97,7 +144,7 @@ def load_ground_truth(gt) -> GroundTruth:
         raise TypeError(f"gt must be a path, an LVIS dict or an lvis.LVIS, got {type(gt)}")
     if not data.is_validated(gt):
         data.validate_dataset(dataset, source)
-    images, categories = dataset["images"], dataset["categories"]
+    images = dataset["images"]
     for key in data.LABEL_LISTS:
         lists = [image.get(key) for image in images]
         if not set(map(type, lists)) <= {list}:
@@ -111,7 +158,7 @@ def load_ground_truth(gt) -> GroundTruth:
     images_sorted = [images[i] for i in image_order]
     image_ids = np.array([i["id"] for i in images_sorted], dtype=np.int64)
     image_sizes = np.array([[i["height"], i["width"]] for i in images_sorted], dtype=np.int64)
-    cats = sorted(categories, key=lambda c: c["id"])
+    cats = _sorted_categories(dataset)
     category_ids = np.array([c["id"] for c in cats], dtype=np.int64)
     k = len(category_ids)
     anns = dataset["annotations"]
@@ -122,6 +169,7 @@ def load_ground_truth(gt) -> GroundTruth:
     ann_area = np.fromiter((a["area"] for a in anns), dtype=np.float64, count=len(anns))
     ann_evaluated = (ann_area > 0) & (ann_area < np.inf)
     rows = np.arange(len(images_sorted))
+    train_counts, train_source = train_image_counts(cats, train_ann)
     negative = _flat_pairs(rows, [i["neg_category_ids"] for i in images_sorted], category_ids, k)
     not_exhaustive = _flat_pairs(
         rows, [i["not_exhaustive_category_ids"] for i in images_sorted], category_ids, k
@@ -134,10 +182,9 @@ def load_ground_truth(gt) -> GroundTruth:
         category_ids=category_ids,
         names=[c["name"] for c in cats],
         frequency=np.array([c["frequency"] for c in cats]),
-        train_image_count=np.array(
-            [-1 if c.get("image_count") is None else c["image_count"] for c in cats],
-            dtype=np.int64,
-        ),
+        train_image_count=train_counts,
+        train_count_source=train_source,
+        image_count=np.bincount(np.unique(ann_row * k + ann_col) % k, minlength=k),
         ann_row=ann_row,
         ann_col=ann_col,
         ann_area=ann_area,

@@ -94,7 +94,7 @@ def rank_frequency(
     ax.set(
         xscale="log",
         yscale="log",
-        ylabel="training images with the category",
+        ylabel="images with the category (in this file)",
         xlabel="rank / number of categories" if relative else "rank",
         title=title,
     )
@@ -335,16 +335,27 @@ def ap_by_group(metrics: dict[str, dict[str, float]]) -> Figure:
     return fig
 
 
-def ap_vs_train_count(per_category: pd.DataFrame, column: str = "AP_segm") -> Figure:
+def ap_vs_train_count(
+    per_category: pd.DataFrame, column: str = "AP_segm", count_source: str | None = None
+) -> Figure:
     """Per-category AP (``column``) against its number of training images, log x.
 
-    ``per_category``: ``evaluate(...).per_category`` (``train_image_count``, ``frequency``);
-    categories without val ground truth (NaN AP) are left out. Dashed lines: the r/c and c/f
-    boundaries at 10 and 100 training images.
+    ``per_category``: ``evaluate(...).per_category`` (``train_image_count``, ``val_images``,
+    ``frequency``); categories without val ground truth (NaN AP) are left out. ``count_source``:
+    what the training counts are (``evaluation.info["train_count_source"]``), for the axis.
+    Where no training count is known (no train file, not a whole LVIS category set) the x axis
+    is the number of images *of the evaluated file* with the category, and says so. Dashed
+    lines: the r/c and c/f boundaries at 10 and 100 training images.
     """
-    frame = per_category.dropna(subset=[column, "train_image_count"]).copy()
+    known = per_category["train_image_count"].notna().any()
+    count = "train_image_count" if known else "val_images"
+    frame = per_category.dropna(subset=[column, count]).copy()
+    frame = frame[frame[count] > 0]
     frame["group"] = frame["frequency"].astype(str).map(FREQUENCY_NAMES)
-    frame["train images"] = frame["train_image_count"].astype(float)
+    frame["train images"] = frame[count].astype(float)
+    xlabel = f"{count_source or 'training images'} of the category (log)"
+    if not known:
+        xlabel = "images in this file with the category (log; no training counts known)"
     fig, ax = plt.subplots(figsize=(7, 4))
     sns.scatterplot(
         data=frame,
@@ -357,14 +368,14 @@ def ap_vs_train_count(per_category: pd.DataFrame, column: str = "AP_segm") -> Fi
         ax=ax,
     )
     ax.set_xscale("log")
-    _draw_group_thresholds(ax, axis="x")
+    if known:  # the r/c/f boundaries are numbers of training images
+        _draw_group_thresholds(ax, axis="x")
     label = {"AP_segm": "mask AP", "AP_bbox": "box AP"}.get(column, column)
-    ax.set(xlabel="training images of the category (log)", ylabel=label,
+    ax.set(xlabel=xlabel, ylabel=label,
            title=f"Per-category {label} against training data")  # fmt: skip
     ax.legend(frameon=False, title="")
     sns.despine(fig)
     return fig
-
 
 
 def gt_beside_predictions(

@@ -31,3 +31,27 @@ def test_v05_joins_v1_counts_by_synset():
 def test_unknown_version_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown LVIS version"):
         cats.categories("v2")
+
+
+def _records(version):
+    return [dict(c) for c in cats._raw(version)]
+
+
+def test_a_whole_lvis_category_set_is_recognised():
+    assert cats.lvis_version_of(_records("v1")) == "v1"
+    assert cats.lvis_version_of(_records("v0.5")) == "v0.5"
+    assert cats.lvis_version_of(_records("v1")[:40]) is None  # toy-LVIS: a subset
+    changed = _records("v1")
+    changed[5]["synset"] = "dog.n.01"
+    assert cats.lvis_version_of(changed) is None
+
+
+def test_embedded_train_counts_only_for_a_whole_set():
+    records = _records("v1")
+    counts, label = cats.embedded_train_image_counts(records)
+    handbag = next(i for i, c in enumerate(records) if c["name"] == "handbag")
+    assert counts[handbag] == 1859 and label == "LVIS v1 train images"
+    assert (counts > 0).all()
+    assert cats.embedded_train_image_counts(records[:40]) is None
+    counts, label = cats.embedded_train_image_counts(_records("v0.5"))
+    assert "v0.5" in label and (counts == -1).sum() == 79

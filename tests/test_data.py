@@ -61,10 +61,30 @@ def test_load_lvis_returns_official_object(toy_train):
 
 def test_image_paths_v1_and_v05(tmp_path):
     v1 = {"id": 1, "coco_url": "http://images.cocodataset.org/train2017/000000391895.jpg"}
-    v05 = {"id": 1, "file_name": "000000391895.jpg", "coco_url": "http://h/val2017/x.jpg"}
+    v05 = {
+        "id": 1,
+        "file_name": "COCO_val2014_000000391895.jpg",
+        "coco_url": "http://h/val2017/x.jpg",
+    }
     assert data.image_relpath(v1) == "train2017/000000391895.jpg"
-    assert data.image_relpath(v05) == "000000391895.jpg"
+    assert data.image_relpath(v05) == "val2017/x.jpg"  # coco_url first, as detectron2
     assert data.image_path(v1, tmp_path) == tmp_path / "train2017" / "000000391895.jpg"
+
+
+@pytest.mark.parametrize(
+    ("file_name", "expected"),
+    [
+        ("COCO_val2014_000000266409.jpg", "000000266409.jpg"),  # mmdetection's file_name[-16:]
+        ("COCO_train2014_000000000009.jpg", "000000000009.jpg"),
+        ("COCO_test2014_000000000001.png", "000000000001.png"),
+        ("000000391895.jpg", "000000391895.jpg"),
+        ("images/COCO_val2014_000000266409.jpg", "images/COCO_val2014_000000266409.jpg"),
+        ("COCO_val2014_notanid.jpg", "COCO_val2014_notanid.jpg"),
+    ],
+)
+def test_file_name_without_coco_url_drops_the_coco_2014_prefix(file_name, expected):
+    assert data.image_relpath({"id": 1, "file_name": file_name}) == expected
+    assert data.image_relpath({"id": 1, "file_name": file_name, "coco_url": ""}) == expected
 
 
 def test_toy_images_resolve_under_the_root(toy_root, toy_val):

@@ -5,6 +5,7 @@ from collections import defaultdict
 
 import lvis
 import numpy as np
+import pandas as pd
 import pycocotools.mask as mask_utils
 import pytest
 from synthetic import box_mask, rle, toy_detections
@@ -115,6 +116,7 @@ def test_per_category_tables_agree_and_describe_categories(toy_case):
         "name",
         "frequency",
         "train_image_count",
+        "val_images",
         "AP_bbox",
         "APfixed_bbox",
         "AP_segm",
@@ -126,7 +128,11 @@ def test_per_category_tables_agree_and_describe_categories(toy_case):
         np.testing.assert_allclose(fast[column].fillna(0), official[column].fillna(0), atol=1e-4)
     cats = sorted(gt["categories"], key=lambda c: c["id"])
     assert fast["id"].tolist() == [c["id"] for c in cats]
-    assert fast["train_image_count"].tolist() == [c["image_count"] for c in cats]
+    # toy-LVIS is no whole LVIS category set and no train file was given: counts unknown
+    assert fast["train_image_count"].isna().all()
+    assert runs["fast"].info["train_count_source"] == "unknown (no train file given)"
+    pairs = {(a["image_id"], a["category_id"]) for a in gt["annotations"]}
+    assert fast["val_images"].tolist() == [sum(c["id"] == p[1] for p in pairs) for c in cats]
     assert fast["val_instances"].sum() == len(gt["annotations"])
     assert fast["AP_bbox"].isna().tolist() == (fast["val_instances"] == 0).tolist()
     # the mean of per-category AP is AP
@@ -756,11 +762,24 @@ def test_cli_prints_the_table_and_writes_metrics_json(tmp_path, capsys):
     assert saved["metrics"]["segm"]["AP"] == pytest.approx(1.0)
     assert saved["info"]["backend"] == "lvis"
     assert saved["per_category"][1]["AP_segm"] is None  # banana: no GT
-    assert csv.read_text().startswith("id,name,frequency,train_image_count,AP_segm")
+    assert csv.read_text().startswith("id,name,frequency,train_image_count,val_images,AP_segm")
     assert saved["info"]["segm_area"] == "mask" and "areas from the masks" in printed
     assert evaluate.main_evaluate(argv + ["--out", str(out), "--segm-area", "box"]) == 0
     assert json.loads(out.read_text())["info"]["segm_area"] == "box"
     assert "as raw LVISEval" in capsys.readouterr().out
+    # --train-ann: the train file's image counts (category 1 on both images, 2 on none)
+    train = _tiny_gt()
+    train["annotations"].append(_ann(2, 7, 1, 1, 1, 5, 5))
+    train_path = tmp_path / "train.json"
+    train_path.write_text(json.dumps(train))
+    argv += ["--out", str(out), "--per-category-csv", str(csv), "--train-ann", str(train_path)]
+    assert evaluate.main_evaluate(argv) == 0
+    table = pd.read_csv(csv)
+    assert table["train_image_count"].tolist()[:2] == [2, 0]
+    assert table["val_images"].tolist()[:2] == [1, 0]
+    assert json.loads(out.read_text())["info"]["train_count_source"] == (
+        "training images (train.json)"
+    )
 
 
 def test_evaluate_parser_registers_as_a_subcommand():
@@ -837,3 +856,19 @@ def test_cli_reports_refused_input_in_one_line(tmp_path, capsys):
     deep.write_text("[" * 100_000)
     assert cli.main(["evaluate", str(gt_path), str(deep)]) == 2
     assert "nested too deeply" in capsys.readouterr().err
+
+
+def test_train_counts_come_from_the_train_file_given(toy_train, toy_val):
+    """``train_ann``: images of the train file per category, counted from its annotations
+    (toy-LVIS writes the same numbers into its categories' ``image_count``)."""
+    train = json.loads(toy_train.read_text())
+    val = json.loads(toy_val.read_text())
+    results = toy_detections(val)[:50]
+    evaluation = evaluate.evaluate(
+        toy_val, results, iou_types=("bbox",), fixed=False, train_ann=toy_train
+    )
+    expected = {c["id"]: c["image_count"] for c in train["categories"]}
+    table = evaluation.per_category
+    assert table["train_image_count"].tolist() == [expected[i] for i in table["id"]]
+    assert evaluation.info["train_count_source"] == "training images (lvis_v1_train.json)"
+    assert (table["train_image_count"] != table["val_images"]).any()

@@ -85,7 +85,12 @@ def params_03(toy: dict) -> dict:
             overrides=overrides,
         )
     )
-    return {"ann_file": str(toy["val"]), "checkpoint": str(run.checkpoint), "max_dets": 20}
+    return {
+        "ann_file": str(toy["val"]),
+        "train_ann_file": str(toy["train"]),
+        "checkpoint": str(run.checkpoint),
+        "max_dets": 20,
+    }
 
 
 def check_03(run_dir: Path, toy_train: Path) -> None:
@@ -107,6 +112,12 @@ def check_03(run_dir: Path, toy_train: Path) -> None:
             assert saved["metrics"][iou_type][name] == pytest.approx(value, abs=1e-4), name
     categories = json.loads(val.read_text())["categories"]
     assert len(saved["per_category"]) == len(categories)
+    # AP is plotted against the train file's counts, not the val file's own image_count
+    assert saved["info"]["train_count_source"] == "training images (lvis_v1_train.json)"
+    train = json.loads(toy_train.read_text())
+    train_counts = {c["id"]: c["image_count"] for c in train["categories"]}
+    for row in saved["per_category"]:
+        assert row["train_image_count"] == train_counts[row["id"]]
     for name in ("ap_by_group", "ap_vs_train_images"):
         assert _png_ok(run_dir / f"eval_{name}.png"), name
 

@@ -37,6 +37,51 @@ def test_real_file_loads_and_its_long_tail_is_counted(real_gt):
     assert len(report.federated) == 100
 
 
+def test_real_v05_records_resolve_to_coco_2017_files(real_gt, tmp_path):
+    """Real v0.5 records name a COCO 2014 file (``COCO_val2014_...``); the pixels are COCO
+    2017's ``val2017/<12-digit id>.jpg``, which ``coco_url`` gives."""
+    for image in real_gt["images"]:
+        assert image["file_name"].startswith("COCO_val2014_")
+        assert data.image_relpath(image) == f"val2017/{image['id']:012d}.jpg"
+    first = next(i for i in real_gt["images"] if i["id"] == 266409)
+    assert data.image_path(first, tmp_path) == tmp_path / "val2017" / "000000266409.jpg"
+    tables = data.read_tables(REAL)
+    assert set(tables.images["path"]) == {f"val2017/{i:012d}.jpg" for i in tables.images["id"]}
+
+
+def test_real_v05_images_load_from_a_coco_2017_tree(real_gt, tmp_path):
+    """A dataset over the real file finds its images where COCO 2017 keeps them."""
+    from PIL import Image
+
+    from lvisnb.dataset import LVISDetection
+
+    dataset = LVISDetection(REAL, tmp_path, skip_empty=False)
+    (tmp_path / "val2017").mkdir()
+    for index in range(3):
+        image = dataset.image_info(index)
+        path = tmp_path / "val2017" / f"{image['id']:012d}.jpg"
+        Image.new("RGB", (image["width"], image["height"]), (90, 120, 30)).save(path)
+        pixels, _ = dataset[index]
+        info = dataset.image_info(index)
+        assert tuple(pixels.shape) == (3, info["height"], info["width"])
+
+
+def test_real_val_file_reports_lvis_train_counts_not_its_own(real_gt):
+    """The file's ``image_count`` counts its own 100 images (handbag: 4); the per-category
+    table reports LVIS v1 train's (handbag: 1,859), v0.5 categories joined by synset."""
+    handbag = next(c for c in real_gt["categories"] if c["name"] == "handbag")
+    assert handbag["image_count"] == 4
+    results = _perfect(real_gt, np.random.default_rng(1))[:20]
+    evaluation = evaluate(REAL, results, iou_types=("bbox",), fixed=False)
+    row = evaluation.per_category.set_index("name").loc["handbag"]
+    assert row["train_image_count"] == 1859 and row["val_images"] == 4
+    assert evaluation.info["train_count_source"] == (
+        "LVIS v1 train images (v0.5 categories by synset)"
+    )
+    table = evaluation.per_category
+    assert table["train_image_count"].isna().sum() == 79  # v0.5 synsets that v1 dropped
+
+
 def _perfect(gt: dict, rng) -> list[dict]:
     """Every GT instance found (its polygon as an RLE, its box), scores random."""
     images = {i["id"]: i for i in gt["images"]}
