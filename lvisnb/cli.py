@@ -107,12 +107,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run a command; an input the kit refuses (``ValueError``, a missing file) is printed as
-    one line naming the file, record and field, exit status 2 (``LVISNB_TRACEBACK=1``: raise)."""
+    """Run a command; an input the kit refuses (``ValueError``, a missing file, an output that
+    would replace an input or a user's file) is printed as one line naming the file, record
+    and field, exit status 2 (``LVISNB_TRACEBACK=1``: raise)."""
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, FileExistsError) as error:
         if os.environ.get("LVISNB_TRACEBACK"):
             raise
         print(f"lvisnb {args.command}: error: {error}", file=sys.stderr)

@@ -57,6 +57,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lvisnb import outputs
 from lvisnb.data import gc_paused
 from lvisnb.detections import (
     Detections,
@@ -522,6 +523,7 @@ def _evaluate(gt, results, options: _Options):
         "zero_area_gt": int((~truth.ann_evaluated).sum()),
         "segm_area": segm_area,
         "segm_area_rule": SEGM_AREA_RULES[segm_area],
+        "train_ann": None if options.train_ann is None else str(options.train_ann),
         "train_count_source": truth.train_count_source,
         "seconds": {k: round(v, 4) for k, v in seconds.items()},
     }
@@ -548,14 +550,35 @@ def _category_table(truth: GroundTruth) -> pd.DataFrame:
 # ----------------------------------------------------------------------------- output, CLI
 
 
-def save_metrics(path: str | os.PathLike, evaluation: Evaluation) -> Path:
-    """Write ``evaluation.to_dict()`` as JSON (``metrics.json``); returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(evaluation.to_dict(), indent=1, default=_json_default))
-    os.replace(tmp, path)
-    return path
+def _inputs(evaluation: Evaluation) -> list[str]:
+    info = evaluation.info
+    return [info["gt"], info["results"], *([info["train_ann"]] if info.get("train_ann") else [])]
+
+
+def save_metrics(path: str | os.PathLike, evaluation: Evaluation, overwrite: bool = False) -> Path:
+    """Write ``evaluation.to_dict()`` as JSON (``metrics.json``), atomically; returns the path.
+
+    Raises ``FileExistsError`` when ``path`` is one of the evaluation's input files, or an
+    existing file that is not a metrics file the kit wrote (unless ``overwrite``; see
+    :mod:`lvisnb.outputs`)."""
+    path = outputs.check_output(
+        path, _inputs(evaluation), written_by_kit=outputs.is_metrics_file,
+        overwrite=overwrite, what="metrics file",
+    )  # fmt: skip
+    text = json.dumps(evaluation.to_dict(), indent=1, default=_json_default)
+    return outputs.write_text_atomic(path, text)
+
+
+def save_per_category(
+    path: str | os.PathLike, evaluation: Evaluation, overwrite: bool = False
+) -> Path:
+    """Write ``evaluation.per_category`` as CSV, atomically; refuses paths as
+    :func:`save_metrics` (an existing file must be a per-category CSV the kit wrote)."""
+    path = outputs.check_output(
+        path, _inputs(evaluation), written_by_kit=outputs.is_per_category_csv,
+        overwrite=overwrite, what="per-category table",
+    )  # fmt: skip
+    return outputs.write_text_atomic(path, evaluation.per_category.to_csv(index=False))
 
 
 def _json_default(value):
@@ -613,6 +636,12 @@ def build_evaluate_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentP
         "per-category table (default: LVIS v1 train's, for a whole LVIS category set)",
     )
     parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace existing --out / --per-category-csv files even if the kit did not "
+        "write them (inputs are never replaced)",
+    )
+    parser.add_argument(
         "--no-fixed", action="store_true", help="skip AP-fixed / AP-pool (one evaluation less)"
     )
     parser.add_argument(
@@ -637,6 +666,15 @@ def add_evaluate_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    inputs = [args.gt, args.results, *([args.train_ann] if args.train_ann else [])]
+    for path, owned, what in (
+        (args.out, outputs.is_metrics_file, "metrics file"),
+        (args.per_category_csv, outputs.is_per_category_csv, "per-category table"),
+    ):
+        if path:  # refused before the work, not after it
+            outputs.check_output(
+                path, inputs, written_by_kit=owned, overwrite=args.overwrite, what=what
+            )
     evaluation = evaluate(
         args.gt,
         args.results,
@@ -647,12 +685,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         train_ann=args.train_ann,
     )
     print(format_summary(evaluation))
-    out = save_metrics(args.out, evaluation)
+    out = save_metrics(args.out, evaluation, overwrite=args.overwrite)
     print(f"wrote {out}")
     if args.per_category_csv:
-        Path(args.per_category_csv).parent.mkdir(parents=True, exist_ok=True)
-        evaluation.per_category.to_csv(args.per_category_csv, index=False)
-        print(f"wrote {args.per_category_csv}")
+        csv = save_per_category(args.per_category_csv, evaluation, overwrite=args.overwrite)
+        print(f"wrote {csv}")
     return 0
 
 

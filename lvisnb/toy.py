@@ -506,6 +506,37 @@ def is_complete(out_dir: str | os.PathLike) -> bool:
     return all((out_dir / name).is_file() for name in (META_FILE, TRAIN_FILE, VAL_FILE))
 
 
+TOY_ENTRIES = frozenset({META_FILE, "annotations", "train2017", "val2017"})
+TOY_ANNOTATIONS = frozenset({Path(TRAIN_FILE).name, Path(VAL_FILE).name})
+
+
+def check_toy_folder(out_dir: str | os.PathLike) -> Path:
+    """``out_dir`` if toy-LVIS may be written there, else ``FileExistsError`` naming it.
+
+    toy-LVIS writes only into a folder that is absent, empty, or a toy-LVIS it wrote before
+    (its ``toy_lvis.json`` present and nothing but toy-LVIS's own entries beside it), because its
+    files carry real names (``annotations/lvis_v1_train.json``, ``train2017/000000000009.jpg``)
+    that would replace a user's LVIS or COCO files.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FileExistsError(f"{out_dir} is a file, not a folder for toy-LVIS")
+    entries = {p.name for p in out_dir.iterdir()} if out_dir.is_dir() else set()
+    if not entries:
+        return out_dir
+    annotations = out_dir / "annotations"
+    names = {p.name for p in annotations.iterdir()} if annotations.is_dir() else set()
+    own = META_FILE in entries and entries <= TOY_ENTRIES and names <= TOY_ANNOTATIONS
+    if not own:
+        raise FileExistsError(
+            f"{out_dir} is not empty and is not a toy-LVIS folder (it holds "
+            f"{', '.join(sorted(entries)[:5])}); toy-LVIS writes files with LVIS and COCO names "
+            "and never into a folder that holds anything it did not write: name an empty or "
+            "new folder"
+        )
+    return out_dir
+
+
 def make_toy_lvis(
     out_dir: str | os.PathLike,
     seed: int = 0,
@@ -517,6 +548,8 @@ def make_toy_lvis(
     """Write toy-LVIS to ``out_dir``; return ``{"train": path, "val": path}`` of the JSON files.
 
     Arguments left ``None`` take :class:`ToySettings` defaults. Deterministic for a ``seed``.
+    ``out_dir`` must be absent, empty or an earlier toy-LVIS (:func:`check_toy_folder`,
+    ``FileExistsError`` otherwise).
     """
     defaults = ToySettings()
     settings = ToySettings(
@@ -526,7 +559,7 @@ def make_toy_lvis(
         num_val_images=num_val_images or defaults.num_val_images,
         workers=workers or defaults.workers,
     )
-    out_dir = Path(out_dir)
+    out_dir = check_toy_folder(out_dir)
     rng = np.random.default_rng(settings.seed)
     cats = choose_categories(settings.num_categories)
     real = np.array([c.lvis_v1_train_image_count for c in cats])
@@ -658,13 +691,20 @@ def split_files(
 ) -> tuple[Path, Path]:
     """``(annotation file, image root)`` of a split as the notebooks and ``lvisnb train`` take
     them: ``ann_file`` with ``image_root`` (default: :func:`lvisnb.data.default_image_root`), or,
-    when ``ann_file`` is empty, toy-LVIS's ``split`` ("train" or "val") under ``image_root``
-    (default :func:`default_root`), made if absent."""
+    when both are empty, toy-LVIS's ``split`` ("train" or "val") in :func:`default_root`, made if
+    absent. An ``image_root`` without ``ann_file`` is a ``ValueError``: toy-LVIS is never
+    generated into a user's image folder."""
     from lvisnb.data import default_image_root
 
     if ann_file:
         return Path(ann_file), Path(image_root) if image_root else default_image_root(ann_file)
-    paths = ensure_toy_lvis(image_root or None)
+    if image_root:
+        raise ValueError(
+            f"an image root ({image_root}) was given without an annotation file: name the LVIS "
+            f"annotation file of its {split} images, or give neither to use toy-LVIS (kept in "
+            f"its own folder, {default_root()}; LVISNB_TOY_ROOT moves it)"
+        )
+    paths = ensure_toy_lvis()
     return paths[split], paths["root"]
 
 
