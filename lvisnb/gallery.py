@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
 from lvisnb import federated
-from lvisnb.categories import embedded_train_image_counts
+from lvisnb.categories import FREQUENCY_GROUPS, embedded_train_image_counts
 from lvisnb.dataset import ImageReadError
 from lvisnb.overlay import STATUS_COLOURS, Shape, category_colour, draw_shapes, instance_box
 from lvisnb.scene import Scene
@@ -156,13 +156,14 @@ def category_gallery(
 
 
 def rarest_categories(scene: Scene, n: int = 1, with_predictions: bool = False) -> list[int]:
-    """LVIS ids of the ``n`` categories with the fewest training images among those annotated
-    in this scene (and predicted, with ``with_predictions``), ties by id.
+    """LVIS ids of the ``n`` rarest categories among those annotated in this scene (and
+    predicted, with ``with_predictions``).
 
-    Training images: LVIS v1 train's (embedded) for a whole LVIS category set
+    Rarest: fewest LVIS v1 train images (embedded) for a whole LVIS category set
     (:func:`lvisnb.categories.embedded_train_image_counts`); for any other file, such as
-    toy-LVIS, the number of the scene's images annotated with the category (a file's own
-    ``image_count`` field may count val images).
+    toy-LVIS, the rarest frequency group (r, then c, then f: LVIS sets it from the train split
+    in every file) and within it the fewest images of this scene. A file's own ``image_count``
+    is not used: in a val file it can count val images. Ties by id.
     """
     present = {int(a["category_id"]) for anns in scene.instances.values() for a in anns}
     if with_predictions:
@@ -171,8 +172,9 @@ def rarest_categories(scene: Scene, n: int = 1, with_predictions: bool = False) 
     embedded = embedded_train_image_counts(records)
     if embedded is not None:
         counts = dict(zip((int(c["id"]) for c in records), embedded[0].tolist(), strict=True))
-    else:
-        counts = Counter(
-            c for anns in scene.instances.values() for c in {int(a["category_id"]) for a in anns}
-        )
-    return sorted(present, key=lambda c: (counts.get(c, 0), c))[:n]
+        return sorted(present, key=lambda c: (counts.get(c, 0), c))[:n]
+    images = Counter(
+        c for anns in scene.instances.values() for c in {int(a["category_id"]) for a in anns}
+    )
+    group = {g: i for i, g in enumerate(FREQUENCY_GROUPS)}
+    return sorted(present, key=lambda c: (group.get(scene.frequency[c], 3), images[c], c))[:n]

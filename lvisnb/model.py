@@ -39,7 +39,7 @@ How mmdetection maps onto torchvision's ``MaskRCNN`` (:func:`build_model`):
   ``sampling_ratio=2, aligned=False`` (mmdetection v2: ``0, True``) and smooth-L1 box losses with
   ``beta=1/9`` (mmdetection v2: L1).
 
-Fields that torchvision's model does not use (``flip_prob``, ``rfs_threshold``,
+Fields that torchvision's model does not use (``flip_prob``, ``rfs_threshold``, ``rfs_rounding``,
 ``samples_per_gpu``, the optimiser and schedule, ``mask_thresh``) are read by the data pipeline,
 the training loop and evaluation; :meth:`Preset.scaled_lr`, :meth:`Preset.schedule_iters` and
 :meth:`Preset.lr_factor` turn the recipe into numbers.
@@ -58,10 +58,12 @@ import contextlib
 import dataclasses
 import math
 import os
+import pickle
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from urllib.parse import urlparse
 
 import torch
 from torch import nn
@@ -77,6 +79,8 @@ from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from torchvision.ops.misc import FrozenBatchNorm2d
+
+from lvisnb.sampler import ROUNDINGS
 
 # name -> (block, blocks per stage, groups, width_per_group): torchvision ResNet arguments
 BACKBONES: dict[str, tuple[type[nn.Module], tuple[int, int, int, int], int, int]] = {
@@ -138,6 +142,9 @@ class Preset:
     image_mean: tuple[float, ...] = (0.485, 0.456, 0.406)  # RGB, images scaled to [0, 1]
     image_std: tuple[float, ...] = (0.229, 0.224, 0.225)  # RGB, images scaled to [0, 1]
     rfs_threshold: float | None = 1e-3  # repeat-factor sampling threshold t; None = off
+    # copies of image i per epoch: "ceil" = ceil(r(i)) (mmdetection's ClassBalancedDataset),
+    # "stochastic" = r(i) in expectation (detectron2's RepeatFactorTrainingSampler)
+    rfs_rounding: str = "ceil"
     samples_per_gpu: int = 2  # images per GPU per iteration
     num_gpus: int = 8  # GPUs; total batch = samples_per_gpu * num_gpus
     # ---- optimiser
@@ -211,6 +218,8 @@ class Preset:
             problems.append(
                 f"lr_steps_iters {self.lr_steps_iters} must increase within 1..max_iters"
             )
+        if self.rfs_rounding not in ROUNDINGS:
+            problems.append(f"rfs_rounding {self.rfs_rounding!r} is not one of {ROUNDINGS}")
         if self.optimizer != "sgd":
             problems.append(f"optimizer {self.optimizer!r}: only 'sgd' (as mmdetection)")
         if problems:
@@ -242,10 +251,11 @@ class Preset:
         """``(max_iters, lr_steps_iters)`` of this schedule, in iterations.
 
         An epoch is ``ceil(images_per_epoch / total_batch)`` iterations; ``images_per_epoch``
-        is the length of the (repeat-factor expanded) training set, e.g. mmdetection's
-        ``len(ClassBalancedDataset)``. Epoch steps (8, 11) become ``(8 * E, 11 * E)``, lr
-        decaying after those epochs end. A preset with ``max_iters`` set returns its
-        iteration schedule unchanged.
+        is the length of the (repeat-factor expanded) training set: mmdetection's
+        ``len(ClassBalancedDataset)`` = ``sum_i ceil(r(i))`` with ``rfs_rounding="ceil"``, the
+        sampler's :attr:`~lvisnb.sampler.EpochShardedSampler.expected_epoch_length` in
+        general. Epoch steps (8, 11) become ``(8 * E, 11 * E)``, lr decaying after those
+        epochs end. A preset with ``max_iters`` set returns its iteration schedule unchanged.
         """
         if self.max_iters is not None:
             return self.max_iters, tuple(self.lr_steps_iters or ())
@@ -323,6 +333,10 @@ TOY = Preset(
     max_size=352,
     test_scale=288,
     rfs_threshold=0.1,  # 1e-3 x LVIS's ~100k images = 100 images; toy-LVIS has 1000
+    # reproduces no mmdetection row and trains by iterations, so the epoch length sets nothing;
+    # stochastic keeps each image at r(i) in expectation, where ceil would double the 230 of
+    # toy-LVIS's 1000 train images with 1 < r(i) < 1.5 (README "Presets": rfs_rounding)
+    rfs_rounding="stochastic",
     samples_per_gpu=4,
     num_gpus=1,
     lr=0.02,
@@ -571,11 +585,15 @@ def _fetch_state_dict(spec: str | os.PathLike, name: str) -> dict[str, torch.Ten
             key = spec_str.removeprefix("open-mmlab://")
             if key not in OPENMMLAB_WEIGHTS:
                 raise ValueError(f"unknown {spec_str}; known: {', '.join(OPENMMLAB_WEIGHTS)}")
-            return torch.hub.load_state_dict_from_url(
-                OPENMMLAB_WEIGHTS[key], map_location="cpu", progress=True, weights_only=True
-            )
+            url = OPENMMLAB_WEIGHTS[key]
+            with _unsafe_named(_hub_file(url)):
+                return torch.hub.load_state_dict_from_url(
+                    url, map_location="cpu", progress=True, weights_only=True
+                )
         if "_Weights." in spec_str and not Path(spec_str).exists():
-            return get_weight(spec_str).get_state_dict(progress=True)
+            weights = get_weight(spec_str)  # torch.hub's weights_only default is False
+            with _unsafe_named(_hub_file(weights.url)):
+                return weights.get_state_dict(progress=True, weights_only=True)
     except OSError as error:  # URLError is an OSError
         raise RuntimeError(
             f"could not download backbone weights {spec_str!r}: {error}; {offline_hint}"
@@ -586,7 +604,28 @@ def _fetch_state_dict(spec: str | os.PathLike, name: str) -> dict[str, torch.Ten
             f"backbone weights file not found: {path} (pretrained may be None, 'imagenet', "
             "'open-mmlab://NAME', a torchvision weights name or a state_dict path)"
         )
-    return torch.load(path, map_location="cpu", weights_only=True)
+    with _unsafe_named(path):
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _hub_file(url: str) -> Path:
+    """Where ``torch.hub.load_state_dict_from_url`` caches ``url``."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(url).path).name
+
+
+@contextlib.contextmanager
+def _unsafe_named(path: Path):
+    """Turn ``torch.load(..., weights_only=True)``'s refusal of a file into a ``ValueError``
+    naming ``path`` (torch's own message advises ``weights_only=False``, which would run
+    whatever the file's pickle asks)."""
+    try:
+        yield
+    except pickle.UnpicklingError as error:
+        raise ValueError(
+            f"{path}: not a plain weights file: it holds objects that loading with "
+            f"weights_only=True refuses ({str(error).splitlines()[0][:200]}); it was not loaded. "
+            "Delete it if you did not put it there"
+        ) from None
 
 
 def load_backbone_weights(

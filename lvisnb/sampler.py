@@ -1,8 +1,8 @@
 """Repeat-factor sampling (RFS) for LVIS training, and the uniform baseline.
 
 RFS is the image-level re-sampling of the LVIS paper (Gupta, Dollar & Girshick, "LVIS: A Dataset
-for Large Vocabulary Instance Segmentation", CVPR 2019, section 5), implemented as in detectron2's
-``RepeatFactorTrainingSampler``. With ``N`` training images and a threshold ``t >= 0``:
+for Large Vocabulary Instance Segmentation", CVPR 2019, section 5). With ``N`` training images and
+a threshold ``t >= 0``:
 
 * ``f(c) = |{images containing c}| / N``, the fraction of training images in which category
   ``c`` is annotated (each image counted once, however many instances it has);
@@ -11,14 +11,30 @@ for Large Vocabulary Instance Segmentation", CVPR 2019, section 5), implemented 
 * ``r(i) = max_{c in i} r(c)``, the image-level repeat factor (``1`` for an image with no
   categories), so an image is repeated as much as its rarest category asks.
 
-``r(i)`` is fractional. Each epoch an image appears ``floor(r(i)) + B_i`` times, with
-``B_i ~ Bernoulli(r(i) - floor(r(i)))`` (stochastic rounding), so its expected count per epoch is
-exactly ``r(i)`` and the expected epoch length is ``sum_i r(i)``. ``t = 0`` gives every image the
-factor ``1``: a plain (shuffled) epoch over the dataset. The LVIS paper uses ``t = 0.001``.
+``r(i)`` is fractional; the two detection codebases turn it into a whole number of copies per
+epoch differently (``rounding``, :data:`ROUNDINGS`):
+
+* ``"ceil"``: mmdetection's ``ClassBalancedDataset`` (``mmdet/datasets/dataset_wrappers.py``,
+  ``repeat_indices.extend([dataset_idx] * math.ceil(repeat_factor))``): image ``i`` appears
+  exactly ``ceil(r(i))`` times in every epoch, an epoch is ``sum_i ceil(r(i))`` long, and only
+  the order changes between epochs. ``r(i)`` is computed with the same float operations as
+  mmdetection (``sqrt(t / (count / N))``), so the counts agree with it exactly;
+* ``"stochastic"``: detectron2's ``RepeatFactorTrainingSampler``
+  (``detectron2/data/samplers/distributed_sampler.py``): image ``i`` appears ``floor(r(i)) + B_i``
+  times, ``B_i ~ Bernoulli(r(i) - floor(r(i)))`` drawn afresh each epoch, so its expected count
+  is exactly ``r(i)`` and the expected epoch length is ``sum_i r(i)``.
+
+``ceil`` over-weights images whose factor is just above an integer (``r = 1.01`` gives 2 copies)
+and makes epochs longer: on LVIS v1 train at ``t = 1e-3`` about 10% longer than
+``sum_i r(i)`` (toy-LVIS at ``t = 0.1``: 20%), so an epoch-based schedule trains that many
+more iterations. ``t = 0`` gives every image the factor ``1``: a plain (shuffled) epoch over the
+dataset under either rounding. The LVIS paper uses ``t = 0.001``.
 
 Randomness is a ``torch.Generator`` seeded with :func:`epoch_seed` ``(seed, epoch)``, so an epoch
-is a pure function of ``(factors, seed, epoch, shuffle)``: every distributed rank builds the same
-epoch list and keeps its own strided shard of it (see :class:`EpochShardedSampler`).
+is a pure function of ``(factors, rounding, seed, epoch, shuffle)``: every distributed rank builds
+the same epoch list and keeps its own strided shard of it (see :class:`EpochShardedSampler`).
+Neither codebase's order is reproduced (mmdetection's ``GroupSampler`` also groups by aspect
+ratio); the order is a uniform permutation of the epoch list.
 """
 
 from __future__ import annotations
@@ -35,19 +51,24 @@ from torch.utils.data import Sampler
 
 __all__ = [
     "SAMPLER_KINDS",
+    "ROUNDINGS",
     "EpochShardedSampler",
     "RepeatFactorSampler",
     "UniformSampler",
     "build_sampler",
     "category_frequencies",
+    "ceil_round_indices",
+    "check_rounding",
     "epoch_seed",
     "repeat_factors",
+    "epoch_repeat_indices",
     "resolve_category_sets",
     "shard_indices",
     "stochastic_round_indices",
 ]
 
 SAMPLER_KINDS = ("rfs", "uniform")
+ROUNDINGS = ("ceil", "stochastic")  # mmdetection's ClassBalancedDataset, detectron2's sampler
 _SEED_STRIDE = 1_000_003  # a prime > any realistic epoch count
 _SEED_MODULUS = 2**63
 
@@ -87,6 +108,13 @@ def _check_threshold(threshold: float) -> float:
     if not math.isfinite(threshold) or threshold < 0:
         raise ValueError(f"threshold must be a finite number >= 0, got {threshold}")
     return threshold
+
+
+def check_rounding(rounding: str, name: str = "rounding") -> str:
+    """``rounding`` if it is one of :data:`ROUNDINGS`, else a ``ValueError`` naming ``name``."""
+    if rounding not in ROUNDINGS:
+        raise ValueError(f"{name} {rounding!r} is not one of {ROUNDINGS}")
+    return rounding
 
 
 def category_frequencies(category_sets: Sequence[Collection[Hashable]]) -> dict[Hashable, float]:
@@ -138,10 +166,43 @@ def stochastic_round_indices(
     floor = torch.floor(image_factors)
     extra = torch.rand(image_factors.shape, generator=generator, dtype=torch.float64)
     reps = floor.to(torch.int64) + (extra < image_factors - floor).to(torch.int64)
-    indices = torch.repeat_interleave(torch.arange(len(image_factors)), reps)
+    return _repeat_and_shuffle(reps, generator, shuffle)
+
+
+def ceil_round_indices(
+    image_factors: torch.Tensor, generator: torch.Generator, shuffle: bool = True
+) -> torch.Tensor:
+    """One epoch's dataset indices (int64 tensor): index ``i`` repeated exactly ``ceil(r_i)``
+    times, as mmdetection's ``ClassBalancedDataset``; then permuted with ``generator`` when
+    ``shuffle``, else in ascending index order (the only random draw is the permutation).
+
+    ``image_factors`` is a float64 tensor of factors ``>= 1``; the epoch has
+    ``sum_i ceil(r_i)`` indices whatever the seed.
+    """
+    reps = torch.ceil(image_factors).to(torch.int64)
+    return _repeat_and_shuffle(reps, generator, shuffle)
+
+
+def _repeat_and_shuffle(
+    reps: torch.Tensor, generator: torch.Generator, shuffle: bool
+) -> torch.Tensor:
+    """``arange(len(reps))`` with index ``i`` repeated ``reps[i]`` times, optionally permuted."""
+    indices = torch.repeat_interleave(torch.arange(len(reps)), reps)
     if shuffle:
         indices = indices[torch.randperm(len(indices), generator=generator)]
     return indices
+
+
+def epoch_repeat_indices(
+    image_factors: torch.Tensor,
+    generator: torch.Generator,
+    rounding: str = "stochastic",
+    shuffle: bool = True,
+) -> torch.Tensor:
+    """One epoch's indices under ``rounding`` (``"ceil"`` or ``"stochastic"``; see the module)."""
+    if check_rounding(rounding) == "ceil":
+        return ceil_round_indices(image_factors, generator, shuffle)
+    return stochastic_round_indices(image_factors, generator, shuffle)
 
 
 def shard_indices(indices: torch.Tensor, num_replicas: int, rank: int) -> torch.Tensor:
@@ -176,11 +237,13 @@ def _distributed_defaults(num_replicas: int | None, rank: int | None) -> tuple[i
 class EpochShardedSampler(Sampler[int]):
     """Base sampler: per-image repeat factors -> a seeded epoch list -> this rank's shard.
 
-    ``image_factors`` are floats ``>= 1`` (one per dataset index). ``num_replicas`` / ``rank``
-    default to ``torch.distributed``'s world size / rank when it is initialised, else ``1`` / ``0``.
-    Call :meth:`set_epoch` before each epoch (as with ``DistributedSampler``); ``len(self)`` is the
-    number of indices this rank yields in the current epoch (computed once per epoch and cached,
-    so ``len`` and ``iter`` agree).
+    ``image_factors`` are floats ``>= 1`` (one per dataset index); ``rounding`` (``"ceil"`` or
+    ``"stochastic"``, see the module docstring) turns them into copies per epoch.
+    ``num_replicas`` / ``rank`` default to ``torch.distributed``'s world size / rank when it is
+    initialised, else ``1`` / ``0``. Call :meth:`set_epoch` before each epoch (as with
+    ``DistributedSampler``); ``len(self)`` is the number of indices this rank yields in the
+    current epoch (computed once per epoch and cached, so ``len`` and ``iter`` agree). Both
+    roundings shard the same way: ``ceil(epoch length / num_replicas)`` indices per rank.
     """
 
     def __init__(
@@ -190,8 +253,10 @@ class EpochShardedSampler(Sampler[int]):
         shuffle: bool = True,
         num_replicas: int | None = None,
         rank: int | None = None,
+        rounding: str = "stochastic",
     ) -> None:
         super().__init__()
+        self.rounding = check_rounding(rounding)
         factors = np.asarray(image_factors, dtype=np.float64)
         if factors.ndim != 1 or factors.size == 0:
             raise ValueError("empty dataset: no images (category sets) to sample from")
@@ -217,9 +282,21 @@ class EpochShardedSampler(Sampler[int]):
         return len(self._image_factors)
 
     @property
+    def expected_counts(self) -> np.ndarray:
+        """Expected copies of each index per epoch, float64 ``(num_images,)``.
+
+        ``ceil(r(i))`` (exact, every epoch) under ``"ceil"``, ``r(i)`` under ``"stochastic"``.
+        """
+        if self.rounding == "ceil":
+            return np.ceil(self._image_factors)
+        return self._image_factors.copy()
+
+    @property
     def expected_epoch_length(self) -> float:
-        """Expected indices per rank per epoch: ``sum_i r(i) / num_replicas`` (before padding)."""
-        return float(self._image_factors.sum()) / self.num_replicas
+        """Expected indices per rank per epoch, before padding: ``sum_i ceil(r(i)) /
+        num_replicas`` under ``"ceil"`` (exact), ``sum_i r(i) / num_replicas`` under
+        ``"stochastic"``. Epoch-based schedules convert to iterations with it."""
+        return float(self.expected_counts.sum()) / self.num_replicas
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose indices ``iter``/``len`` use (seeds :func:`epoch_seed`)."""
@@ -232,7 +309,7 @@ class EpochShardedSampler(Sampler[int]):
         """
         epoch = self.epoch if epoch is None else int(epoch)
         generator = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
-        return stochastic_round_indices(self._factors_tensor, generator, self.shuffle)
+        return epoch_repeat_indices(self._factors_tensor, generator, self.rounding, self.shuffle)
 
     def _rank_indices(self) -> torch.Tensor:
         if self._cache is None or self._cache[0] != self.epoch:
@@ -248,12 +325,15 @@ class EpochShardedSampler(Sampler[int]):
 
 
 class RepeatFactorSampler(EpochShardedSampler):
-    """LVIS repeat-factor sampler (detectron2's ``RepeatFactorTrainingSampler``).
+    """LVIS repeat-factor sampler, rounding as mmdetection or as detectron2.
 
     ``dataset_or_category_sets``: a sequence of per-image LVIS category-id collections (one per
     dataset index) or an object with ``category_sets()`` returning one. ``threshold`` is ``t``,
-    a fraction of images (``>= 0``; ``0`` disables repetition). Exposes
-    ``category_repeat_factors`` (dict id -> ``r(c)``), ``image_repeat_factors`` and
+    a fraction of images (``>= 0``; ``0`` disables repetition). ``rounding="ceil"``: each image
+    exactly ``ceil(r(i))`` times per epoch (mmdetection's ``ClassBalancedDataset``);
+    ``"stochastic"`` (the default, kept for existing callers): ``r(i)`` times in expectation
+    (detectron2's ``RepeatFactorTrainingSampler``). Exposes ``category_repeat_factors`` (dict
+    id -> ``r(c)``), ``image_repeat_factors``, ``expected_counts`` and
     ``expected_epoch_length``; see the module docstring for the math.
     """
 
@@ -265,11 +345,13 @@ class RepeatFactorSampler(EpochShardedSampler):
         shuffle: bool = True,
         num_replicas: int | None = None,
         rank: int | None = None,
+        rounding: str = "stochastic",
     ) -> None:
         threshold = _check_threshold(threshold)
+        check_rounding(rounding)
         category_sets = resolve_category_sets(dataset_or_category_sets)
         category_factors, image_factors = repeat_factors(category_sets, threshold)
-        super().__init__(image_factors, seed, shuffle, num_replicas, rank)
+        super().__init__(image_factors, seed, shuffle, num_replicas, rank, rounding)
         self.threshold = threshold
         self.category_repeat_factors: dict[Hashable, float] = category_factors
 
@@ -277,9 +359,11 @@ class RepeatFactorSampler(EpochShardedSampler):
 class UniformSampler(EpochShardedSampler):
     """The no-RFS baseline: each image once per epoch, seeded shuffling and sharding as RFS.
 
-    Same arguments as :class:`RepeatFactorSampler` less ``threshold``; only the number of images
-    is used. For equal ``seed``/``epoch`` it yields exactly what ``RepeatFactorSampler`` with
-    ``threshold=0`` yields.
+    Same arguments as :class:`RepeatFactorSampler` less ``threshold`` and ``rounding``; only the
+    number of images is used. For equal ``seed``/``epoch`` it yields exactly what
+    ``RepeatFactorSampler`` with ``threshold=0`` and ``rounding="stochastic"`` yields (with
+    ``"ceil"`` also a permutation of the images, but another one: no Bernoulli draws precede
+    it).
     """
 
     def __init__(
@@ -301,15 +385,19 @@ def build_sampler(
     seed: int = 0,
     num_replicas: int | None = None,
     rank: int | None = None,
+    rounding: str = "stochastic",
 ) -> EpochShardedSampler:
-    """A shuffling training sampler by name: ``"rfs"`` or ``"uniform"`` (``threshold`` ignored).
+    """A shuffling training sampler by name: ``"rfs"`` or ``"uniform"`` (``threshold`` and
+    ``rounding`` ignored).
 
     ``category_sets`` is anything :class:`RepeatFactorSampler` accepts. Raises ``ValueError``
-    naming ``kind`` when it is not one of :data:`SAMPLER_KINDS`.
+    naming ``kind`` when it is not one of :data:`SAMPLER_KINDS`, and ``rounding`` when it is
+    not one of :data:`ROUNDINGS` (for either kind).
     """
+    check_rounding(rounding)
     if kind == "rfs":
         return RepeatFactorSampler(
-            category_sets, threshold, seed, num_replicas=num_replicas, rank=rank
+            category_sets, threshold, seed, num_replicas=num_replicas, rank=rank, rounding=rounding
         )
     if kind == "uniform":
         return UniformSampler(category_sets, seed, num_replicas=num_replicas, rank=rank)

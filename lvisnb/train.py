@@ -6,16 +6,22 @@ lvisnb.train --preset ... --run-dir ...`` (NCCL on GPUs, gloo on the CPU).
 Schedule (mmdetection's ``lr_config``, :meth:`lvisnb.model.Preset.lr_factor`): for iteration
 ``i`` (0-based) the learning rate is ``lr * w(i) * gamma ** (number of steps <= i)`` with linear
 warm-up ``w(i) = 1 - (1 - i / warmup_iters) * (1 - warmup_ratio)`` for ``i < warmup_iters``,
-else 1. An epoch is one pass of the sampler: with RFS, the repeat-factor expanded training set
-(mmdetection's ``ClassBalancedDataset``), so epochs convert to iterations with its length.
+else 1. An epoch is one pass of the sampler: with RFS, the repeat-factor expanded training set,
+so epochs convert to iterations with its (expected) length
+(:attr:`lvisnb.sampler.EpochShardedSampler.expected_epoch_length`): ``sum_i ceil(r(i))`` images
+with the preset's ``rfs_rounding="ceil"`` (the mmdetection rows: ``len(ClassBalancedDataset)``),
+``sum_i r(i)`` on average with ``"stochastic"`` (detectron2's ``RepeatFactorTrainingSampler``).
 
 Each run directory gets ``train_log.jsonl`` (one JSON line per iteration: iteration, epoch, lr,
-every loss, seconds), ``config.json`` and ``checkpoints/last.pt`` (every ``checkpoint_every``
+every loss, seconds; under torchrun each loss is the mean over the ranks, see
+:func:`reduce_losses`), ``config.json`` and ``checkpoints/last.pt`` (every ``checkpoint_every``
 iterations and at the end; written to a temporary file, then renamed, so a crash never leaves
 a half-written checkpoint) and ``checkpoints/final.pt`` at the end. A checkpoint holds model,
 optimizer, scheduler, AMP scaler, iteration, sampler epoch, position in the epoch, RNG states
 and the config, and loads with ``torch.load(..., weights_only=True)``. ``resume=True`` continues
 from ``last.pt``; on the CPU with a fixed seed the losses equal those of an uninterrupted run.
+A non-finite loss raises ``FloatingPointError``; the check reads the rank-averaged loss, so one
+rank's NaN stops every rank at the same iteration (none is left waiting in a collective).
 """
 
 from __future__ import annotations
@@ -39,8 +45,8 @@ from tqdm.auto import tqdm
 
 from lvisnb import toy
 from lvisnb.dataset import LVISDetection, collate
-from lvisnb.model import build_model, get_preset
-from lvisnb.sampler import build_sampler
+from lvisnb.model import Preset, build_model, get_preset
+from lvisnb.sampler import ROUNDINGS, EpochShardedSampler, build_sampler
 from lvisnb.transforms import train_transforms
 
 CHECKPOINT_DIR = "checkpoints"
@@ -65,6 +71,7 @@ class TrainConfig:
     warmup_iters: int | None = None  # linear warm-up length
     sampler: str = "rfs"  # "rfs" (repeat-factor) or "uniform"
     rfs_threshold: float | None = None  # None -> preset's (1e-3 for the seed rows)
+    rfs_rounding: str | None = None  # "ceil" | "stochastic"; None -> preset's (seed rows: ceil)
     grad_clip: float | None = None  # max L2 norm of all gradients; None -> preset's
     amp: str = "auto"  # "auto" (bf16/fp16 on CUDA, off on CPU), "bf16", "fp16", "off"
     num_workers: int = 0  # DataLoader workers per process
@@ -72,13 +79,15 @@ class TrainConfig:
     seed: int = 0  # seeds weights, sampler, augmentation
     resume: bool = False  # continue from run_dir/checkpoints/last.pt
     progress: bool = True  # tqdm progress bar
-    record_samples: bool = False  # write run_dir/samples_rank{R}.jsonl (dataset indices seen)
+    record_samples: bool = False  # write run_dir/samples_rank{R}.jsonl (images, own losses)
     overrides: dict = field(default_factory=dict)  # extra preset fields, e.g. {"train_scales": ...}
 
     def __post_init__(self) -> None:
         problems = []
         if self.sampler not in ("rfs", "uniform"):
             problems.append(f"sampler {self.sampler!r} is not 'rfs' or 'uniform'")
+        if self.rfs_rounding not in (None, *ROUNDINGS):
+            problems.append(f"rfs_rounding {self.rfs_rounding!r} is not one of {ROUNDINGS}")
         if self.amp not in ("auto", "bf16", "fp16", "off"):
             problems.append(f"amp {self.amp!r} is not one of auto, bf16, fp16, off")
         for name in ("batch_size", "checkpoint_every", "max_iters"):
@@ -98,7 +107,7 @@ class TrainResult:
     run_dir: Path
     checkpoint: Path
     iterations: int
-    losses: list[float]  # total loss per iteration run in this call
+    losses: list[float]  # total loss per iteration run in this call (mean over the ranks)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -195,6 +204,78 @@ def _distributed() -> tuple[int, int, int]:
     return 1, 0, 0
 
 
+def build_train_sampler(
+    cfg: TrainConfig, preset: Preset, dataset: object, world: int, rank: int
+) -> EpochShardedSampler:
+    """``cfg.sampler`` over ``dataset`` with ``preset``'s RFS threshold and rounding.
+
+    ``dataset`` is anything :func:`lvisnb.sampler.build_sampler` takes (an object with
+    ``category_sets()``, one entry per dataset index). ``preset.rfs_threshold=None`` (RFS off)
+    gives the uniform sampler whatever ``cfg.sampler`` says. Each of the ``world`` ranks keeps
+    its own shard ``rank`` of the same seeded epoch.
+    """
+    kind = "uniform" if preset.rfs_threshold is None else cfg.sampler
+    threshold = 0.0 if preset.rfs_threshold is None else preset.rfs_threshold
+    return build_sampler(kind, dataset, threshold, cfg.seed, world, rank, preset.rfs_rounding)
+
+
+def resolve_schedule(
+    preset: Preset,
+    sampler: EpochShardedSampler,
+    total_batch: int,
+    max_iters: int | None = None,
+    lr_steps: tuple[int, ...] | None = None,
+) -> tuple[int, tuple[int, ...], int]:
+    """``(max_iters, lr_steps, epoch_images)`` of a run: iterations, iterations, images.
+
+    ``epoch_images`` is one epoch over all ranks, ``round(sampler.expected_epoch_length *
+    num_replicas)``: ``sum_i ceil(r(i))`` exactly with ``rounding="ceil"`` (mmdetection's
+    ``len(ClassBalancedDataset)``), ``round(sum_i r(i))`` with ``"stochastic"``.
+    :meth:`Preset.schedule_iters` converts the preset's epochs with it at ``total_batch`` images
+    per iteration (an iteration-based preset keeps its own). ``max_iters`` shortens or lengthens
+    the run with the steps at the same fractions; ``lr_steps`` replaces the steps.
+    """
+    epoch_images = max(1, round(sampler.expected_epoch_length * sampler.num_replicas))
+    iters, steps = preset.schedule_iters(epoch_images, total_batch)
+    if max_iters is not None:
+        steps = tuple(round(s * max_iters / iters) for s in steps)
+        iters = max_iters
+    if lr_steps is not None:
+        steps = tuple(lr_steps)
+    return iters, steps, epoch_images
+
+
+def reduce_losses(
+    losses: dict[str, torch.Tensor], world: int
+) -> tuple[dict[str, float], dict[str, float]]:
+    """``(mean over the ranks, this rank's own value)`` of each scalar loss, as floats.
+
+    As ``reduce_dict`` in torchvision's ``references/detection/utils.py``: the detached losses,
+    in sorted-name order (the same on every rank), are stacked into one float32 tensor of shape
+    ``(len(losses),)`` on the losses' device, summed over the ranks by a single
+    ``dist.all_reduce`` and divided by ``world``. Every rank gets the same means, so a check on
+    them decides the same everywhere. ``world == 1`` makes no collective call.
+    """
+    names = sorted(losses)
+    own = torch.stack([losses[name].detach().float() for name in names])
+    mean = own.clone()
+    if world > 1:
+        dist.all_reduce(mean)  # sum over the ranks, in place
+        mean /= world
+    means, owns = torch.stack([mean, own]).tolist()  # one device -> host copy
+    return dict(zip(names, means, strict=True)), dict(zip(names, owns, strict=True))
+
+
+def _non_finite(
+    iteration: int, mean: dict, own: dict, rank: int, world: int, last: Path
+) -> FloatingPointError:
+    """The error every rank raises when the rank-averaged loss of ``iteration`` is not finite."""
+    ranks = "" if world == 1 else f" (mean over {world} ranks; rank {rank}'s own: {own})"
+    return FloatingPointError(
+        f"non-finite loss at iteration {iteration}: {mean}{ranks}; training stopped, "
+        f"the last good checkpoint is {last}"
+    )
+
 
 # ----------------------------------------------------------------------------- the loop
 
@@ -210,7 +291,7 @@ def train(cfg: TrainConfig, callback: Callable[[dict], None] | None = None) -> T
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
     # TrainConfig's own preset fields, then ``overrides``: one Preset holds what is trained
-    named = ("rfs_threshold", "grad_clip", "warmup_iters")
+    named = ("rfs_threshold", "rfs_rounding", "grad_clip", "warmup_iters")
     given = {k: getattr(cfg, k) for k in named if getattr(cfg, k) is not None}
     preset = get_preset(cfg.preset, **{**given, **cfg.overrides})
     run_dir = Path(cfg.run_dir)
@@ -227,7 +308,7 @@ def train(cfg: TrainConfig, callback: Callable[[dict], None] | None = None) -> T
         transforms=train_transforms(preset.train_scales, preset.max_size, preset.flip_prob),
         skip_empty=True,
     )
-    sampler = build_sampler(cfg.sampler, dataset, preset.rfs_threshold, cfg.seed, world, rank)
+    sampler = build_train_sampler(cfg, preset, dataset, world, rank)
     if len(sampler) < cfg.batch_size:
         raise ValueError(
             f"{ann}: an epoch has {len(sampler)} images per process, fewer than batch_size "
@@ -241,12 +322,9 @@ def train(cfg: TrainConfig, callback: Callable[[dict], None] | None = None) -> T
     torch.manual_seed(cfg.seed + rank)
     total_batch = cfg.batch_size * world
     lr = cfg.lr if cfg.lr is not None else preset.scaled_lr(total_batch)
-    epoch_images = max(1, round(sampler.expected_epoch_length * world))
-    max_iters, steps = preset.schedule_iters(epoch_images, total_batch)
-    if cfg.max_iters is not None:  # a shorter run keeps the steps at the same fractions
-        steps = tuple(round(s * cfg.max_iters / max_iters) for s in steps)
-        max_iters = cfg.max_iters
-    steps = tuple(cfg.lr_steps) if cfg.lr_steps is not None else steps
+    max_iters, steps, epoch_images = resolve_schedule(
+        preset, sampler, total_batch, cfg.max_iters, cfg.lr_steps
+    )
 
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(
@@ -277,7 +355,10 @@ def train(cfg: TrainConfig, callback: Callable[[dict], None] | None = None) -> T
             "world_size": world,
             "device": str(device),
             "amp": str(amp_dtype),
+            "sampler": "uniform" if preset.rfs_threshold is None else cfg.sampler,
             "rfs_threshold": preset.rfs_threshold,
+            "rfs_rounding": preset.rfs_rounding,
+            "epoch_images": epoch_images,
             "category_ids": list(dataset.mapping.category_ids),
         },
     }
@@ -349,13 +430,10 @@ def train(cfg: TrainConfig, callback: Callable[[dict], None] | None = None) -> T
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                     loss_dict = model(images, targets)
                 total = sum(loss_dict.values())
-                loss_value = total.item()
+                mean, own = reduce_losses({"loss": total, **loss_dict}, world)
+                loss_value = mean["loss"]  # every rank holds the same value
                 if not math.isfinite(loss_value):
-                    values = {k: v.item() for k, v in loss_dict.items()}
-                    raise FloatingPointError(
-                        f"non-finite loss at iteration {iteration}: {values}; training stopped, "
-                        f"the last good checkpoint is {ckpt_dir / LAST}"
-                    )
+                    raise _non_finite(iteration, mean, own, rank, world, ckpt_dir / LAST)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(total).backward()
                 if preset.grad_clip:
@@ -370,14 +448,15 @@ def train(cfg: TrainConfig, callback: Callable[[dict], None] | None = None) -> T
                 losses_seen.append(loss_value)
                 if samples_log is not None:
                     ids = [int(t["image_id"]) for t in targets]
-                    samples_log.write(json.dumps({"iter": iteration, "image_ids": ids}) + "\n")
+                    line = {"iter": iteration, "image_ids": ids, "losses": own}
+                    samples_log.write(json.dumps(line) + "\n")
                 if log is not None:
                     record = {
                         "iter": iteration,
                         "epoch": epoch,
                         "lr": current_lr,
                         "loss": loss_value,
-                        **{k: v.item() for k, v in loss_dict.items()},
+                        **{k: mean[k] for k in loss_dict},
                         "time": time.perf_counter() - tic,
                         "data_time": data_time,
                     }

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -135,7 +136,8 @@ def test_labels_of_crowded_boxes_do_not_overlap_when_there_is_room():
 
 def test_federated_view_draws_each_verdict_in_its_style(scene):
     image_id = next(
-        i for i in scene.image_ids
+        i
+        for i in scene.image_ids
         if len(set(scene.verdict(i, 0.3).prediction_status)) >= 3
         and len(scene.predictions(i, 0.3)) + len(scene.ground_truth(i)) <= 40
     )  # every label fits under max_labels
@@ -173,3 +175,23 @@ def test_images_with_a_category_are_those_annotating_or_predicting_it(scene):
             if scene.ground_truth(i, category_id) or scene.predictions(i, score_thr, category_id)
         )  # fmt: skip
         assert scene.images_with(category_id, score_thr) == expected
+
+
+def test_rarest_categories_rank_by_training_data_not_a_val_files_image_count(tmp_path):
+    """Real v0.5 val subset: LVIS v1 train counts (embedded), not the file's own
+    ``image_count`` (which counts these 100 images)."""
+    from lvisnb.categories import embedded_train_image_counts
+
+    real = Path(__file__).parent / "data" / "lvis_v0.5_val_100.json"
+    scene = load_scene(real, image_root=tmp_path)
+    counts, _ = embedded_train_image_counts(scene.dataset["categories"])
+    train = dict(zip((c["id"] for c in scene.dataset["categories"]), counts.tolist(), strict=True))
+    present = {a["category_id"] for anns in scene.instances.values() for a in anns}
+    chosen = gallery.rarest_categories(scene, 3)
+    assert [train[c] for c in chosen] == sorted(train[c] for c in present)[:3]
+
+
+def test_rarest_categories_of_a_toy_file_take_the_rarest_group_first(scene):
+    chosen = gallery.rarest_categories(scene, 5)
+    groups = ["rcf".index(scene.frequency[c]) for c in chosen]
+    assert groups == sorted(groups) and groups[0] == 0

@@ -657,3 +657,47 @@ def test_iteration_steps_must_lie_within_the_run():
     with pytest.raises(ValueError, match="lr_steps_iters"):
         get_preset("toy", max_iters=100, lr_steps_iters=(80, 60))
     assert get_preset("toy", max_iters=100, lr_steps_iters=(60, 90)).max_iters == 100
+
+
+class _Payload:
+    """Unpickling this runs ``os.makedirs(marker)``: a stand-in for a malicious pickle."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+
+        return (os.makedirs, (self.marker,))
+
+
+def _plant(path: Path, marker: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"conv1.weight": _Payload(marker)}, path)
+
+
+def test_planted_hub_files_and_weights_files_are_never_unpickled(tmp_path, monkeypatch):
+    """Every path that loads weights (torchvision's weights API, open-mmlab URLs, a local
+    file) uses ``weights_only=True``: a pickle planted in the torch hub cache does not run."""
+    monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "hub"))
+    marker = tmp_path / "payload-ran"
+    resnet18 = build_resnet("resnet18")
+    url = torchvision.models.get_weight(M.TORCHVISION_WEIGHTS["resnet18"]).url
+    planted = tmp_path / "hub" / "checkpoints" / Path(url).name
+    _plant(planted, marker)
+    for spec in ("imagenet", M.TORCHVISION_WEIGHTS["resnet18"]):
+        with pytest.raises(ValueError, match=re.escape(str(planted)) + ".*not a plain weights"):
+            load_backbone_weights(resnet18, spec)
+    with torch.device("meta"):
+        x101 = build_resnet("resnext101_32x4d")
+    mmlab = tmp_path / "hub" / "checkpoints" / Path(M.OPENMMLAB_WEIGHTS["resnext101_32x4d"]).name
+    _plant(mmlab, marker)
+    with pytest.raises(ValueError, match="not a plain weights"):
+        load_backbone_weights(x101, "open-mmlab://resnext101_32x4d")
+    local = tmp_path / "weights.pth"
+    _plant(local, marker)
+    with pytest.raises(ValueError, match=re.escape(str(local))):
+        load_backbone_weights(resnet18, local)
+    assert not marker.exists()
+    torch.load(local, weights_only=False)  # the payload is real: without weights_only it runs
+    assert marker.exists()

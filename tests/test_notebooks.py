@@ -153,12 +153,15 @@ def check_04(run_dir: Path, toy_train: Path) -> None:
     above = sum(len(scene.predictions(i, 0.4)) for i in scene.image_ids)
     assert sum(verdicts["total"][s] for s in federated.PREDICTION_STATUSES) == above
     assert verdicts["total"][federated.IGNORED_UNVERIFIED] > 0
-    # the gallery shows the rarest category that was predicted
-    counts = {c["id"]: c["image_count"] for c in scene.dataset["categories"]}
+    # the gallery shows the rarest category that was predicted: rarest group, then fewest images
     predicted = {r["category_id"] for recs in scene.results.values() for r in recs}
     annotated = {a["category_id"] for anns in scene.instances.values() for a in anns}
-    rarest = min(counts[c] for c in predicted & annotated)
-    assert counts[summary["gallery_category"]] == rarest
+    group = {c: "rcf".index(scene.frequency[c]) for c in predicted & annotated}
+    chosen = summary["gallery_category"]
+    assert group[chosen] == min(group.values())
+    images = {c: sum(c in {a["category_id"] for a in anns} for anns in scene.instances.values())
+              for c in group if group[c] == group[chosen]}  # fmt: skip
+    assert images[chosen] == min(images.values())
 
 
 CASES = {

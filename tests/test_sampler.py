@@ -220,3 +220,149 @@ def test_bad_replicas_rank_and_input_type():
         S.RepeatFactorSampler(SMALL, num_replicas=2, rank=2)
     with pytest.raises(TypeError, match="category_sets"):
         S.RepeatFactorSampler(object())
+
+
+# ----------------------------------------------------------------------------- rounding
+
+# 8 images, hand-countable with threshold t = 0.9 (f = fraction of the 8 images):
+#   category 4 in 8/8 -> sqrt(0.9 / 1.0)   = 0.949 -> r = 1
+#   category 1 in 6/8 -> sqrt(0.9 / 0.75)  = sqrt(1.2) = 1.0954
+#   category 2 in 2/8 -> sqrt(0.9 / 0.25)  = sqrt(3.6) = 1.8974
+#   category 3 in 1/8 -> sqrt(0.9 / 0.125) = sqrt(7.2) = 2.6833
+# r(i) = max over the image's categories; ceil(r(i)) = 3, 2, 2, 2, 2, 2, 1, 1 (sum 15), while
+# sum r(i) = 2.6833 + 1.8974 + 4 x 1.0954 + 2 = 10.96: mmdetection's epoch is 37% longer here.
+HAND = [{1, 2, 3, 4}, {1, 2, 4}, {1, 4}, {1, 4}, {1, 4}, {1, 4}, {4}, {4}]
+HAND_T = 0.9
+HAND_R = [math.sqrt(7.2), math.sqrt(3.6)] + [math.sqrt(1.2)] * 4 + [1.0, 1.0]
+HAND_CEIL = [3, 2, 2, 2, 2, 2, 1, 1]
+
+
+def hand_sampler(**kw):
+    kw = {"threshold": HAND_T, "num_replicas": 1, "rank": 0, **kw}
+    return S.RepeatFactorSampler(HAND, **kw)
+
+
+def test_hand_computed_factors_of_the_rounding_case():
+    np.testing.assert_allclose(hand_sampler().image_repeat_factors, HAND_R)
+    assert np.ceil(HAND_R).tolist() == HAND_CEIL and sum(HAND_CEIL) == 15
+    assert sum(HAND_R) == pytest.approx(10.9624, abs=1e-4)
+
+
+@pytest.mark.parametrize("seed", [0, 7])
+def test_ceil_repeats_each_image_exactly_ceil_r_times_every_epoch(seed):
+    s = hand_sampler(rounding="ceil", seed=seed)
+    assert s.rounding == "ceil"
+    assert s.expected_counts.tolist() == HAND_CEIL
+    assert s.expected_epoch_length == 15
+    orders = set()
+    for epoch in range(20):
+        s.set_epoch(epoch)
+        out = list(s)
+        assert len(s) == len(out) == 15  # sum_i ceil(r(i)), not sum_i r(i) = 10.96
+        assert np.bincount(out, minlength=8).tolist() == HAND_CEIL
+        orders.add(tuple(out))
+    assert len(orders) == 20  # the order is reshuffled every epoch, the counts never change
+
+
+def test_ceil_is_deterministic_per_seed_and_epoch_and_unshuffled_in_order():
+    def run(seed, epoch):
+        s = hand_sampler(rounding="ceil", seed=seed)
+        s.set_epoch(epoch)
+        return list(s)
+
+    assert run(0, 3) == run(0, 3)
+    assert run(0, 3) != run(0, 4) and run(0, 3) != run(1, 3)
+    ordered = list(hand_sampler(rounding="ceil", shuffle=False))
+    assert ordered == [0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 7]
+
+
+def test_ceil_keeps_exact_integer_factors():
+    # t = 0.5, category 2 in 1/8 of the images: sqrt(0.5 / 0.125) = sqrt(4.0) = 2.0 exactly
+    sets = [{1, 2}] + [{1}] * 7
+    for rounding in S.ROUNDINGS:
+        s = S.RepeatFactorSampler(sets, threshold=0.5, num_replicas=1, rank=0, rounding=rounding)
+        assert s.image_repeat_factors[0] == 2.0
+        assert np.bincount(list(s), minlength=8).tolist() == [2] + [1] * 7
+
+
+def test_stochastic_rounding_is_unchanged_and_the_default():
+    """detectron2's RepeatFactorTrainingSampler: floor(r) + (U < frac(r)), then randperm."""
+    s = S.RepeatFactorSampler(LONG, threshold=0.2, seed=3, num_replicas=1, rank=0)
+    explicit = S.RepeatFactorSampler(
+        LONG, threshold=0.2, seed=3, num_replicas=1, rank=0, rounding="stochastic"
+    )
+    assert s.rounding == "stochastic"
+    r = torch.from_numpy(s.image_repeat_factors.copy())
+    for epoch in (0, 1, 5):
+        s.set_epoch(epoch)
+        explicit.set_epoch(epoch)
+        g = torch.Generator().manual_seed(S.epoch_seed(3, epoch))
+        rands = torch.rand(len(r), generator=g, dtype=torch.float64)
+        reps = torch.floor(r).long() + (rands < r - torch.floor(r)).long()
+        ref = torch.repeat_interleave(torch.arange(len(r)), reps)
+        ref = ref[torch.randperm(len(ref), generator=g)]
+        assert list(s) == list(explicit) == ref.tolist()
+    assert s.expected_epoch_length == pytest.approx(r.sum().item())
+    np.testing.assert_array_equal(s.expected_counts, s.image_repeat_factors)
+
+
+def test_stochastic_mean_length_is_sum_r_and_ceil_is_sum_ceil_r():
+    stochastic = hand_sampler(rounding="stochastic", seed=2)
+    ceil = hand_sampler(rounding="ceil", seed=2)
+    lengths = []
+    for epoch in range(400):
+        stochastic.set_epoch(epoch)
+        ceil.set_epoch(epoch)
+        lengths.append(len(stochastic))
+        assert len(ceil) == 15
+    # sum r = 10.96; the length's sd is sqrt(sum p(1-p)) = 0.81, so the mean's is 0.04
+    assert np.mean(lengths) == pytest.approx(sum(HAND_R), abs=0.2)
+    assert set(lengths) <= set(range(8, 16)) and len(set(lengths)) > 2
+
+
+@pytest.mark.parametrize("rounding", S.ROUNDINGS)
+@pytest.mark.parametrize("num_replicas", [2, 4])
+def test_rank_shards_partition_the_epoch_for_both_roundings(rounding, num_replicas):
+    kw = {"rounding": rounding, "seed": 5}
+    shards = []
+    for rank in range(num_replicas):
+        s = hand_sampler(num_replicas=num_replicas, rank=rank, **kw)
+        s.set_epoch(3)
+        shards.append(list(s))
+        assert len(s) == len(shards[-1])
+    full_sampler = hand_sampler(**kw)
+    full = full_sampler.epoch_indices(3).tolist()
+    per_rank = math.ceil(len(full) / num_replicas)
+    assert [len(x) for x in shards] == [per_rank] * num_replicas
+    padded = [shards[k % num_replicas][k // num_replicas] for k in range(per_rank * num_replicas)]
+    assert padded[: len(full)] == full and padded[len(full) :] == full[: len(padded) - len(full)]
+    sharded = hand_sampler(num_replicas=num_replicas, rank=0, **kw)
+    assert sharded.expected_epoch_length * num_replicas == pytest.approx(
+        full_sampler.expected_epoch_length
+    )
+    if rounding == "ceil":
+        assert len(full) == 15 and per_rank == math.ceil(15 / num_replicas)
+        assert np.bincount(full, minlength=8).tolist() == HAND_CEIL
+
+
+def test_threshold_zero_is_a_permutation_under_ceil():
+    s = S.RepeatFactorSampler(LONG, threshold=0.0, seed=4, num_replicas=1, rank=0, rounding="ceil")
+    out = list(s)
+    assert sorted(out) == list(range(len(LONG))) and out != sorted(out)
+
+
+@pytest.mark.parametrize("bad", ["floor", "round", "CEIL", None])
+def test_bad_rounding_names_the_field_and_the_choices(bad):
+    message = r"rounding .* is not one of \('ceil', 'stochastic'\)"
+    with pytest.raises(ValueError, match=message):
+        S.RepeatFactorSampler(SMALL, threshold=T, num_replicas=1, rank=0, rounding=bad)
+    with pytest.raises(ValueError, match=message):
+        S.build_sampler("rfs", SMALL, T, 0, 1, 0, rounding=bad)
+    with pytest.raises(ValueError, match=message):
+        S.build_sampler("uniform", SMALL, T, 0, 1, 0, rounding=bad)
+
+
+def test_build_sampler_passes_the_rounding():
+    rfs = S.build_sampler("rfs", HAND, HAND_T, 0, num_replicas=1, rank=0, rounding="ceil")
+    assert rfs.rounding == "ceil" and len(rfs) == 15
+    assert S.build_sampler("rfs", HAND, HAND_T, 0, 1, 0).rounding == "stochastic"

@@ -1,15 +1,18 @@
 """Training loop: schedule, resume = uninterrupted, NaN stop, checkpoints, torchrun DDP."""
 
 import json
+import math
 import os
 import subprocess
 import sys
+import textwrap
 
 import pytest
 import torch
 
 from lvisnb import train as train_mod
 from lvisnb.dataset import LVISDetection
+from lvisnb.model import SEED_PRESETS
 from lvisnb.sampler import build_sampler
 from lvisnb.train import TrainConfig, load_checkpoint, read_log, train
 
@@ -147,35 +150,55 @@ def test_missing_checkpoint_is_named():
         load_checkpoint("nowhere.pt")
 
 
-def test_torchrun_two_gloo_processes_see_disjoint_shards(tiny_train, toy_root, tmp_path):
-    run_dir = tmp_path / "ddp"
-    overrides = json.dumps(FAST)
+LOSS_TERMS = ("loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg")
+
+
+def _torchrun(run_dir, tiny_train, toy_root, *args, script=None, max_iters=2):
+    """Run ``lvisnb.train`` (or ``script``) under torchrun: 2 gloo processes on the CPU."""
+    target = ["-m", "lvisnb.train"] if script is None else [str(script)]
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-        "--standalone", "-m", "lvisnb.train",
+        "--standalone", *target,
         "--train-ann", str(tiny_train), "--image-root", str(toy_root),
         "--run-dir", str(run_dir), "--device", "cpu", "--batch-size", "2",
-        "--max-iters", "2", "--record-samples", "true", "--progress", "false",
-        "--overrides", overrides,
+        "--max-iters", str(max_iters), "--record-samples", "true", "--progress", "false",
+        "--overrides", json.dumps(FAST), *args,
     ]  # fmt: skip
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_torchrun_two_gloo_processes_see_disjoint_shards(tiny_train, toy_root, tmp_path):
+    run_dir = tmp_path / "ddp"
+    done = _torchrun(run_dir, tiny_train, toy_root)
     assert done.returncode == 0, done.stderr[-3000:]
-    seen = {}
+    seen, own = {}, {}
     for rank in (0, 1):
         lines = (run_dir / f"samples_rank{rank}.jsonl").read_text().splitlines()
         seen[rank] = [i for line in lines for i in json.loads(line)["image_ids"]]
+        own[rank] = [json.loads(line)["losses"] for line in lines]
         assert len(seen[rank]) == 4  # 2 iterations x batch 2
     # each rank took its own strided shard of the same RFS epoch: disjoint positions
     dataset = LVISDetection(tiny_train, toy_root, skip_empty=True)
     ids = [dataset.image_info(i)["id"] for i in range(len(dataset))]
-    threshold = train_mod.get_preset("toy").rfs_threshold
+    preset = train_mod.get_preset("toy")
+    threshold, rounding = preset.rfs_threshold, preset.rfs_rounding
     for rank in (0, 1):
-        sampler = build_sampler("rfs", dataset, threshold, 0, 2, rank)
+        sampler = build_sampler("rfs", dataset, threshold, 0, 2, rank, rounding)
         sampler.set_epoch(0)
         assert seen[rank] == [ids[i] for i in list(sampler)[:4]]
-    epoch = build_sampler("rfs", dataset, threshold, 0, 2, 0).epoch_indices(0).tolist()
+    epoch = build_sampler("rfs", dataset, threshold, 0, 2, 0, rounding).epoch_indices(0).tolist()
     assert sorted(seen[0] + seen[1]) == sorted(ids[i] for i in epoch[:8])
+    # train_log.jsonl (rank 0's file) holds the mean of the two ranks' own losses, every term;
+    # the ranks saw different images, so rank 0's own loss alone would not pass
+    log = read_log(run_dir)
+    assert [r["iter"] for r in log] == [1, 2]
+    for record, mine, theirs in zip(log, own[0], own[1], strict=True):
+        assert abs(mine["loss"] - theirs["loss"]) > 1e-3 * abs(mine["loss"])
+        assert set(mine) == {"loss", *LOSS_TERMS}
+        for name in mine:
+            assert record[name] == pytest.approx((mine[name] + theirs[name]) / 2, rel=1e-5)
+        assert record["loss"] == pytest.approx(sum(record[k] for k in LOSS_TERMS))
     ckpt = load_checkpoint(run_dir / "checkpoints" / "final.pt")
     assert ckpt["config"]["resolved"]["world_size"] == 2
     assert ckpt["config"]["resolved"]["total_batch"] == 4
@@ -219,3 +242,129 @@ def test_cuda_without_a_gpu_is_a_clear_error():
 def test_a_training_set_smaller_than_a_batch_is_refused(tiny_train, toy_root, tmp_path):
     with pytest.raises(ValueError, match="fewer than batch_size 64"):
         train(_config(tiny_train, toy_root, tmp_path, batch_size=64))
+
+
+# the torchrun entry point with rank 1's loss_mask made NaN at its second forward pass; each
+# rank records the error it stops with, then both meet at a barrier (a rank left inside a
+# collective would never get there: the gloo timeout turns that into a different error)
+NAN_ON_RANK_1 = textwrap.dedent(
+    """
+    import datetime, os, sys
+    from pathlib import Path
+    import torch.distributed as dist
+    from lvisnb import train as train_mod
+
+    dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=60))
+    rank, real_build = dist.get_rank(), train_mod.build_model
+
+    def build_poisoned(*args, **kwargs):
+        model = real_build(*args, **kwargs)
+        forward, calls = model.forward, [0]
+
+        def poisoned(images, targets=None):
+            losses = forward(images, targets)
+            calls[0] += 1
+            if rank == 1 and calls[0] == 2:
+                losses["loss_mask"] = losses["loss_mask"] * float("nan")
+            return losses
+
+        model.forward = poisoned
+        return model
+
+    train_mod.build_model = build_poisoned
+    try:
+        train_mod.main(sys.argv[1:])
+    except FloatingPointError as error:
+        Path(os.environ["ERROR_DIR"], f"error_rank{rank}.txt").write_text(str(error))
+        dist.barrier()
+        sys.exit(3)
+    """
+)
+
+
+def test_torchrun_a_nan_on_one_rank_stops_both(tiny_train, toy_root, tmp_path, monkeypatch):
+    script = tmp_path / "nan_on_rank_1.py"
+    script.write_text(NAN_ON_RANK_1)
+    monkeypatch.setenv("ERROR_DIR", str(tmp_path))
+    run_dir = tmp_path / "ddp"
+    done = _torchrun(run_dir, tiny_train, toy_root, script=script, max_iters=4)
+    assert done.returncode != 0
+    for rank in (0, 1):
+        path = tmp_path / f"error_rank{rank}.txt"
+        assert path.is_file(), f"rank {rank}: no kit error\n{done.stderr[-3000:]}"
+        text = path.read_text()
+        assert text.startswith("non-finite loss at iteration 1: {")
+        assert "'loss_mask': nan" in text and "mean over 2 ranks" in text
+        assert f"rank {rank}'s own" in text
+    own_0 = (tmp_path / "error_rank0.txt").read_text().split("rank 0's own: ")[1]
+    assert "nan" not in own_0.split("}")[0]  # rank 0's own loss was finite: the mean stopped it
+    assert [r["iter"] for r in read_log(run_dir)] == [1]
+    assert not (run_dir / "checkpoints" / "final.pt").exists()
+
+
+class _Categories:
+    """A dataset stand-in: 8 images, threshold 0.9 gives r(i) = 2.68, 1.90, 1.10 x 4, 1, 1."""
+
+    def category_sets(self):
+        return [{1, 2, 3, 4}, {1, 2, 4}, {1, 4}, {1, 4}, {1, 4}, {1, 4}, {4}, {4}]
+
+
+def test_schedule_follows_the_presets_rfs_rounding():
+    cfg = TrainConfig()
+    mmdet = train_mod.get_preset(SEED_PRESETS[0], rfs_threshold=0.9)
+    assert mmdet.rfs_rounding == "ceil"
+    sampler = train_mod.build_train_sampler(cfg, mmdet, _Categories(), 1, 0)
+    assert sampler.rounding == "ceil" and len(sampler) == 15  # 3 + 5 x 2 + 1 + 1
+    # sum ceil(r(i)) = 15 images -> 8 iterations of 2 per epoch, 12 epochs, steps after 8 and 11
+    assert train_mod.resolve_schedule(mmdet, sampler, 2) == (96, (64, 88), 15)
+    for rank in (0, 1):  # the same whole-epoch length from each of 2 ranks
+        shard = train_mod.build_train_sampler(cfg, mmdet, _Categories(), 2, rank)
+        assert train_mod.resolve_schedule(mmdet, shard, 4) == (48, (32, 44), 15)
+    # detectron2's rounding: sum r(i) = 10.96 -> 11 images -> 6 iterations per epoch
+    d2 = train_mod.get_preset(SEED_PRESETS[0], rfs_threshold=0.9, rfs_rounding="stochastic")
+    sampler = train_mod.build_train_sampler(cfg, d2, _Categories(), 1, 0)
+    assert sampler.rounding == "stochastic"
+    assert train_mod.resolve_schedule(d2, sampler, 2) == (72, (48, 66), 11)
+    assert train_mod.resolve_schedule(mmdet, sampler, 2, max_iters=36) == (36, (24, 33), 11)
+    assert train_mod.resolve_schedule(d2, sampler, 2, lr_steps=(5,))[1] == (5,)
+
+
+def test_rfs_off_or_uniform_gives_one_pass_per_epoch():
+    off = train_mod.get_preset(SEED_PRESETS[0], rfs_threshold=None)
+    r50 = train_mod.get_preset(SEED_PRESETS[0])
+    for cfg, preset in ((TrainConfig(), off), (TrainConfig(sampler="uniform"), r50)):
+        sampler = train_mod.build_train_sampler(cfg, preset, _Categories(), 1, 0)
+        assert sorted(sampler) == list(range(8))
+        assert train_mod.resolve_schedule(preset, sampler, 2)[2] == 8
+
+
+def test_rfs_rounding_is_validated_where_it_is_set():
+    choices = r"is not one of \('ceil', 'stochastic'\)"
+    with pytest.raises(ValueError, match="rfs_rounding 'floor' " + choices):
+        TrainConfig(rfs_rounding="floor")
+    with pytest.raises(ValueError, match="rfs_rounding 'round' " + choices):
+        train_mod.get_preset("toy", rfs_rounding="round")
+    assert train_mod.get_preset("toy").rfs_rounding == "stochastic"
+    assert {train_mod.get_preset(n).rfs_rounding for n in SEED_PRESETS} == {"ceil"}
+    cfg = train_mod.config_from_args(["--rfs-rounding", "ceil"])
+    assert cfg.rfs_rounding == "ceil"
+
+
+def test_a_run_records_and_uses_the_configured_rounding(tiny_train, toy_root, tmp_path):
+    train(
+        _config(tiny_train, toy_root, tmp_path, max_iters=1, rfs_threshold=0.5, rfs_rounding="ceil")
+    )
+    resolved = json.loads((tmp_path / "config.json").read_text())["resolved"]
+    assert (resolved["sampler"], resolved["rfs_rounding"]) == ("rfs", "ceil")
+    dataset = LVISDetection(tiny_train, toy_root, skip_empty=True)
+    sampler = build_sampler("rfs", dataset, 0.5, 0, 1, 0, "ceil")
+    factors = sampler.image_repeat_factors
+    assert resolved["epoch_images"] == sum(math.ceil(r) for r in factors) == len(sampler)
+    assert factors.max() > 1 and not all(r == math.ceil(r) for r in factors)
+
+
+def test_reduce_losses_in_one_process_is_the_identity():
+    losses = {"loss_b": torch.tensor(2.5), "loss_a": torch.tensor(0.25, dtype=torch.bfloat16)}
+    mean, own = train_mod.reduce_losses(losses, world=1)
+    assert mean == own == {"loss_a": 0.25, "loss_b": 2.5}
+    assert list(mean) == ["loss_a", "loss_b"]  # sorted: the same stacking order on every rank
