@@ -25,7 +25,7 @@ toy: $(STAMP)
 	$(VENV)/bin/lvisnb toy $(LVISNB_TOY_ROOT) --if-absent
 
 demo: toy
-	$(VENV)/bin/lvisnb run --run-dir $(RUN_DIR) --html
+	$(VENV)/bin/lvisnb run --run-dir $(RUN_DIR) --html -p overwrite=true  # the demo restarts its own toy run
 
 test: $(STAMP) browser-deps
 	$(VENV)/bin/ruff check .

@@ -43,16 +43,21 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
-from lvisnb import toy
+from lvisnb import runs, toy
+from lvisnb.checkpoint import (
+    first_non_finite,
+    load_checkpoint,
+    remove_stale_temporaries,
+    save_checkpoint,
+)
 from lvisnb.dataset import LVISDetection, collate
 from lvisnb.model import Preset, build_model, get_preset
+from lvisnb.runs import CHECKPOINT_DIR, FINAL, LAST, LOG_FILE, read_log  # noqa: F401
 from lvisnb.sampler import ROUNDINGS, EpochShardedSampler, build_sampler
 from lvisnb.transforms import train_transforms
 
-CHECKPOINT_DIR = "checkpoints"
-LAST = "last.pt"
-FINAL = "final.pt"
-LOG_FILE = "train_log.jsonl"
+CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "scaler", "iteration", "epoch",
+                   "position", "rng", "config")  # fmt: skip
 
 
 @dataclass
@@ -77,7 +82,8 @@ class TrainConfig:
     num_workers: int = 0  # DataLoader workers per process
     checkpoint_every: int = 100  # iterations between checkpoints
     seed: int = 0  # seeds weights, sampler, augmentation
-    resume: bool = False  # continue from run_dir/checkpoints/last.pt
+    resume: bool = False  # continue from run_dir/checkpoints/last.pt (which must exist)
+    overwrite: bool = False  # delete run_dir's earlier log and checkpoints and start over
     progress: bool = True  # tqdm progress bar
     record_samples: bool = False  # write run_dir/samples_rank{R}.jsonl (images, own losses)
     overrides: dict = field(default_factory=dict)  # extra preset fields, e.g. {"train_scales": ...}
@@ -98,8 +104,33 @@ class TrainConfig:
             problems.append(f"num_workers must be >= 0, got {self.num_workers}")
         if not isinstance(self.overrides, dict):
             problems.append(f"overrides must be a mapping of Preset fields, got {self.overrides!r}")
+        problems += _number_problems(self)
         if problems:
             raise ValueError("TrainConfig: " + "; ".join(problems))
+
+
+def _number_problems(cfg: TrainConfig) -> list[str]:
+    """Range problems of ``cfg``'s numeric fields (``None`` means the preset's value)."""
+    problems = []
+    for name, low, strict in (("lr", 0.0, True), ("grad_clip", 0.0, True),
+                              ("rfs_threshold", 0.0, False)):  # fmt: skip
+        value = getattr(cfg, name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            problems.append(f"{name} must be a number, got {value!r}")
+        elif not math.isfinite(value) or value < low or (strict and value == low):
+            problems.append(f"{name} must be a finite number {'>' if strict else '>='} {low:g}, "
+                            f"got {value!r}")  # fmt: skip
+    for name in ("warmup_iters", "seed"):
+        value = getattr(cfg, name)
+        integer = isinstance(value, int) and not isinstance(value, bool)
+        if value is not None and not (integer and value >= 0):
+            problems.append(f"{name} must be an integer >= 0, got {value!r}")
+    steps = cfg.lr_steps or ()
+    if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in steps):
+        problems.append(f"lr_steps must be integers >= 0, got {cfg.lr_steps!r}")
+    return problems
 
 
 @dataclass
@@ -176,23 +207,6 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(path: Path, payload: dict) -> Path:
-    """``torch.save`` to ``path`` atomically: a temporary file in the same folder, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-    return path
-
-
-def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
-    """Load a kit checkpoint with ``weights_only=True`` (no code runs while loading)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    return torch.load(path, map_location=map_location, weights_only=True)
-
-
 def _distributed() -> tuple[int, int, int]:
     """(world_size, rank, local_rank), initialising the process group under torchrun."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -267,14 +281,44 @@ def reduce_losses(
 
 
 def _non_finite(
-    iteration: int, mean: dict, own: dict, rank: int, world: int, last: Path
+    iteration: int, mean: dict, own: dict, rank: int, world: int, last: str
 ) -> FloatingPointError:
-    """The error every rank raises when the rank-averaged loss of ``iteration`` is not finite."""
+    """The error every rank raises when the rank-averaged loss of ``iteration`` (numbered as
+    in ``train_log.jsonl``) is not finite."""
     ranks = "" if world == 1 else f" (mean over {world} ranks; rank {rank}'s own: {own})"
     return FloatingPointError(
-        f"non-finite loss at iteration {iteration}: {mean}{ranks}; training stopped, "
-        f"the last good checkpoint is {last}"
+        f"non-finite loss at iteration {iteration}: {mean}{ranks}; training stopped; {last}"
     )
+
+
+def _last_note(last_good: int | None, ckpt_dir: Path) -> str:
+    if last_good is None:
+        return "no checkpoint was written yet"
+    return f"the last good checkpoint is {ckpt_dir / LAST} (iteration {last_good})"
+
+
+def _broken_weights(
+    iteration: int, path: Path, last_good: int | None, last: Path
+) -> FloatingPointError:
+    """The error raised instead of writing a checkpoint whose weights are not finite."""
+    kept = "no checkpoint was written before" if last_good is None else (
+        f"{last} (iteration {last_good}) was kept"
+    )  # fmt: skip
+    return FloatingPointError(
+        f"the weights after iteration {iteration} hold NaN or infinite values (the update "
+        f"diverged; lower the learning rate or clip gradients): {path} not written, {kept}"
+    )
+
+
+def _check_same_experiment(path: Path, saved: dict, current: dict) -> None:
+    """``ValueError`` naming every experiment field (:data:`lvisnb.runs.EXPERIMENT_KEYS`) the
+    resumed config would change against the checkpoint's."""
+    changes = runs.config_differences(saved, current)
+    if changes:
+        raise ValueError(
+            f"resume would change the experiment saved in {path}: {'; '.join(changes)}. "
+            "Resume with the same settings, or start a new run (another run_dir, or --overwrite)"
+        )
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -297,6 +341,7 @@ def train(cfg: TrainConfig, callback: Callable[[dict], None] | None = None) -> T
     run_dir = Path(cfg.run_dir)
     ckpt_dir = run_dir / CHECKPOINT_DIR
     is_main = rank == 0
+    runs.prepare_start(run_dir, cfg.resume, cfg.overwrite)  # every rank: all refuse together
 
     random.seed(cfg.seed)  # numpy's global RNG is not used in training: nothing to seed there
     torch.manual_seed(cfg.seed)
@@ -364,38 +409,45 @@ def train(cfg: TrainConfig, callback: Callable[[dict], None] | None = None) -> T
     }
     config_plain = json.loads(json.dumps(config_record, default=str))  # weights_only-loadable
     iteration, epoch, position = 0, 0, 0
-    if cfg.resume and (ckpt_dir / LAST).is_file():
-        state = load_checkpoint(ckpt_dir / LAST)
+    last_good = None  # iteration of the newest checkpoint written (or resumed from)
+    if cfg.resume:
+        state = load_checkpoint(ckpt_dir / LAST, required=CHECKPOINT_KEYS)
+        _check_same_experiment(ckpt_dir / LAST, state["config"], config_plain)
         _unwrap(model).load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
         iteration, epoch, position = state["iteration"], state["epoch"], state["position"]
+        last_good = iteration
         _set_rng_state(state["rng"][min(rank, len(state["rng"]) - 1)])
     run_dir.mkdir(parents=True, exist_ok=True)  # every rank: each writes its samples file
     if is_main:
         (run_dir / "config.json").write_text(json.dumps(config_record, indent=2, default=str))
-        _truncate_log(run_dir / LOG_FILE, iteration)
+        runs.truncate_log(run_dir, iteration)
+        remove_stale_temporaries(ckpt_dir)
 
     def checkpoint(name: str) -> Path:
-        rng = _gather_rng(world)
-        if not is_main:
-            return ckpt_dir / name
-        return save_checkpoint(
-            ckpt_dir / name,
-            {
-                "model": _unwrap(model).state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict(),
-                "iteration": iteration,
-                "epoch": epoch,
-                "position": position,
-                "rng": rng,
-                "config": config_plain,
-                "category_ids": list(dataset.mapping.category_ids),
-            },
-        )
+        nonlocal last_good
+        payload = {
+            "model": _unwrap(model).state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict(),
+            "iteration": iteration,
+            "epoch": epoch,
+            "position": position,
+            "rng": None,
+            "config": config_plain,
+            "category_ids": list(dataset.mapping.category_ids),
+        }
+        # every rank checks (DDP keeps the weights equal), so all stop together
+        if first_non_finite(payload) is not None:
+            raise _broken_weights(iteration, ckpt_dir / name, last_good, ckpt_dir / LAST)
+        payload["rng"] = _gather_rng(world)
+        if is_main:
+            save_checkpoint(ckpt_dir / name, payload)
+        last_good = iteration
+        return ckpt_dir / name
 
     log = open(run_dir / LOG_FILE, "a") if is_main else None  # noqa: SIM115
     samples_log = (
@@ -432,8 +484,10 @@ def train(cfg: TrainConfig, callback: Callable[[dict], None] | None = None) -> T
                 total = sum(loss_dict.values())
                 mean, own = reduce_losses({"loss": total, **loss_dict}, world)
                 loss_value = mean["loss"]  # every rank holds the same value
-                if not math.isfinite(loss_value):
-                    raise _non_finite(iteration, mean, own, rank, world, ckpt_dir / LAST)
+                if not math.isfinite(loss_value):  # iteration + 1: the log's number
+                    raise _non_finite(
+                        iteration + 1, mean, own, rank, world, _last_note(last_good, ckpt_dir)
+                    )
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(total).backward()
                 if preset.grad_clip:
@@ -502,21 +556,6 @@ def _gather_rng(world: int) -> list[dict]:
     states: list = [None] * world
     dist.all_gather_object(states, mine)
     return states
-
-
-def _truncate_log(path: Path, iteration: int) -> None:
-    """Drop log lines past ``iteration`` (a resumed run rewrites them)."""
-    if not path.is_file():
-        return
-    lines = path.read_text().splitlines()
-    kept = [line for line in lines if line and json.loads(line)["iter"] <= iteration]
-    path.write_text("".join(f"{line}\n" for line in kept))
-
-
-def read_log(run_dir: str | os.PathLike) -> list[dict]:
-    """The records of ``run_dir/train_log.jsonl``."""
-    path = Path(run_dir) / LOG_FILE
-    return [json.loads(line) for line in path.read_text().splitlines() if line]
 
 
 # ----------------------------------------------------------------------------- command line

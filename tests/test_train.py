@@ -293,7 +293,8 @@ def test_torchrun_a_nan_on_one_rank_stops_both(tiny_train, toy_root, tmp_path, m
         path = tmp_path / f"error_rank{rank}.txt"
         assert path.is_file(), f"rank {rank}: no kit error\n{done.stderr[-3000:]}"
         text = path.read_text()
-        assert text.startswith("non-finite loss at iteration 1: {")
+        assert text.startswith("non-finite loss at iteration 2: {")
+        assert text.endswith("no checkpoint was written yet")  # log numbering: line 1 logged
         assert "'loss_mask': nan" in text and "mean over 2 ranks" in text
         assert f"rank {rank}'s own" in text
     own_0 = (tmp_path / "error_rank0.txt").read_text().split("rank 0's own: ")[1]
@@ -368,3 +369,179 @@ def test_reduce_losses_in_one_process_is_the_identity():
     mean, own = train_mod.reduce_losses(losses, world=1)
     assert mean == own == {"loss_a": 0.25, "loss_b": 2.5}
     assert list(mean) == ["loss_a", "loss_b"]  # sorted: the same stacking order on every rank
+
+
+# ----------------------------------------------------------------------------- nothing lost
+
+
+def _short_run(tiny_train, toy_root, run_dir, **changes):
+    values = {"max_iters": 4, "checkpoint_every": 2, **changes}
+    return train(_config(tiny_train, toy_root, run_dir, **values))
+
+
+@pytest.fixture(scope="module")
+def finished_run(tiny_train, toy_root, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("finished")
+    _short_run(tiny_train, toy_root, run_dir)
+    return run_dir
+
+
+def _snapshot(run_dir):
+    return {p.relative_to(run_dir): p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+
+
+def _copy_run(source, target):
+    for name, content in _snapshot(source).items():
+        (target / name).parent.mkdir(parents=True, exist_ok=True)
+        (target / name).write_bytes(content)
+    return target
+
+
+def test_a_run_directory_is_not_started_over_by_accident(finished_run, tiny_train, toy_root):
+    before = _snapshot(finished_run)
+    with pytest.raises(FileExistsError, match="4 logged iterations.*--resume.*--overwrite"):
+        _short_run(tiny_train, toy_root, finished_run)
+    assert _snapshot(finished_run) == before
+    with pytest.raises(ValueError, match="exclude each other"):
+        _short_run(tiny_train, toy_root, finished_run, resume=True, overwrite=True)
+
+
+def test_overwrite_starts_over_on_purpose(finished_run, tiny_train, toy_root, tmp_path):
+    run_dir = _copy_run(finished_run, tmp_path / "again")
+    (run_dir / "notes.txt").write_text("mine")
+    result = _short_run(tiny_train, toy_root, run_dir, max_iters=2, overwrite=True)
+    assert [r["iter"] for r in read_log(run_dir)] == [1, 2] and result.iterations == 2
+    assert load_checkpoint(run_dir / "checkpoints" / "final.pt")["iteration"] == 2
+    assert (run_dir / "notes.txt").read_text() == "mine"
+
+
+def test_resume_without_a_checkpoint_is_an_error(tiny_train, toy_root, tmp_path):
+    (tmp_path / "train_log.jsonl").write_text('{"iter": 1, "loss": 1.0}\n')
+    with pytest.raises(FileNotFoundError, match="last.pt does not exist"):
+        _short_run(tiny_train, toy_root, tmp_path, resume=True)
+    assert (tmp_path / "train_log.jsonl").read_text() == '{"iter": 1, "loss": 1.0}\n'
+
+
+def test_a_torn_log_line_is_dropped_on_resume(tiny_train, toy_root, tmp_path):
+    def stop_at_3(record):
+        if record["iter"] == 3:
+            raise _Stop
+
+    with pytest.raises(_Stop):  # last.pt at iteration 2, three log lines
+        train(_config(tiny_train, toy_root, tmp_path, max_iters=6, checkpoint_every=2), stop_at_3)
+    with open(tmp_path / "train_log.jsonl", "a") as log:
+        log.write('{"iter": 4, "epoch": 0, "lo')  # the crash cut this write short
+    (tmp_path / "checkpoints" / ".last.pt.tmp-999999").write_bytes(b"half")
+    _short_run(tiny_train, toy_root, tmp_path, max_iters=6, resume=True)
+    assert [r["iter"] for r in read_log(tmp_path)] == [1, 2, 3, 4, 5, 6]
+    assert not list((tmp_path / "checkpoints").glob(".*"))
+
+
+def test_a_bad_line_inside_the_log_is_named(tmp_path):
+    (tmp_path / "train_log.jsonl").write_text('{"iter": 1}\nnot json\n{"iter": 3}\n')
+    with pytest.raises(ValueError, match=r"train_log.jsonl: line 2"):
+        read_log(tmp_path)
+
+
+def test_a_full_disk_keeps_the_previous_checkpoint(tiny_train, toy_root, tmp_path, monkeypatch):
+    import errno
+
+    real_save = torch.save
+    calls = {"n": 0}
+
+    def fills_up(obj, f, *args, **kwargs):
+        calls["n"] += 1
+        real_save(obj, f, *args, **kwargs)
+        if calls["n"] == 2:  # the checkpoint at iteration 4
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", fills_up)
+    with pytest.raises(OSError, match="last.pt: the disk is full"):
+        _short_run(tiny_train, toy_root, tmp_path, max_iters=6)
+    monkeypatch.setattr(torch, "save", real_save)
+    assert not list((tmp_path / "checkpoints").glob(".*"))
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["iteration"] == 2
+    _short_run(tiny_train, toy_root, tmp_path, max_iters=6, resume=True)
+    assert [r["iter"] for r in read_log(tmp_path)] == [1, 2, 3, 4, 5, 6]
+
+
+def test_weights_that_broke_are_never_saved_as_good(tiny_train, toy_root, tmp_path, monkeypatch):
+    """The loss is finite, the update breaks the weights (as --lr 1e6 does): the checkpoint
+    is not written and the message names the last good one with the log's numbers."""
+    build = train_mod.build_model
+
+    def build_breaking(*args, **kwargs):
+        model = build(*args, **kwargs)
+        calls = {"n": 0}
+
+        def poison(grad):  # the 4th backward: a finite loss, a gradient that breaks the weights
+            calls["n"] += 1
+            return grad * float("nan") if calls["n"] == 4 else grad
+
+        next(model.roi_heads.parameters()).register_hook(poison)
+        return model
+
+    monkeypatch.setattr(train_mod, "build_model", build_breaking)
+    with pytest.raises(FloatingPointError) as error:
+        _short_run(tiny_train, toy_root, tmp_path, max_iters=6)
+    text = str(error.value)
+    assert "weights after iteration 4" in text and "(iteration 2) was kept" in text
+    last = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert last["iteration"] == 2
+    assert all(torch.isfinite(v.float()).all() for v in last["model"].values())
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("lr", float("nan"), "lr must be a finite number > 0"),
+        ("lr", -0.02, "lr must be a finite number > 0"),
+        ("grad_clip", -1.0, "grad_clip must be a finite number > 0"),
+        ("rfs_threshold", float("inf"), "rfs_threshold must be a finite number >= 0"),
+        ("warmup_iters", -5, "warmup_iters must be an integer >= 0"),
+        ("seed", 1.5, "seed must be an integer >= 0"),
+        ("lr_steps", (3, -1), "lr_steps must be integers >= 0"),
+    ],
+)
+def test_config_numbers_are_checked_before_training(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**{field: value})
+
+
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [
+        ({"seed": 1}, "train.seed: 0 -> 1"),
+        ({"batch_size": 1}, "train.batch_size: 2 -> 1"),
+        ({"lr": 0.5}, "resolved.lr"),
+        ({"overrides": {**FAST, "train_scales": (96,)}}, "preset.train_scales: [128] -> [96]"),
+    ],
+)
+def test_resume_refuses_another_experiment(
+    finished_run, tiny_train, toy_root, tmp_path, changes, named
+):
+    run_dir = _copy_run(finished_run, tmp_path / "copy")
+    with pytest.raises(ValueError, match="resume would change the experiment") as error:
+        _short_run(tiny_train, toy_root, run_dir, resume=True, max_iters=6, **changes)
+    assert named in str(error.value)
+    assert _snapshot(run_dir) == _snapshot(finished_run)
+
+
+def test_resume_refuses_another_category_set(finished_run, tiny_train, toy_root, tmp_path):
+    data = json.loads(tiny_train.read_text())  # the same number of categories, one other
+    used = {a["category_id"] for a in data["annotations"]}
+    unused = next(i for i, c in enumerate(data["categories"]) if c["id"] not in used)
+    data["categories"][unused] = {**data["categories"][unused], "id": 99_999}
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(data))
+    run_dir = _copy_run(finished_run, tmp_path / "copy")
+    with pytest.raises(ValueError, match="resolved.category_ids"):
+        _short_run(other, toy_root, run_dir, resume=True, max_iters=6)
+
+
+def test_a_damaged_checkpoint_is_named_on_resume(finished_run, tiny_train, toy_root, tmp_path):
+    run_dir = _copy_run(finished_run, tmp_path / "copy")
+    last = run_dir / "checkpoints" / "last.pt"
+    last.write_bytes(last.read_bytes()[:1000])
+    with pytest.raises(ValueError, match="last.pt is not a usable checkpoint"):
+        _short_run(tiny_train, toy_root, run_dir, resume=True, max_iters=6)
