@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -42,10 +42,12 @@ class CategoryMapping:
     """LVIS category ids <-> contiguous model labels.
 
     ``category_ids`` is sorted; label ``k`` (1..K) is ``category_ids[k - 1]``; label 0 is the
-    background and has no category id.
+    background and has no category id. ``lvis_version``: the LVIS version ("v1", "v0.5") whose
+    ids these are, when known (a model trained on a whole LVIS category set).
     """
 
     category_ids: tuple[int, ...]
+    lvis_version: str | None = field(default=None, compare=False)
 
     def __post_init__(self):
         ids = tuple(int(c) for c in self.category_ids)
@@ -167,7 +169,7 @@ class LVISDetection(torch.utils.data.Dataset):
         source = str(getattr(ann_file, "source", "<lvis.LVIS>"))
         if not is_validated(ann_file):
             validate_dataset(ann_file.dataset, source)
-        self.lvis = ann_file
+        self.lvis, self.source = ann_file, source
         if skip_empty and not self.lvis.anns:
             raise LVISFormatError(f"{source}: no annotations (nothing to train on)")
         self.image_root = Path(image_root)

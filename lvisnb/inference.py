@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.v2.functional import to_dtype
 from tqdm.auto import tqdm
 
+from lvisnb.categories import check_same_version
 from lvisnb.dataset import CategoryMapping, LVISDetection, collate, read_record_image
 from lvisnb.model import Preset, build_model
 
@@ -74,7 +75,8 @@ def load_trained_model(
         ) from None
     known = {f.name for f in fields(Preset)}
     preset = Preset(**{k: v for k, v in preset_fields.items() if k in known})
-    mapping = CategoryMapping(tuple(category_ids))
+    version = state["config"].get("resolved", {}).get("lvis_version")
+    mapping = CategoryMapping(tuple(category_ids), lvis_version=version)
     model = build_model(preset, num_classes=mapping.num_classes, weights=False)
     model.load_state_dict(weights)
     return model.to(device).eval(), mapping
@@ -127,11 +129,13 @@ def predict(
     ``detections_per_img`` are set to ``score_thresh`` / ``max_dets`` for the call and
     restored after. ``max_dets=None`` keeps the model's own limit (the preset's
     ``box_detections_per_img``: 300 for the seed rows, 100 for ``toy``), capped at LVIS's 300.
-    ``mapping`` converts labels to LVIS category ids (default: the dataset's).
+    ``mapping`` converts labels to LVIS category ids (default: the dataset's); a model trained
+    on one LVIS version run on a file of the other is a ``ValueError`` naming both.
     Runs under ``torch.inference_mode``, with bf16/fp16 autocast on CUDA when ``amp``.
     ``mask_thresh`` defaults to the model preset's (0.5).
     """
     mapping = mapping or dataset.mapping
+    check_same_version(mapping.lvis_version, dataset.lvis.dataset["categories"], dataset.source)
     device = torch.device(device) if device is not None else next(model.parameters()).device
     if mask_thresh is None:
         mask_thresh = getattr(getattr(model, "preset", None), "mask_thresh", 0.5)

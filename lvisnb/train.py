@@ -44,6 +44,7 @@ from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
 from lvisnb import runs, toy
+from lvisnb.categories import check_same_version, lvis_version_of
 from lvisnb.checkpoint import (
     first_non_finite,
     load_checkpoint,
@@ -310,6 +311,18 @@ def _broken_weights(
     )
 
 
+def _check_preset_version(preset: Preset, dataset: LVISDetection, ann: Path) -> str | None:
+    """The LVIS version of the training file (``None`` when not a whole LVIS category set,
+    e.g. toy-LVIS); a whole set of another version than ``preset.dataset`` is a ``ValueError``
+    naming both."""
+    categories = dataset.lvis.dataset["categories"]
+    try:
+        check_same_version(preset.dataset, categories, f"{ann}")
+    except ValueError as error:
+        raise ValueError(f"{error}; preset {preset.name} trains LVIS {preset.dataset}") from None
+    return lvis_version_of(categories)
+
+
 def _check_same_experiment(path: Path, saved: dict, current: dict) -> None:
     """``ValueError`` naming every experiment field (:data:`lvisnb.runs.EXPERIMENT_KEYS`) the
     resumed config would change against the checkpoint's."""
@@ -353,6 +366,7 @@ def train(cfg: TrainConfig, callback: Callable[[dict], None] | None = None) -> T
         transforms=train_transforms(preset.train_scales, preset.max_size, preset.flip_prob),
         skip_empty=True,
     )
+    lvis_version = _check_preset_version(preset, dataset, ann)
     sampler = build_train_sampler(cfg, preset, dataset, world, rank)
     if len(sampler) < cfg.batch_size:
         raise ValueError(
@@ -405,6 +419,7 @@ def train(cfg: TrainConfig, callback: Callable[[dict], None] | None = None) -> T
             "rfs_rounding": preset.rfs_rounding,
             "epoch_images": epoch_images,
             "category_ids": list(dataset.mapping.category_ids),
+            "lvis_version": lvis_version,
         },
     }
     config_plain = json.loads(json.dumps(config_record, default=str))  # weights_only-loadable

@@ -545,3 +545,38 @@ def test_a_damaged_checkpoint_is_named_on_resume(finished_run, tiny_train, toy_r
     last.write_bytes(last.read_bytes()[:1000])
     with pytest.raises(ValueError, match="last.pt is not a usable checkpoint"):
         _short_run(tiny_train, toy_root, run_dir, resume=True, max_iters=6)
+
+
+def _lvis_file(tmp_path, version):
+    """A one-image training file with the whole category set of an LVIS ``version``."""
+    from lvisnb.categories import _raw
+
+    categories = [{k: c[k] for k in ("id", "name", "synset", "frequency")} for c in _raw(version)]
+    image = {"id": 9, "height": 64, "width": 64, "coco_url": "http://x/train2017/9.jpg",
+             "neg_category_ids": [], "not_exhaustive_category_ids": []}  # fmt: skip
+    ann = {"id": 1, "image_id": 9, "category_id": 3, "bbox": [4, 4, 20, 20], "area": 400.0,
+           "segmentation": [[4, 4, 24, 4, 24, 24, 4, 24]]}  # fmt: skip
+    path = tmp_path / f"lvis_{version}_train.json"
+    path.write_text(json.dumps({"images": [image], "annotations": [ann], "categories": categories}))
+    return path
+
+
+def test_a_preset_of_one_lvis_version_refuses_a_file_of_the_other(tmp_path):
+    v05_preset = next(name for name in SEED_PRESETS if name.endswith("lvis_v0.5"))
+    cfg = TrainConfig(
+        preset=v05_preset, train_ann=str(_lvis_file(tmp_path, "v1")), image_root=str(tmp_path),
+        run_dir=str(tmp_path / "run"), device="cpu", progress=False,
+    )  # fmt: skip
+    with pytest.raises(ValueError, match=r"is LVIS v1 \(1203 categories\) but LVIS v0.5"):
+        train(cfg)
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_a_model_of_one_version_refuses_to_predict_on_the_other(tmp_path):
+    from lvisnb.dataset import CategoryMapping
+    from lvisnb.inference import predict
+
+    dataset = LVISDetection(_lvis_file(tmp_path, "v0.5"), tmp_path)
+    mapping = CategoryMapping(tuple(range(1, 1204)), lvis_version="v1")
+    with pytest.raises(ValueError, match=r"lvis_v0.5_train.json is LVIS v0.5 .* but LVIS v1"):
+        next(predict(torch.nn.Linear(1, 1), dataset, mapping))
