@@ -110,6 +110,52 @@ DATASETS = {"v1": 1203, "v0.5": 1230}  # LVIS version -> number of categories
 WARMUPS = ("linear", "constant", None)
 
 
+# numeric Preset fields: (low, high, low_open, high_open); None bounds are unbounded. Every
+# value must also be finite; tuples are checked element-wise, None (= off) is always allowed.
+_UNIT = (0.0, 1.0, False, False)  # probabilities, IoU thresholds
+_POSITIVE = (0.0, None, True, False)
+_NON_NEGATIVE = (0.0, None, False, False)
+_RANGES = {
+    **dict.fromkeys(("flip_prob", "rpn_nms_thresh", "rpn_fg_iou_thresh", "rpn_bg_iou_thresh",
+                     "box_fg_iou_thresh", "box_bg_iou_thresh", "box_score_thresh",
+                     "box_nms_thresh", "mask_thresh"), _UNIT),
+    **dict.fromkeys(("rpn_positive_fraction", "box_positive_fraction", "warmup_ratio", "gamma"),
+                    (0.0, 1.0, True, False)),
+    "momentum": (0.0, 1.0, False, True),
+    **dict.fromkeys(("lr", "grad_clip", "anchor_sizes", "anchor_ratios", "image_std"), _POSITIVE),
+    **dict.fromkeys(("weight_decay", "rfs_threshold", "warmup_iters"), _NON_NEGATIVE),
+    **dict.fromkeys(("gn_groups", "fpn_channels", "box_head_dim", "mask_head_channels",
+                     "train_scales", "max_size", "test_scale", "samples_per_gpu", "num_gpus",
+                     "lr_batch", "max_epochs", "rpn_pre_nms_top_n_train", "rpn_pre_nms_top_n_test",
+                     "rpn_post_nms_top_n_train", "rpn_post_nms_top_n_test",
+                     "rpn_batch_size_per_image", "box_batch_size_per_image",
+                     "box_detections_per_img"), (1.0, None, False, False)),
+}  # fmt: skip
+
+
+def _out_of_range(value, low, high, low_open, high_open) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return True
+    below = value <= low if low_open else value < low
+    above = high is not None and (value >= high if high_open else value > high)
+    return (low is not None and below) or above
+
+
+def _range_problems(preset: Preset) -> list[str]:
+    """``"field must be in [low, high], got value"`` for each numeric field out of its range."""
+    problems = []
+    for name, (low, high, low_open, high_open) in _RANGES.items():
+        value = getattr(preset, name)
+        values = value if isinstance(value, tuple) else (value,)
+        if value is None or not any(_out_of_range(v, *_RANGES[name]) for v in values):
+            continue
+        interval = f"{'(' if low_open else '['}{low:g}, " + (
+            f"{high:g}{')' if high_open else ']'}" if high is not None else "inf)"
+        )
+        problems.append(f"{name} must be finite and in {interval}, got {value!r}")
+    return problems
+
+
 @dataclass(frozen=True)
 class Preset:
     """One training/testing recipe; defaults are mmdetection's r50 1x LVIS v1 config.
@@ -222,6 +268,7 @@ class Preset:
             problems.append(f"rfs_rounding {self.rfs_rounding!r} is not one of {ROUNDINGS}")
         if self.optimizer != "sgd":
             problems.append(f"optimizer {self.optimizer!r}: only 'sgd' (as mmdetection)")
+        problems += _range_problems(self)
         if problems:
             raise ValueError(f"preset {self.name!r}: " + "; ".join(problems))
 

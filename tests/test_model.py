@@ -701,3 +701,28 @@ def test_planted_hub_files_and_weights_files_are_never_unpickled(tmp_path, monke
     assert not marker.exists()
     torch.load(local, weights_only=False)  # the payload is real: without weights_only it runs
     assert marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "interval"),
+    [
+        ("lr", float("nan"), "(0, inf)"),
+        ("lr", -0.02, "(0, inf)"),
+        ("grad_clip", -1.0, "(0, inf)"),  # a negative norm would turn clipping into ascent
+        ("momentum", 1.0, "[0, 1)"),
+        ("gamma", 0.0, "(0, 1]"),
+        ("warmup_ratio", float("inf"), "(0, 1]"),
+        ("box_nms_thresh", 1.5, "[0, 1]"),
+        ("train_scales", (640, -1), "[1, inf)"),
+        ("weight_decay", -1e-4, "[0, inf)"),
+        ("box_detections_per_img", 0, "[1, inf)"),
+    ],
+)
+def test_preset_numbers_out_of_range_are_named(field, value, interval):
+    with pytest.raises(ValueError, match=re.escape(f"{field} must be finite and in {interval}")):
+        get_preset("toy", **{field: value})
+
+
+def test_every_preset_is_in_range():
+    for name in PRESETS:
+        assert M._range_problems(get_preset(name)) == []
