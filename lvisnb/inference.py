@@ -62,7 +62,7 @@ def load_trained_model(
     architecture (no backbone weights are fetched), ``category_ids`` gives the label mapping
     (label ``k`` = ``category_ids[k - 1]``).
     """
-    from lvisnb.train import load_checkpoint
+    from lvisnb.checkpoint import load_checkpoint
 
     state = load_checkpoint(checkpoint)
     try:

@@ -26,8 +26,6 @@ rank's NaN stops every rank at the same iteration (none is left waiting in a col
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import json
 import math
 import os
@@ -576,28 +574,53 @@ def _gather_rng(world: int) -> list[dict]:
 # ----------------------------------------------------------------------------- command line
 
 
-def _parse_value(text: str):
+def _yaml_mapping(text: str) -> dict:
+    """``--overrides`` text -> a dict of Preset fields (YAML, e.g. ``{train_scales: [480]}``)."""
     import yaml
 
-    return yaml.safe_load(text)
+    value = yaml.safe_load(text)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError(f"--overrides must be a mapping such as '{{lr: 0.01}}', got {text!r}")
+    return value
+
+
+def _cli_registry():
+    """tyro rules for the one field argparse types cannot express: ``overrides`` (YAML)."""
+    import json
+
+    from tyro.constructors import ConstructorRegistry, PrimitiveConstructorSpec
+
+    registry = ConstructorRegistry()
+
+    @registry.primitive_rule
+    def _mapping(type_info):
+        if type_info.type is not dict:
+            return None
+        return PrimitiveConstructorSpec(
+            nargs=1,
+            metavar="YAML",
+            instance_from_str=lambda args: _yaml_mapping(args[0]),
+            is_instance=lambda value: isinstance(value, dict),
+            str_from_instance=lambda value: [json.dumps(value)],
+        )
+
+    return registry
 
 
 def config_from_args(argv: list[str] | None = None) -> TrainConfig:
-    """``--field value`` for every :class:`TrainConfig` field (YAML-parsed values)."""
-    parser = argparse.ArgumentParser(prog="lvisnb train", description=__doc__.splitlines()[0])
-    for f in dataclasses.fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
-        if f.type == "bool" or isinstance(f.default, bool):
-            parser.add_argument(flag, type=_parse_value, default=f.default, nargs="?", const=True)
-        else:
-            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-            parser.add_argument(flag, type=_parse_value, default=default)
-    args = vars(parser.parse_args(argv))
-    if isinstance(args.get("lr_steps"), list):
-        args["lr_steps"] = tuple(args["lr_steps"])
-    for key in ("train_ann", "image_root", "run_dir", "preset", "device", "sampler", "amp"):
-        args[key] = "" if args[key] is None else str(args[key])
-    return TrainConfig(**args)
+    """A :class:`TrainConfig` from ``--field value`` flags, typed by the dataclass (tyro): each
+    field's comment is its ``--help`` text; ``--lr 1e-3`` is a float, ``--run-dir on`` a string,
+    ``--max-iters None`` the preset's value, ``--lr-steps 3 4`` a tuple, booleans are flags
+    (``--resume`` / ``--no-progress``), ``--overrides`` YAML (``'{train_scales: [480, 512]}'``).
+    A malformed value exits with status 2 and a message naming the flag."""
+    import tyro
+
+    return tyro.cli(
+        TrainConfig, args=argv, prog="lvisnb train", registry=_cli_registry(),
+        description=__doc__.splitlines()[0],
+    )  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

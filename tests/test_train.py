@@ -139,10 +139,29 @@ def test_a_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
 
 def test_command_line_parses_every_field():
     cfg = train_mod.config_from_args(
-        ["--max-iters", "5", "--lr-steps", "[3, 4]", "--resume", "--sampler", "uniform"]
+        ["--max-iters", "5", "--lr-steps", "3", "4", "--resume", "--sampler", "uniform"]
     )
     assert cfg.max_iters == 5 and cfg.lr_steps == (3, 4) and cfg.resume is True
     assert cfg.sampler == "uniform" and cfg.preset == "toy"
+
+
+def test_command_line_values_are_typed_by_the_config(capsys):
+    """Not YAML: 'on' stays a string, 0123 keeps its zero, 1e-3 is a float."""
+    cfg = train_mod.config_from_args(
+        ["--run-dir", "on", "--train-ann", "0123", "--lr", "1e-3", "--no-progress",
+         "--overrides", "{train_scales: [480, 512]}", "--max-iters", "None"]
+    )  # fmt: skip
+    assert cfg.run_dir == "on" and cfg.train_ann == "0123" and cfg.lr == 0.001
+    assert cfg.progress is False and cfg.max_iters is None
+    assert cfg.overrides == {"train_scales": [480, 512]}
+    for bad in (["--lr", "fast"], ["--batch-size", "2.5"], ["--overrides", "[1, 2]"]):
+        with pytest.raises(SystemExit) as exit_:
+            train_mod.config_from_args(bad)
+        assert exit_.value.code == 2
+    assert "--lr" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        train_mod.config_from_args(["--help"])
+    assert "DataLoader workers per process" in capsys.readouterr().out  # the field's comment
 
 
 def test_missing_checkpoint_is_named():
@@ -161,7 +180,7 @@ def _torchrun(run_dir, tiny_train, toy_root, *args, script=None, max_iters=2):
         "--standalone", *target,
         "--train-ann", str(tiny_train), "--image-root", str(toy_root),
         "--run-dir", str(run_dir), "--device", "cpu", "--batch-size", "2",
-        "--max-iters", str(max_iters), "--record-samples", "true", "--progress", "false",
+        "--max-iters", str(max_iters), "--record-samples", "--no-progress",
         "--overrides", json.dumps(FAST), *args,
     ]  # fmt: skip
     env = dict(os.environ, OMP_NUM_THREADS="1")
@@ -210,7 +229,7 @@ def test_lvisnb_train_command(tiny_train, toy_root, tmp_path, capsys):
     from lvisnb import cli
 
     args = ["train", "--train-ann", str(tiny_train), "--image-root", str(toy_root)]
-    args += ["--run-dir", str(tmp_path), "--max-iters", "1", "--progress", "false"]
+    args += ["--run-dir", str(tmp_path), "--max-iters", "1", "--no-progress"]
     args += ["--overrides", json.dumps(FAST)]
     assert cli.main(args) == 0
     assert (tmp_path / "checkpoints" / "final.pt").is_file()
