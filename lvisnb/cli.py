@@ -41,7 +41,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     params = dict(_parse_param(p) for p in args.param)
     executed = runner.run_notebooks(
         Path(args.run_dir),
-        notebooks_dir=Path(args.notebooks),
+        notebooks_dir=Path(args.notebooks) if args.notebooks else runner.NOTEBOOKS_DIR,
         parameters=params,
         select=args.only,
         html=args.html,
@@ -57,13 +57,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return train.main(args.train_args)
 
 
-def _parse_param(text: str) -> tuple[str, object]:
-    import yaml
-
+def _parse_param(text: str) -> tuple[str, str]:
+    """``NAME=VALUE`` -> (name, value text); the runner reads the text by the type the
+    notebook declares for the name."""
     if "=" not in text:
-        raise SystemExit(f"--param expects NAME=VALUE, got {text!r}")
+        raise ValueError(f"-p expects NAME=VALUE, got {text!r}")
     name, value = text.split("=", 1)
-    return name, yaml.safe_load(value)
+    return name.strip(), value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,9 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     run_p = sub.add_parser("run", help="execute the notebooks in order with papermill")
     run_p.add_argument("--run-dir", default="runs/demo")
-    run_p.add_argument("--notebooks", default="notebooks")
+    run_p.add_argument(
+        "--notebooks", default=None, help="folder of NN_*.ipynb (default: the kit's notebooks)"
+    )
     run_p.add_argument("--only", action="append", default=None, help="notebook name prefix")
-    run_p.add_argument("-p", "--param", action="append", default=[], help="NAME=VALUE (YAML)")
+    run_p.add_argument(
+        "-p", "--param", action="append", default=[],
+        help="NAME=VALUE, read as the type the notebook declares (str, int, float, bool)",
+    )  # fmt: skip
     run_p.add_argument("--html", action="store_true", help="also render executed notebooks")
     run_p.set_defaults(func=_cmd_run)
 

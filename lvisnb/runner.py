@@ -41,21 +41,86 @@ def run_notebooks(
     """Execute every notebook into ``run_dir`` (same file name), in order.
 
     Each notebook gets ``run_dir`` (absolute) plus those of ``parameters`` that it declares, so
-    one ``-p max_iters=5`` reaches only the notebooks that have ``max_iters``. With ``html``,
+    one ``-p max_iters=5`` reaches only the notebooks that have ``max_iters``; values are
+    coerced to the declared type (:func:`coerce_parameter`), and a name that no selected
+    notebook declares is a ``ValueError`` before anything runs. With ``html``,
     each executed notebook is also rendered to ``run_dir/<name>.html``. Returns the executed
     notebook paths. A failing cell raises papermill's ``PapermillExecutionError``; the partly
     executed notebook is still written, so the error can be read in it.
     """
     run_dir = Path(run_dir).resolve()
-    run_dir.mkdir(parents=True, exist_ok=True)
     parameters = dict(parameters or {})
+    notebooks = notebook_paths(notebooks_dir, select)
+    declared = {notebook: declared_parameters(notebook) for notebook in notebooks}
+    check_parameter_names(parameters, declared)
+    run_dir.mkdir(parents=True, exist_ok=True)
     executed = []
     with _headless():
-        for notebook in notebook_paths(notebooks_dir, select):
-            executed.append(
-                _execute(notebook, run_dir, parameters, html=html, kernel_name=kernel_name)
-            )
+        for notebook in notebooks:
+            given = {
+                name: coerce_parameter(name, value, declared[notebook][name], notebook)
+                for name, value in parameters.items()
+                if name in declared[notebook]
+            }
+            executed.append(_execute(notebook, run_dir, given, html=html, kernel_name=kernel_name))
     return executed
+
+
+def check_parameter_names(parameters: dict, declared: dict[Path, dict]) -> None:
+    """``ValueError`` for a parameter that none of the selected notebooks declares (a typo
+    would otherwise run on the defaults), listing the names they do declare."""
+    known = {name for names in declared.values() for name in names}
+    unknown = sorted(set(parameters) - known)
+    if unknown:
+        notebooks = ", ".join(p.name for p in declared)
+        raise ValueError(
+            f"no selected notebook ({notebooks}) has the parameter(s) {unknown}; "
+            f"their parameters are: {', '.join(sorted(known))}"
+        )
+
+
+_SCALARS = {"str": str, "int": int, "float": float}
+
+
+def coerce_parameter(name: str, value, spec: dict, notebook: Path):
+    """``value`` as the type the notebook declares for ``name`` (papermill's
+    ``inferred_type_name``: ``str``, ``int``, ``float``, ``bool``; other types as given).
+
+    Text from the command line is read by that type, not as YAML: ``-p image_ids=39769`` is
+    the string ``"39769"`` for a ``str`` parameter, ``-p max_iters=5`` the integer 5;
+    ``bool`` takes true/false/yes/no/1/0. A value that does not fit is a ``ValueError``
+    naming the notebook, the parameter and its type.
+    """
+    kind = spec.get("inferred_type_name", "None")
+    try:
+        if kind == "bool":
+            return _boolean(value)
+        if kind in _SCALARS:
+            if kind != "str" and isinstance(value, bool):
+                raise ValueError("a boolean")
+            if kind == "int" and isinstance(value, float) and not value.is_integer():
+                raise ValueError("not a whole number")
+            return _SCALARS[kind](value)
+    except (TypeError, ValueError) as error:
+        raise ValueError(
+            f"{notebook.name}: parameter {name} is a {kind}, got {value!r} ({error})"
+        ) from None
+    if isinstance(value, str) and kind != "str":  # lists, dicts, None: YAML text
+        import yaml
+
+        return yaml.safe_load(value)
+    return value
+
+
+def _boolean(value) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "1", "on"):
+        return True
+    if text in ("false", "no", "0", "off"):
+        return False
+    raise ValueError("expected true or false")
 
 
 @contextmanager
@@ -77,9 +142,8 @@ def _headless():
 
 def _execute(notebook: Path, run_dir: Path, parameters: dict, html: bool, kernel_name: str):
     """Run one notebook into ``run_dir`` (see :func:`run_notebooks`); returns its path."""
-    declared = declared_parameters(notebook)
-    given = {k: v for k, v in parameters.items() if k in declared}
-    if "run_dir" in declared:
+    given = dict(parameters)
+    if "run_dir" in declared_parameters(notebook):
         given["run_dir"] = str(run_dir)
     output = run_dir / notebook.name
     papermill.execute_notebook(

@@ -1,0 +1,54 @@
+"""``lvisnb run``: parameters typed as the notebooks declare them, typos refused, any cwd."""
+
+from pathlib import Path
+
+import pytest
+
+from lvisnb import cli, runner
+
+NB = Path("04_mask_visualisation.ipynb")
+SPECS = {
+    "image_ids": {"inferred_type_name": "str"},
+    "n_images": {"inferred_type_name": "int"},
+    "score_thr": {"inferred_type_name": "float"},
+    "resume": {"inferred_type_name": "bool"},
+    "scales": {"inferred_type_name": "list[int]"},
+}
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "expected"),
+    [
+        ("image_ids", "39769", "39769"),  # crashed notebook 04 as the int 39769
+        ("image_ids", "0123, 7", "0123, 7"),
+        ("n_images", "5", 5),
+        ("score_thr", "1e-3", 0.001),
+        ("score_thr", "2", 2.0),
+        ("resume", "true", True),
+        ("resume", "No", False),
+        ("scales", "[480, 512]", [480, 512]),
+    ],
+)
+def test_values_take_the_declared_type(name, text, expected):
+    value = runner.coerce_parameter(name, text, SPECS[name], NB)
+    assert value == expected and type(value) is type(expected)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("n_images", "three"), ("n_images", "2.5"), ("n_images", True), ("resume", "maybe")],
+)
+def test_values_that_do_not_fit_are_named(name, value):
+    kind = SPECS[name]["inferred_type_name"]
+    with pytest.raises(
+        ValueError, match=f"04_mask_visualisation.ipynb: parameter {name} is a {kind}"
+    ):
+        runner.coerce_parameter(name, value, SPECS[name], NB)
+
+
+def test_a_misspelt_parameter_is_refused_from_any_directory(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # the kit's notebooks are found without a relative path
+    assert cli.main(["run", "--run-dir", "out", "--only", "01", "-p", "ann_fiel=x.json"]) == 2
+    err = capsys.readouterr().err
+    assert "['ann_fiel']" in err and "ann_file" in err  # the declared names are listed
+    assert not (tmp_path / "out").exists()  # refused before anything ran
