@@ -603,7 +603,10 @@ def validate_detections(
         image = record.get("image_id") if isinstance(record, dict) else None
         if isinstance(record, _TYPED):
             image = record.image_id
-        raise ValueError(_message(source, error.index, image, error.field, error.reason)) from None
+        message = _message(source, error.index, image, error.field, error.reason)
+        if (error.field, error.reason) == ("segmentation", "is missing"):
+            message += "; results without masks are evaluated for boxes only: --iou-types bbox"
+        raise ValueError(message) from None
     return Detections(image_id, category_id, score, boxes, segms, source, row, column)
 
 

@@ -607,8 +607,15 @@ def format_summary(evaluation: Evaluation) -> str:
         )
     if "segm" in info["iou_types"]:
         lines.append(SEGM_AREA_RULES[info["segm_area"]])
-    table = evaluation.summary().to_string(float_format=lambda v: f"{v:.4f}")
-    return "\n".join([*lines, table])
+    summary = evaluation.summary()
+    table = summary.to_string(float_format=_metric_text)
+    undefined = bool((summary == -1).to_numpy().any())
+    return "\n".join([*lines, table] + ["– : no ground truth in the group (LVIS's -1)"] * undefined)
+
+
+def _metric_text(value: float) -> str:
+    """A metric to 4 decimals; LVIS's -1 (undefined: no GT in the group) as an en dash."""
+    return "–" if value == -1 else f"{value:.4f}"
 
 
 SEGM_AREA_RULES = {

@@ -219,6 +219,7 @@ def test_segm_size_ranges_use_the_mask_area_not_the_box_area():
             assert run.metrics["segm"][name] == pytest.approx(value, abs=1e-12), name
     assert runs["fast"].info["segm_area"] == "mask"
     assert "areas from the masks" in evaluate.format_summary(runs["fast"])
+    assert "-1.0000" not in evaluate.format_summary(runs["fast"])
     assert "--segm-area box" in runs["fast"].info["segm_area_rule"]
 
 
@@ -595,7 +596,7 @@ def test_box_only_results_are_enough_for_bbox():
     records = [{k: v for k, v in _good().items() if k != "segmentation"}]
     result = evaluate.evaluate(_tiny_gt(), records, iou_types=["bbox"])
     assert result.metrics["bbox"]["AP"] == pytest.approx(1.0)
-    with pytest.raises(ValueError, match="field 'segmentation' is missing"):
+    with pytest.raises(ValueError, match="field 'segmentation' is missing.*--iou-types bbox"):
         evaluate.evaluate(_tiny_gt(), records, iou_types=["segm"])
 
 
@@ -758,6 +759,7 @@ def test_cli_prints_the_table_and_writes_metrics_json(tmp_path, capsys):
     assert evaluate.main_evaluate(argv + ["--out", str(out), "--per-category-csv", str(csv)]) == 0
     printed = capsys.readouterr().out
     assert "APfixed" in printed and "segm" in printed and str(out) in printed
+    assert "-1.0000" not in printed and "no ground truth in the group" in printed  # APc, APf
     saved = json.loads(out.read_text())
     assert saved["metrics"]["segm"]["AP"] == pytest.approx(1.0)
     assert saved["info"]["backend"] == "lvis"
