@@ -28,8 +28,9 @@ from pathlib import Path
 
 import torch
 
+from lvisnb.outputs import atomic_path, remove_stale_temporaries  # noqa: F401 - re-exported
+
 CHECKSUM_KEY = "checksum"
-TEMP_PREFIX = "."  # temporary files: .{name}.tmp-{pid}
 
 
 class CheckpointError(ValueError):
@@ -92,26 +93,13 @@ def save_checkpoint(path: str | os.PathLike, payload: dict) -> Path:
     bad = first_non_finite(payload)
     if bad is not None:
         raise NonFiniteStateError(f"{bad} holds NaN or infinite values; {path} not written")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{TEMP_PREFIX}{path.name}.tmp-{os.getpid()}")
     try:
-        torch.save({**payload, CHECKSUM_KEY: checksum(payload)}, tmp)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            torch.save({**payload, CHECKSUM_KEY: checksum(payload)}, tmp)
     except OSError as error:
         reason = "the disk is full" if error.errno == errno.ENOSPC else str(error)
         raise OSError(error.errno, f"could not write checkpoint {path}: {reason}") from error
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
-
-
-def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
-    """Delete the temporary files a killed write left in ``folder`` (``.NAME.tmp-PID``)."""
-    folder = Path(folder)
-    stale = sorted(folder.glob(f"{TEMP_PREFIX}*.tmp-*")) if folder.is_dir() else []
-    for path in stale:
-        path.unlink(missing_ok=True)
-    return stale
 
 
 _UNREADABLE = (

@@ -22,7 +22,6 @@ import os
 from collections.abc import Iterable, Iterator
 from contextlib import nullcontext
 from dataclasses import fields
-from pathlib import Path
 
 import numpy as np
 import pycocotools.mask as mask_utils
@@ -34,6 +33,7 @@ from tqdm.auto import tqdm
 from lvisnb.categories import check_same_version
 from lvisnb.dataset import CategoryMapping, LVISDetection, collate, read_record_image
 from lvisnb.model import Preset, build_model
+from lvisnb.outputs import atomic_path
 
 __all__ = ["load_trained_model", "predict", "save_results", "masks_to_rle"]
 
@@ -180,19 +180,12 @@ def save_results(path: str | os.PathLike, records: Iterable[dict]) -> int:
     Records are written one at a time as they come (a generator from :func:`predict` is never
     held in memory as a whole), into a temporary file that is renamed at the end.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     count = 0
-    try:
-        with open(tmp, "w") as handle:
-            handle.write("[")
-            for record in records:
-                handle.write(",\n" if count else "\n")
-                handle.write(json.dumps(record, separators=(",", ":")))
-                count += 1
-            handle.write("\n]\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "w") as handle:
+        handle.write("[")
+        for record in records:
+            handle.write(",\n" if count else "\n")
+            handle.write(json.dumps(record, separators=(",", ":")))
+            count += 1
+        handle.write("\n]\n")
     return count

@@ -2,15 +2,19 @@
 
 An output path is refused (``FileExistsError``, naming it) when it is one of the command's
 input files, or when it exists and is not an output of the same kind the kit wrote before (a
-metrics JSON, a per-category CSV), unless the caller says ``overwrite``. Writes are atomic: a
-temporary file in the same folder, then ``os.replace``.
+metrics JSON, a per-category CSV), unless the caller says ``overwrite``.
+
+Every file the kit writes is written atomically (:func:`atomic_path`): into a temporary file
+``.NAME.tmp-PID`` in the same folder, renamed over ``NAME`` only when complete, removed when the
+write fails; a crash leaves the old file or the new one, never half of one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 PER_CATEGORY_HEADER = "id,name,frequency,"
@@ -74,14 +78,43 @@ def check_output(
     return path
 
 
-def write_text_atomic(path: Path, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file and ``os.replace``; the temporary
-    file is removed if the write fails."""
+TEMP_PREFIX, TEMP_INFIX = ".", ".tmp-"  # temporary files: .NAME.tmp-PID
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path to write ``path``'s new content to (its folder is created); on leaving
+    the block without an error it replaces ``path`` (``os.replace``), and in every case the
+    temporary file is gone afterwards."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = path.with_name(f"{TEMP_PREFIX}{path.name}{TEMP_INFIX}{os.getpid()}")
     try:
-        tmp.write_text(text, encoding="utf-8")
+        yield tmp
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    return path
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically (:func:`atomic_path`); returns the path."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (:func:`atomic_path`); returns the path."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files that a killed write left in ``folder`` (``.NAME.tmp-PID``)."""
+    folder = Path(folder)
+    pattern = f"{TEMP_PREFIX}*{TEMP_INFIX}*"
+    stale = sorted(folder.glob(pattern)) if folder.is_dir() else []
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale

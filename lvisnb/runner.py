@@ -9,6 +9,8 @@ from pathlib import Path
 
 import papermill
 
+from lvisnb.outputs import write_text_atomic
+
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 
 
@@ -166,6 +168,4 @@ def render_html(notebook: str | os.PathLike) -> Path:
 
     notebook = Path(notebook)
     body, _ = HTMLExporter().from_notebook_node(nbformat.read(notebook, as_version=4))
-    target = notebook.with_suffix(".html")
-    target.write_text(body, encoding="utf-8")
-    return target
+    return write_text_atomic(notebook.with_suffix(".html"), body)

@@ -19,6 +19,8 @@ import json
 import os
 from pathlib import Path
 
+from lvisnb.outputs import write_text_atomic
+
 LOG_FILE = "train_log.jsonl"
 CHECKPOINT_DIR = "checkpoints"
 LAST, FINAL = "last.pt", "final.pt"
@@ -113,7 +115,7 @@ def truncate_log(run_dir: str | os.PathLike, iteration: int) -> None:
     if not path.is_file():
         return
     kept = [r for r in read_log(run_dir) if r["iter"] <= iteration]
-    path.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
+    write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in kept))
 
 
 def config_differences(saved: dict, current: dict) -> list[str]:

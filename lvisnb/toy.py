@@ -52,6 +52,7 @@ from tqdm.auto import tqdm
 
 from lvisnb.categories import categories as lvis_categories
 from lvisnb.categories import frequency_of
+from lvisnb.outputs import atomic_path, write_bytes_atomic, write_text_atomic
 
 GENERATOR_VERSION = 1
 TRAIN_FILE = "annotations/lvis_v1_train.json"
@@ -494,10 +495,7 @@ def _run_tasks(tasks: list[_ImageTask], workers: int, desc: str) -> list:
 
 
 def _write_json_atomic(path: Path, payload: object) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(msgspec.json.encode(payload))
-    os.replace(tmp, path)
+    write_bytes_atomic(path, msgspec.json.encode(payload))
 
 
 def is_complete(out_dir: str | os.PathLike) -> bool:
@@ -638,7 +636,7 @@ def make_toy_lvis(
         "settings": asdict(settings) | {"workers": None},
         "categories": [asdict(c) | {"appearance": c.appearance} for c in cats],
     }
-    (out_dir / META_FILE).write_text(json.dumps(meta, indent=1))
+    write_text_atomic(out_dir / META_FILE, json.dumps(meta, indent=1))  # last: marks complete
     return paths
 
 
@@ -772,8 +770,6 @@ def make_full_scale_lvis(
         )
 
     path = Path(out_dir) / "annotations" / "lvis_v1_train_full_scale.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     encoder = msgspec.json.Encoder()
     categories = [
         {
@@ -787,7 +783,7 @@ def make_full_scale_lvis(
         for r, c in zip(real.itertuples(), counts, strict=True)
     ]
     angles = np.linspace(0, 2 * np.pi, 16, endpoint=False)
-    with open(tmp, "wb") as out:
+    with atomic_path(path) as tmp, open(tmp, "wb") as out:
         out.write(b'{"info":{"description":"toy-LVIS full scale (synthetic)","version":"1.0"},')
         out.write(b'"licenses":[{"id":1,"name":"CC BY 4.0"}],"images":')
         out.write(encoder.encode(images))
@@ -832,5 +828,4 @@ def make_full_scale_lvis(
                 out.write(b",")
             out.write(body)
         out.write(b"]}")
-    os.replace(tmp, path)
     return path

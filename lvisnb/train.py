@@ -51,6 +51,7 @@ from lvisnb.checkpoint import (
 )
 from lvisnb.dataset import LVISDetection, collate
 from lvisnb.model import Preset, build_model, get_preset
+from lvisnb.outputs import write_text_atomic
 from lvisnb.runs import CHECKPOINT_DIR, FINAL, LAST, LOG_FILE, read_log  # noqa: F401
 from lvisnb.sampler import ROUNDINGS, EpochShardedSampler, build_sampler
 from lvisnb.transforms import train_transforms
@@ -435,7 +436,7 @@ def train(cfg: TrainConfig, callback: Callable[[dict], None] | None = None) -> T
         _set_rng_state(state["rng"][min(rank, len(state["rng"]) - 1)])
     run_dir.mkdir(parents=True, exist_ok=True)  # every rank: each writes its samples file
     if is_main:
-        (run_dir / "config.json").write_text(json.dumps(config_record, indent=2, default=str))
+        write_text_atomic(run_dir / "config.json", json.dumps(config_record, indent=2, default=str))
         runs.truncate_log(run_dir, iteration)
         remove_stale_temporaries(ckpt_dir)
 
