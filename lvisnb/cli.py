@@ -115,10 +115,12 @@ def main(argv: list[str] | None = None) -> int:
     """Run a command; an input the kit refuses (``ValueError``, a missing file, an output that
     would replace an input or a user's file) is printed as one line naming the file, record
     and field, exit status 2 (``LVISNB_TRACEBACK=1``: raise)."""
+    from lvisnb.data import ImageReadError
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, FileExistsError) as error:
+    except (ValueError, FileNotFoundError, FileExistsError, ImageReadError) as error:
         if os.environ.get("LVISNB_TRACEBACK"):
             raise
         print(f"lvisnb {args.command}: error: {error}", file=sys.stderr)

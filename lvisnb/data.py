@@ -51,6 +51,10 @@ REQUIRED_KEYS: dict[str, tuple[str, ...]] = {
 }
 
 
+class ImageReadError(RuntimeError):
+    """An image file that is missing or cannot be decoded; names the path and the image id."""
+
+
 class LVISFormatError(ValueError):
     """An annotation file that is not valid LVIS; the message names the file and the field."""
 

@@ -29,12 +29,15 @@ from PIL import Image, UnidentifiedImageError
 from torchvision import tv_tensors
 from torchvision.transforms.v2.functional import pil_to_tensor
 
-from lvisnb.data import LVISFormatError, image_path, is_validated, load_lvis, validate_dataset
+from lvisnb.data import (
+    ImageReadError,
+    LVISFormatError,
+    image_path,
+    is_validated,
+    load_lvis,
+    validate_dataset,
+)
 from lvisnb.masks import to_compressed_rle
-
-
-class ImageReadError(RuntimeError):
-    """An image file that is missing or cannot be decoded; names the path and the image id."""
 
 
 @dataclass(frozen=True)
@@ -139,6 +142,15 @@ def read_record_image(info: dict, image_root: str | os.PathLike) -> torch.Tensor
     return image
 
 
+def _root_hint(info: dict, image_root: Path) -> str:
+    """Where the path came from and what ``image_root`` should be, for a missing image."""
+    if info.get("coco_url"):
+        return (f"its path is coco_url's last two parts under image_root {image_root}, which "
+                "should be the folder holding train2017/ and val2017/")  # fmt: skip
+    return (f"its path is file_name under image_root {image_root}, which should be the folder "
+            "holding the split's images (e.g. .../val2017)")  # fmt: skip
+
+
 class LVISDetection(torch.utils.data.Dataset):
     """LVIS images and instance targets for torchvision detection models.
 
@@ -210,7 +222,14 @@ class LVISDetection(torch.utils.data.Dataset):
         }
 
     def __getitem__(self, index: int):
-        image = tv_tensors.Image(read_record_image(self.image_info(index), self.image_root))
+        info = self.image_info(index)
+        try:
+            pixels = read_record_image(info, self.image_root)
+        except ImageReadError as error:
+            raise ImageReadError(
+                f"{self.source}: {error}; {_root_hint(info, self.image_root)}"
+            ) from None
+        image = tv_tensors.Image(pixels)
         target = self.target(index)
         if self.transforms is not None:
             image, target = self.transforms(image, target)

@@ -523,7 +523,7 @@ def _evaluate(gt, results, options: _Options):
         "zero_area_gt": int((~truth.ann_evaluated).sum()),
         "segm_area": segm_area,
         "segm_area_rule": SEGM_AREA_RULES[segm_area],
-        "train_ann": None if options.train_ann is None else str(options.train_ann),
+        "train_ann": truth.train_ann,
         "train_count_source": truth.train_count_source,
         "seconds": {k: round(v, 4) for k, v in seconds.items()},
     }
@@ -674,6 +674,8 @@ def add_evaluate_parser(subparsers) -> argparse.ArgumentParser:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     inputs = [args.gt, args.results, *([args.train_ann] if args.train_ann else [])]
+    if args.per_category_csv and outputs.same_file(args.out, args.per_category_csv):
+        raise FileExistsError(f"--out and --per-category-csv are the same file: {args.out}")
     for path, owned, what in (
         (args.out, outputs.is_metrics_file, "metrics file"),
         (args.per_category_csv, outputs.is_per_category_csv, "per-category table"),

@@ -172,7 +172,8 @@ def rarest_categories(scene: Scene, n: int = 1, with_predictions: bool = False) 
     embedded = embedded_train_image_counts(records)
     if embedded is not None:
         counts = dict(zip((int(c["id"]) for c in records), embedded[0].tolist(), strict=True))
-        return sorted(present, key=lambda c: (counts.get(c, 0), c))[:n]
+        known_first = lambda c: (counts.get(c, -1) < 0, counts.get(c, -1), c)  # noqa: E731
+        return sorted(present, key=known_first)[:n]
     images = Counter(
         c for anns in scene.instances.values() for c in {int(a["category_id"]) for a in anns}
     )

@@ -7,11 +7,14 @@ them); every evaluation array's category axis follows ``category_ids``.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from lvisnb.categories import FREQUENCY_GROUPS  # noqa: F401 - lvisnb.evaluate imports it here
 
@@ -46,6 +49,7 @@ class GroundTruth:
     frequency: np.ndarray
     train_image_count: np.ndarray
     train_count_source: str
+    train_ann: str | None
     image_count: np.ndarray
     ann_row: np.ndarray
     ann_col: np.ndarray
@@ -69,6 +73,17 @@ class GroundTruth:
         rows = np.searchsorted(self.image_ids, image_ids)
         cols = np.searchsorted(self.category_ids, category_ids)
         return rows * self.num_categories + cols
+
+
+def _warn_if_same(source: str, train_ann) -> None:
+    with contextlib.suppress(OSError):
+        if os.path.samefile(source, train_ann):
+            warnings.warn(
+                f"{train_ann} is both the ground truth and the train file: its image counts "
+                "are this file's, not training counts",
+                UserWarning,
+                stacklevel=3,
+            )
 
 
 def _sorted_categories(dataset: dict) -> list[dict]:
@@ -98,14 +113,18 @@ def train_image_counts(
     3. Otherwise unknown (all -1): a file's own ``image_count`` field is not used, because on
        a val file it counts val images (lvis-api's ``lvis_val_100.json``: handbag 4, LVIS v1
        train 1,859).
+
+    A train file whose categories are another LVIS version, or name other categories under
+    the same ids, is a ``ValueError`` naming both files' categories (ids are joined).
     """
     from lvisnb.categories import embedded_train_image_counts
 
     ids = [int(c["id"]) for c in category_records]
-    if train_ann is not None:
+    if train_ann:
         from lvisnb import data  # imports the lvis API, kept out of CLI start-up
 
         tables = data.read_tables(train_ann)
+        _check_train_categories(category_records, tables.categories, train_ann)
         pairs = tables.annotations[["image_id", "category_id"]].drop_duplicates()
         counted = pairs.groupby("category_id").size()
         listed = set(tables.categories["id"].tolist())
@@ -115,6 +134,24 @@ def train_image_counts(
     if embedded is not None:
         return embedded
     return np.full(len(ids), -1, dtype=np.int64), "unknown (no train file given)"
+
+
+def _check_train_categories(records: list[dict], train: pd.DataFrame, train_ann) -> None:
+    """``ValueError`` when the train file's categories cannot be joined to ``records`` by id:
+    another LVIS version, or the same id naming another category."""
+    from lvisnb.categories import check_same_version, lvis_version_of
+
+    train_records = train[["id", "name", "synset"]].to_dict("records")
+    check_same_version(lvis_version_of(records), train_records, f"the train file {train_ann}")
+    names = dict(zip(train["id"].tolist(), train["name"].tolist(), strict=True))
+    clashes = [(int(c["id"]), c["name"], names[int(c["id"])]) for c in records
+               if int(c["id"]) in names and names[int(c["id"])] != c["name"]]  # fmt: skip
+    if clashes:
+        shown = ", ".join(f"id {i}: {a!r} here, {b!r} there" for i, a, b in clashes[:3])
+        raise ValueError(
+            f"the train file {train_ann} names {len(clashes)} category id(s) differently from "
+            f"the ground truth ({shown}): its counts cannot be joined by id"
+        )
 
 
 def load_ground_truth(gt, train_ann: str | os.PathLike | None = None) -> GroundTruth:
@@ -129,10 +166,13 @@ def load_ground_truth(gt, train_ann: str | os.PathLike | None = None) -> GroundT
     """
     from lvisnb import data  # imports the lvis API, kept out of CLI start-up
 
+    train_ann = train_ann or None  # "" (an empty notebook parameter) is no file
     if isinstance(gt, GroundTruth):
         if train_ann is not None:
+            _warn_if_same(gt.source, train_ann)
             counts, source = train_image_counts(_sorted_categories(gt.dataset), train_ann)
-            gt = replace(gt, train_image_count=counts, train_count_source=source)
+            gt = replace(gt, train_image_count=counts, train_count_source=source,
+                         train_ann=str(train_ann))  # fmt: skip
         return gt
     if isinstance(gt, str | os.PathLike):
         dataset, source = data.load_json(gt), str(gt)
@@ -169,6 +209,8 @@ def load_ground_truth(gt, train_ann: str | os.PathLike | None = None) -> GroundT
     ann_area = np.fromiter((a["area"] for a in anns), dtype=np.float64, count=len(anns))
     ann_evaluated = (ann_area > 0) & (ann_area < np.inf)
     rows = np.arange(len(images_sorted))
+    if train_ann is not None:
+        _warn_if_same(source, train_ann)
     train_counts, train_source = train_image_counts(cats, train_ann)
     negative = _flat_pairs(rows, [i["neg_category_ids"] for i in images_sorted], category_ids, k)
     not_exhaustive = _flat_pairs(
@@ -184,6 +226,7 @@ def load_ground_truth(gt, train_ann: str | os.PathLike | None = None) -> GroundT
         frequency=np.array([c["frequency"] for c in cats]),
         train_image_count=train_counts,
         train_count_source=train_source,
+        train_ann=None if train_ann is None else str(train_ann),
         image_count=np.bincount(np.unique(ann_row * k + ann_col) % k, minlength=k),
         ann_row=ann_row,
         ann_col=ann_col,

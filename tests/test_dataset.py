@@ -103,3 +103,14 @@ def test_train_transforms_move_boxes_and_masks_together(toy_root, toy_train):
 def test_collate():
     images, targets = collate([(1, "a"), (2, "b")])
     assert images == (1, 2) and targets == ("a", "b")
+
+
+def test_a_missing_image_names_the_file_and_what_the_root_should_be(toy_val, tmp_path):
+    from lvisnb.dataset import ImageReadError
+
+    dataset = LVISDetection(toy_val, tmp_path / "train2017")  # the split folder, not the root
+    with pytest.raises(ImageReadError) as error:
+        dataset[0]
+    text = str(error.value)
+    assert str(toy_val) in text and "coco_url's last two parts" in text
+    assert "folder holding train2017/ and val2017/" in text

@@ -111,3 +111,12 @@ def test_evaluate_replaces_only_its_own_outputs_without_the_flag(tmp_path, capsy
     assert cli.main(base + ["--out", str(notes), "--overwrite"]) == 0
     assert outputs.is_metrics_file(notes)
     assert not list(tmp_path.glob(".*.tmp-*"))
+
+
+def test_the_two_outputs_must_differ(tmp_path, capsys):
+    gt, results = _gt_and_results(tmp_path)
+    same = str(tmp_path / "m.json")
+    args = ["evaluate", str(gt), str(results), "--out", same, "--per-category-csv", same]
+    assert cli.main(args) == 2
+    assert "the same file" in capsys.readouterr().err
+    assert not (tmp_path / "m.json").exists()

@@ -183,3 +183,41 @@ def test_real_file_segm_area_box_equals_raw_lvis_eval(real_gt, variants):
                        segm_area="box")  # fmt: skip
         for name, value in want.items():
             assert got.metrics["segm"][name] == pytest.approx(value, abs=1e-12), name
+
+
+def test_a_train_file_of_another_version_or_vocabulary_is_refused(real_gt, tmp_path):
+    """Counts are joined by id: a v1 train file for v0.5 ground truth would give "acorn" the
+    count of v1's id 1, "aerosol_can"."""
+    from lvisnb.categories import _raw
+    from lvisnb.ground_truth import load_ground_truth
+
+    images = [dict(i) for i in real_gt["images"][:1]]
+    anns = [{"id": 1, "image_id": images[0]["id"], "category_id": 3, "bbox": [1, 1, 9, 9],
+             "area": 81.0, "segmentation": [[1, 1, 10, 1, 10, 10, 1, 10]]}]  # fmt: skip
+    v1 = {"images": images, "annotations": anns, "categories": [dict(c) for c in _raw("v1")]}
+    for c in v1["categories"]:
+        c.pop("train_image_count", None)
+    path = tmp_path / "lvis_v1_train.json"
+    path.write_text(json.dumps(v1))
+    with pytest.raises(ValueError, match=r"is LVIS v1 \(1203 categories\) but LVIS v0.5"):
+        load_ground_truth(REAL, train_ann=path)
+    few = {"images": images, "annotations": anns, "categories": v1["categories"][:5]}
+    path.write_text(json.dumps(few))  # not a whole set, yet ids 1..5 name other categories
+    with pytest.raises(ValueError, match="names 5 category id"):
+        load_ground_truth(REAL, train_ann=path)
+
+
+def test_the_train_file_is_an_input_even_when_given_at_load(real_gt, tmp_path):
+    from lvisnb.evaluate import save_metrics
+    from lvisnb.ground_truth import load_ground_truth
+
+    train = tmp_path / "train.json"
+    train.write_text(REAL.read_text())
+    with pytest.warns(UserWarning, match="both the ground truth and the train file"):
+        load_ground_truth(train, train_ann=train)
+    truth = load_ground_truth(REAL, train_ann=train)
+    evaluation = evaluate(truth, _perfect(real_gt, np.random.default_rng(2))[:5], fixed=False)
+    assert evaluation.info["train_ann"] == str(train)
+    with pytest.raises(FileExistsError, match="is one of the inputs"):
+        save_metrics(train, evaluation, overwrite=True)
+    assert load_ground_truth(REAL, train_ann="").train_ann is None  # "" is no file
