@@ -164,7 +164,11 @@ def target_image_counts(
     counts = np.maximum(np.round(counts), 1).astype(np.int64)
     counts[frequent] = np.maximum(counts[frequent], 101)
     if counts.max() > num_images:
-        raise ValueError(f"{num_images} train images cannot hold a category in {counts.max()}")
+        raise ValueError(
+            f"toy-LVIS needs at least {counts.max()} train images (its frequent categories are "
+            f"in more than 100 images each, as LVIS's), got {num_images}: --train-images "
+            f"{counts.max()} or more"
+        )
     return counts
 
 
