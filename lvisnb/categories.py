@@ -99,6 +99,16 @@ def check_same_version(version: str | None, category_records: list[dict], what: 
         )
 
 
+def other_version_ids(version: str) -> tuple[str, np.ndarray, np.ndarray]:
+    """``(other version, ids there, the same categories' ids in version)``, joined by synset:
+    how results written with the other LVIS version's ids would read in ``version``."""
+    other = next(v for v in VERSIONS if v != version)
+    here = {c["synset"]: c["id"] for c in _raw(version)}
+    pairs = [(c["id"], here[c["synset"]]) for c in _raw(other) if c["synset"] in here]
+    ids = np.array(pairs, dtype=np.int64).reshape(-1, 2)
+    return other, ids[:, 0], ids[:, 1]
+
+
 def embedded_train_image_counts(category_records: list[dict]) -> tuple[np.ndarray, str] | None:
     """Real LVIS train image counts of ``category_records`` (int64, their order; -1 where
     unknown) and a label saying what they count, when the records are a whole LVIS category

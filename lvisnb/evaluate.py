@@ -58,6 +58,7 @@ import numpy as np
 import pandas as pd
 
 from lvisnb import outputs
+from lvisnb.categories import lvis_version_of, other_version_ids
 from lvisnb.data import gc_paused
 from lvisnb.detections import (
     Detections,
@@ -427,6 +428,46 @@ def evaluate(
         return _evaluate(gt, results, options)
 
 
+def _positive_rate(truth: GroundTruth, rows: np.ndarray, category_ids: np.ndarray) -> float:
+    """Share of (image row, category id) pairs that are annotated (positive) in ``truth``."""
+    cols = np.searchsorted(truth.category_ids, category_ids).clip(0, truth.num_categories - 1)
+    known = truth.category_ids[cols] == category_ids
+    keys = rows[known] * truth.num_categories + cols[known]
+    return float(np.isin(keys, truth.evaluated_keys()).sum() / max(len(rows), 1))
+
+
+def _warn_if_other_version_ids(truth: GroundTruth, det: Detections, source: str) -> None:
+    """Warn when the results read far better with the other LVIS version's category ids.
+
+    A results file carries no version, and v1 and v0.5 share most ids (1,203 of v0.5's 1,230
+    exist in v1, 83 with the same synset), so v1 results against v0.5 ground truth are legal
+    and score near zero. On a whole LVIS category set, the best-scored tenth of the detections
+    (at least 100, at most 20,000) is looked up twice: as given, and with each id read as the
+    other version's and mapped to this version by synset. When the second finds annotated
+    categories on their images at least twice as often and in at least a fifth of the cases,
+    the ids are probably the other version's.
+    """
+    version = lvis_version_of(truth.dataset["categories"])
+    if version is None or len(det) == 0:
+        return
+    count = min(max(len(det) // 10, min(len(det), 100)), 20_000)
+    top = np.argpartition(-det.score, count - 1)[:count]  # the best-scored, in O(N)
+    rows, ids = det.image_row[top], det.category_id[top]
+    other, there, here = other_version_ids(version)
+    position = np.searchsorted(there, ids).clip(0, len(there) - 1)
+    mapped = np.where(there[position] == ids, here[position], -1)
+    as_given, as_other = _positive_rate(truth, rows, ids), _positive_rate(truth, rows, mapped)
+    if as_other >= 0.2 and as_other >= 2 * as_given:
+        warnings.warn(
+            f"{source}: the category ids look like LVIS {other}'s, but the ground truth is LVIS "
+            f"{version}: read as {other} ids (joined by synset), {as_other:.0%} of the "
+            f"best-scored detections name a category annotated on their image, as given "
+            f"{as_given:.0%}. Map the ids to {version} before evaluating",
+            UserWarning,
+            stacklevel=4,
+        )
+
+
 @dataclass(frozen=True)
 class _Options:
     iou_types: tuple[str, ...]
@@ -470,6 +511,7 @@ def _evaluate(gt, results, options: _Options):
             stacklevel=3,  # the caller of evaluate()
         )
     by_class, class_cap = cap_per_class(det, dets_per_class) if fixed else (standard[:0], {})
+    _warn_if_other_version_ids(truth, det, source)
     keys = det.pair_keys(truth.num_categories)
     position = np.searchsorted(truth.verified, keys).clip(0, max(len(truth.verified) - 1, 0))
     verified = truth.verified[position] == keys if len(truth.verified) else keys < 0

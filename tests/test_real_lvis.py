@@ -221,3 +221,22 @@ def test_the_train_file_is_an_input_even_when_given_at_load(real_gt, tmp_path):
     with pytest.raises(FileExistsError, match="is one of the inputs"):
         save_metrics(train, evaluation, overwrite=True)
     assert load_ground_truth(REAL, train_ann="").train_ann is None  # "" is no file
+
+
+def test_results_with_the_other_versions_ids_are_flagged(real_gt):
+    """Perfect results written with LVIS v1 ids score near zero on v0.5 ground truth (the ids
+    are legal there); the evaluation warns, naming both versions."""
+    from lvisnb.categories import _raw
+
+    v1_id = {c["synset"]: c["id"] for c in _raw("v1")}
+    synset = {c["id"]: c["synset"] for c in real_gt["categories"]}
+    perfect = _perfect(real_gt, np.random.default_rng(3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the right ids: no warning
+        right = evaluate(REAL, perfect, iou_types=("bbox",), fixed=False)
+    as_v1 = [r | {"category_id": v1_id[synset[r["category_id"]]]} for r in perfect
+             if synset[r["category_id"]] in v1_id]  # fmt: skip
+    with pytest.warns(UserWarning, match=r"look like LVIS v1's, but the ground truth is LVIS v0.5"):
+        wrong = evaluate(REAL, as_v1, iou_types=("bbox",), fixed=False)
+    assert right.metrics["bbox"]["AP"] == pytest.approx(1.0)
+    assert wrong.metrics["bbox"]["AP"] < 0.5
