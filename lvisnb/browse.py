@@ -30,7 +30,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from lvisnb.categories import FREQUENCY_GROUPS, FREQUENCY_NAMES
-from lvisnb.dataset import ImageReadError
+from lvisnb.data import ImageReadError
 from lvisnb.overlay import draw_federated, draw_instances
 from lvisnb.scene import Scene, load_scene
 

@@ -18,12 +18,11 @@ An image without annotations gives empty tensors of the right shapes (0 x 4, 0, 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pycocotools.mask as mask_utils
 import torch
 from PIL import Image, UnidentifiedImageError
 from torchvision import tv_tensors
@@ -37,7 +36,7 @@ from lvisnb.data import (
     load_lvis,
     validate_dataset,
 )
-from lvisnb.masks import to_compressed_rle
+from lvisnb.masks import decode_masks, segmentation_rle  # noqa: F401 - re-exported
 
 
 @dataclass(frozen=True)
@@ -89,32 +88,6 @@ class CategoryMapping:
             bad = int(labels[(labels < 1) | (labels > self.num_classes)][0])
             raise KeyError(f"label {bad} is outside 1..{self.num_classes}")
         return torch.tensor(self.category_ids, dtype=torch.int64)[labels - 1]
-
-
-def segmentation_rle(segmentation, height: int, width: int) -> dict:
-    """Compressed RLE (pycocotools' dict) of one LVIS segmentation in a ``height x width`` image.
-
-    ``segmentation``: polygons (a list of ``[x1, y1, x2, y2, ...]`` in pixels; parts of one
-    object are merged), an uncompressed RLE (``counts`` a list) or a compressed RLE (``counts`` a
-    str or bytes). An RLE whose ``size`` is not ``[height, width]`` raises ``ValueError``.
-    """
-    if isinstance(segmentation, dict) and list(segmentation.get("size", ())) != [height, width]:
-        raise ValueError(
-            f"RLE of size {segmentation.get('size')} does not fit the {height}x{width} image"
-        )
-    return to_compressed_rle(segmentation, height, width)  # polygon parts are merged
-
-
-def decode_masks(segmentations: Sequence, height: int, width: int) -> np.ndarray:
-    """N x H x W uint8 masks from LVIS segmentations (see :func:`segmentation_rle`)."""
-    masks = np.zeros((len(segmentations), height, width), dtype=np.uint8)
-    for i, segmentation in enumerate(segmentations):
-        try:
-            rle = segmentation_rle(segmentation, height, width)
-        except ValueError as error:
-            raise ValueError(f"segmentation {i}: {error}") from None
-        masks[i] = mask_utils.decode(rle)
-    return masks
 
 
 def read_image(path: str | os.PathLike, image_id: int) -> torch.Tensor:

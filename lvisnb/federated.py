@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pycocotools.mask as mask_utils
 
-from lvisnb.dataset import segmentation_rle
+from lvisnb.masks import segmentation_rle
 
 MATCHED = "matched"
 FALSE_POSITIVE = "false positive"

@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 
 from lvisnb import federated
 from lvisnb.categories import FREQUENCY_GROUPS, embedded_train_image_counts
-from lvisnb.dataset import ImageReadError
+from lvisnb.data import ImageReadError
 from lvisnb.overlay import STATUS_COLOURS, Shape, category_colour, draw_shapes, instance_box
 from lvisnb.scene import Scene
 

@@ -17,7 +17,10 @@ made sure pycocotools will not fail, hang or crash on it (it segfaults on a vert
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
+import pycocotools.mask as mask_utils
 
 # A polygon vertex may lie outside the image (pycocotools clips), but no further than this many
 # image sizes: rasterising walks the polygon's outline pixel by pixel (5x upsampled, in 32-bit
@@ -129,3 +132,29 @@ def to_compressed_rle(segmentation, height: int, width: int) -> dict:
         "size": [int(height), int(width)],
         "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts,
     }
+
+
+def segmentation_rle(segmentation, height: int, width: int) -> dict:
+    """Compressed RLE (pycocotools' dict) of one LVIS segmentation in a ``height x width`` image.
+
+    ``segmentation``: polygons (a list of ``[x1, y1, x2, y2, ...]`` in pixels; parts of one
+    object are merged), an uncompressed RLE (``counts`` a list) or a compressed RLE (``counts`` a
+    str or bytes). An RLE whose ``size`` is not ``[height, width]`` raises ``ValueError``.
+    """
+    if isinstance(segmentation, dict) and list(segmentation.get("size", ())) != [height, width]:
+        raise ValueError(
+            f"RLE of size {segmentation.get('size')} does not fit the {height}x{width} image"
+        )
+    return to_compressed_rle(segmentation, height, width)  # polygon parts are merged
+
+
+def decode_masks(segmentations: Sequence, height: int, width: int) -> np.ndarray:
+    """N x H x W uint8 masks from LVIS segmentations (see :func:`segmentation_rle`)."""
+    masks = np.zeros((len(segmentations), height, width), dtype=np.uint8)
+    for i, segmentation in enumerate(segmentations):
+        try:
+            rle = segmentation_rle(segmentation, height, width)
+        except ValueError as error:
+            raise ValueError(f"segmentation {i}: {error}") from None
+        masks[i] = mask_utils.decode(rle)
+    return masks

@@ -30,7 +30,7 @@ from matplotlib.patches import Patch, Rectangle
 
 from lvisnb import federated
 from lvisnb.categories import FREQUENCY_GROUPS, FREQUENCY_NAMES
-from lvisnb.dataset import decode_masks, segmentation_rle
+from lvisnb.masks import decode_masks, segmentation_rle
 
 # one colour family per frequency group, light to dark (RGB in [0, 1])
 FAMILIES: dict[str, list[tuple[float, float, float]]] = {

@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 
 from lvisnb import federated
-from lvisnb.dataset import read_record_image
 
 
 @dataclass
@@ -166,6 +165,8 @@ class Scene:
         if image_id in self._cache:
             self._cache.move_to_end(image_id)
             return self._cache[image_id]
+        from lvisnb.dataset import read_record_image  # torch: loaded when pixels are needed
+
         pixels = read_record_image(self.images[image_id], self.image_root).permute(1, 2, 0).numpy()
         self.reads += 1
         self._cache[image_id] = pixels

@@ -15,9 +15,6 @@ import seaborn as sns
 from matplotlib.figure import Figure
 
 from lvisnb.analysis import RankFrequencyFit
-from lvisnb.browse import browse as browse  # re-exported: notebooks use lvisnb.viz only
-from lvisnb.browse import show as show
-from lvisnb.browse import view_grid as view_grid
 from lvisnb.categories import COMMON_MAX_IMAGES, FREQUENCY_GROUPS, FREQUENCY_NAMES, RARE_MAX_IMAGES
 from lvisnb.gallery import category_gallery as category_gallery
 from lvisnb.overlay import draw_federated as draw_federated
@@ -404,3 +401,28 @@ def gt_beside_predictions(
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+# the browser lives in lvisnb.browse (ipywidgets), imported when first used: lvisnb.viz itself
+# loads neither ipywidgets nor torch; notebooks reach everything through lvisnb.viz
+
+
+def browse(*args, **kwargs):
+    """:func:`lvisnb.browse.browse` (the interactive browser of notebook 04)."""
+    from lvisnb import browse as module
+
+    return module.browse(*args, **kwargs)
+
+
+def show(*args, **kwargs):
+    """:func:`lvisnb.browse.show` (the browser, or its static grid without a front end)."""
+    from lvisnb import browse as module
+
+    return module.show(*args, **kwargs)
+
+
+def view_grid(*args, **kwargs):
+    """:func:`lvisnb.browse.view_grid` (a static grid of images with their overlays)."""
+    from lvisnb import browse as module
+
+    return module.view_grid(*args, **kwargs)
