@@ -21,8 +21,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import pickle
-import zipfile
+import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -96,15 +95,25 @@ def save_checkpoint(path: str | os.PathLike, payload: dict) -> Path:
     try:
         with atomic_path(path) as tmp:
             torch.save({**payload, CHECKSUM_KEY: checksum(payload)}, tmp)
-    except OSError as error:
-        reason = "the disk is full" if error.errno == errno.ENOSPC else str(error)
-        raise OSError(error.errno, f"could not write checkpoint {path}: {reason}") from error
+    except (OSError, RuntimeError) as error:  # torch.save reports a short write as RuntimeError
+        code = getattr(error, "errno", None) or errno.EIO
+        full = code == errno.ENOSPC or shutil.disk_usage(path.parent).free < _NEARLY_FULL
+        reason = "the disk is full" if full else f"{type(error).__name__}: {error}"
+        raise OSError(code, f"could not write checkpoint {path}: {reason}") from error
     return path
 
 
-_UNREADABLE = (
-    RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError, ValueError,
-)  # fmt: skip
+_NEARLY_FULL = 64 << 20  # bytes free below which a failed write is put down to a full disk
+
+
+def describe_load_error(error: Exception) -> str:
+    """A short reason for a failed ``torch.load(..., weights_only=True)``, without torch's
+    advice to retry with ``weights_only=False`` (which would run whatever the file asks)."""
+    text = str(error)
+    if "weights_only" in text or "Weights only load failed" in text:
+        return "it holds objects other than tensors and plain containers, refused unloaded"
+    first = text.strip().splitlines()[0][:200] if text.strip() else ""
+    return f"{type(error).__name__}{': ' + first if first else ''}"
 
 
 def load_checkpoint(
@@ -118,17 +127,18 @@ def load_checkpoint(
     before checksums existed, without the key, are accepted).
     """
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a folder, not a checkpoint file")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path} is empty: not a usable checkpoint")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
-    except _UNREADABLE as error:
-        first = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
+    except Exception as error:  # torch.load fails on garbage with many kinds of error
         raise CheckpointError(
             f"{path} is not a usable checkpoint (truncated, damaged or not written by the "
-            f"kit: {type(error).__name__}: {first})"
+            f"kit: {describe_load_error(error)})"
         ) from None
     if not isinstance(payload, dict):
         raise CheckpointError(f"{path} holds a {type(payload).__name__}, not a checkpoint")

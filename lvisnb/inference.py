@@ -109,6 +109,18 @@ def _records(output: dict, image_id: int, mapping: CategoryMapping, mask_thresh:
         yield record
 
 
+def _check_classes(model: torch.nn.Module, mapping: CategoryMapping, source: str) -> None:
+    """``ValueError`` when the model's classifier has not ``mapping``'s K + 1 outputs (a model
+    of another category set, e.g. LVIS v1's 1,203 run with a v0.5 file's 1,230 ids)."""
+    predictor = getattr(getattr(model, "roi_heads", None), "box_predictor", None)
+    outputs = getattr(getattr(predictor, "cls_score", None), "out_features", None)
+    if outputs is not None and outputs != mapping.num_classes + 1:
+        raise ValueError(
+            f"the model predicts {outputs - 1} categories, but the mapping used for {source} has "
+            f"{mapping.num_classes}: pass the mapping saved with the model (load_trained_model)"
+        )
+
+
 def predict(
     model: torch.nn.Module,
     dataset: LVISDetection,
@@ -136,6 +148,7 @@ def predict(
     """
     mapping = mapping or dataset.mapping
     check_same_version(mapping.lvis_version, dataset.lvis.dataset["categories"], dataset.source)
+    _check_classes(model, mapping, dataset.source)
     device = torch.device(device) if device is not None else next(model.parameters()).device
     if mask_thresh is None:
         mask_thresh = getattr(getattr(model, "preset", None), "mask_thresh", 0.5)

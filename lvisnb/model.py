@@ -665,13 +665,18 @@ def _unsafe_named(path: Path):
     """Turn ``torch.load(..., weights_only=True)``'s refusal of a file into a ``ValueError``
     naming ``path`` (torch's own message advises ``weights_only=False``, which would run
     whatever the file's pickle asks)."""
+    from lvisnb.checkpoint import describe_load_error
+
     try:
         yield
     except pickle.UnpicklingError as error:
         raise ValueError(
-            f"{path}: not a plain weights file: it holds objects that loading with "
-            f"weights_only=True refuses ({str(error).splitlines()[0][:200]}); it was not loaded. "
-            "Delete it if you did not put it there"
+            f"{path}: not a plain weights file: {describe_load_error(error)}; it was not "
+            "loaded. Delete it if you did not put it there"
+        ) from None
+    except (RuntimeError, EOFError, KeyError, IndexError, AttributeError) as error:
+        raise ValueError(
+            f"{path}: not a usable weights file ({describe_load_error(error)})"
         ) from None
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from lvisnb.outputs import write_text_atomic
 
 LOG_FILE = "train_log.jsonl"
+CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoints"
 LAST, FINAL = "last.pt", "final.pt"
 SAMPLES_GLOB = "samples_rank*.jsonl"
@@ -47,20 +48,21 @@ def existing_run(run_dir: str | os.PathLike) -> str | None:
     run_dir = Path(run_dir)
     lines = [line for line in _log_lines(run_dir / LOG_FILE) if line.strip()]
     checkpoints = [n for n in (LAST, FINAL) if (run_dir / CHECKPOINT_DIR / n).is_file()]
-    if not lines and not checkpoints:
+    config = (run_dir / CONFIG_FILE).is_file()
+    if not lines and not checkpoints and not config:
         return None
     held = [f"{len(lines)} logged iterations"] if lines else []
-    held += [f"{CHECKPOINT_DIR}/{n}" for n in checkpoints]
+    held += [f"{CHECKPOINT_DIR}/{n}" for n in checkpoints] + [CONFIG_FILE] * config
     return ", ".join(held)
 
 
 def prepare_start(run_dir: str | os.PathLike, resume: bool, overwrite: bool) -> None:
-    """Check (and with ``overwrite``, clear) ``run_dir`` before a run starts.
+    """Check ``run_dir`` before a run starts (nothing is deleted here: :func:`clear_run`, once
+    the new run's data and model are known to work).
 
     Raises ``ValueError`` for ``resume`` with ``overwrite``, ``FileNotFoundError`` for
     ``resume`` without ``checkpoints/last.pt``, and ``FileExistsError`` when ``run_dir`` holds a
-    run and neither flag is given. ``overwrite`` deletes the log, the checkpoints and the sample
-    files of the old run (nothing else).
+    run (a log, a checkpoint or a ``config.json``) and neither flag is given.
     """
     run_dir = Path(run_dir)
     last = run_dir / CHECKPOINT_DIR / LAST
@@ -74,17 +76,20 @@ def prepare_start(run_dir: str | os.PathLike, resume: bool, overwrite: bool) -> 
             )
         return
     held = existing_run(run_dir)
-    if held is None:
-        return
-    if not overwrite:
+    if held is not None and not overwrite:
         raise FileExistsError(
             f"{run_dir} already holds a run ({held}): pass resume (--resume) to continue it, "
             "overwrite (--overwrite) to delete it and start over, or choose another run_dir"
         )
-    for path in [run_dir / LOG_FILE, *(run_dir / CHECKPOINT_DIR / n for n in (LAST, FINAL))]:
+
+
+def clear_run(run_dir: str | os.PathLike) -> None:
+    """Delete the earlier run's log, checkpoints, config and sample files (``overwrite``)."""
+    run_dir = Path(run_dir)
+    old = [run_dir / LOG_FILE, run_dir / CONFIG_FILE]
+    old += [run_dir / CHECKPOINT_DIR / n for n in (LAST, FINAL)]
+    for path in [*old, *run_dir.glob(SAMPLES_GLOB)]:
         path.unlink(missing_ok=True)
-    for path in run_dir.glob(SAMPLES_GLOB):
-        path.unlink()
 
 
 def read_log(run_dir: str | os.PathLike, drop_torn: bool = True) -> list[dict]:

@@ -508,33 +508,50 @@ def is_complete(out_dir: str | os.PathLike) -> bool:
     return all((out_dir / name).is_file() for name in (META_FILE, TRAIN_FILE, VAL_FILE))
 
 
-TOY_ENTRIES = frozenset({META_FILE, "annotations", "train2017", "val2017"})
-TOY_ANNOTATIONS = frozenset({Path(TRAIN_FILE).name, Path(VAL_FILE).name})
+PARTIAL_MARKER = ".toy-lvis-partial"  # written first, removed when toy-LVIS is complete
+TOY_ENTRIES = frozenset({META_FILE, PARTIAL_MARKER, "annotations", "train2017", "val2017"})
+FULL_SCALE_FILE = "annotations/lvis_v1_train_full_scale.json"
+TOY_ANNOTATIONS = frozenset(Path(f).name for f in (TRAIN_FILE, VAL_FILE, FULL_SCALE_FILE))
+IGNORED_ENTRIES = frozenset({".DS_Store", "Thumbs.db"})  # what file browsers add
+_TOY_HEADER = b'{"info":{"description":"toy-LVIS'
 
 
-def check_toy_folder(out_dir: str | os.PathLike) -> Path:
+def _written_by_toy(annotation_file: Path) -> bool:
+    """Whether an annotation file starts as toy-LVIS writes its files (its ``info`` first)."""
+    with open(annotation_file, "rb") as file:
+        return file.read(len(_TOY_HEADER)) == _TOY_HEADER
+
+
+def check_toy_folder(out_dir: str | os.PathLike, marker_required: bool = True) -> Path:
     """``out_dir`` if toy-LVIS may be written there, else ``FileExistsError`` naming it.
 
-    toy-LVIS writes only into a folder that is absent, empty, or a toy-LVIS it wrote before
-    (its ``toy_lvis.json`` present and nothing but toy-LVIS's own entries beside it), because its
-    files carry real names (``annotations/lvis_v1_train.json``, ``train2017/000000000009.jpg``)
-    that would replace a user's LVIS or COCO files.
+    toy-LVIS writes only into a folder that is absent, empty, or a toy-LVIS it wrote before,
+    complete (``toy_lvis.json``) or interrupted (``.toy-lvis-partial``), holding nothing but
+    toy-LVIS's own entries (its annotation files start with toy-LVIS's ``info``; no symbolic
+    links), because its files carry real names (``annotations/lvis_v1_train.json``,
+    ``train2017/000000000009.jpg``) that would replace a user's LVIS or COCO files.
     """
     out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise FileExistsError(f"{out_dir} is a file, not a folder for toy-LVIS")
-    entries = {p.name for p in out_dir.iterdir()} if out_dir.is_dir() else set()
+    if out_dir.is_symlink() or (out_dir.exists() and not out_dir.is_dir()):
+        raise FileExistsError(f"{out_dir} is a file or a link, not a folder for toy-LVIS")
+    listed = list(out_dir.iterdir()) if out_dir.is_dir() else []
+    entries = {p.name for p in listed} - IGNORED_ENTRIES
     if not entries:
         return out_dir
-    annotations = out_dir / "annotations"
-    names = {p.name for p in annotations.iterdir()} if annotations.is_dir() else set()
-    own = META_FILE in entries and entries <= TOY_ENTRIES and names <= TOY_ANNOTATIONS
+    annotations = list((out_dir / "annotations").glob("*")) if "annotations" in entries else []
+    own = (
+        (entries & {META_FILE, PARTIAL_MARKER} or not marker_required)
+        and entries <= TOY_ENTRIES
+        and not any(p.is_symlink() for p in listed + annotations)
+        and {p.name for p in annotations} <= TOY_ANNOTATIONS
+        and all(_written_by_toy(p) for p in annotations if p.is_file())
+    )
     if not own:
         raise FileExistsError(
             f"{out_dir} is not empty and is not a toy-LVIS folder (it holds "
             f"{', '.join(sorted(entries)[:5])}); toy-LVIS writes files with LVIS and COCO names "
             "and never into a folder that holds anything it did not write: name an empty or "
-            "new folder"
+            "new folder (for the kit's default, set LVISNB_TOY_ROOT)"
         )
     return out_dir
 
@@ -562,6 +579,8 @@ def make_toy_lvis(
         workers=workers or defaults.workers,
     )
     out_dir = check_toy_folder(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / PARTIAL_MARKER).touch()  # an interrupted run leaves a folder it may finish
     rng = np.random.default_rng(settings.seed)
     cats = choose_categories(settings.num_categories)
     real = np.array([c.lvis_v1_train_image_count for c in cats])
@@ -641,6 +660,7 @@ def make_toy_lvis(
         "categories": [asdict(c) | {"appearance": c.appearance} for c in cats],
     }
     write_text_atomic(out_dir / META_FILE, json.dumps(meta, indent=1))  # last: marks complete
+    (out_dir / PARTIAL_MARKER).unlink(missing_ok=True)
     return paths
 
 
@@ -773,7 +793,7 @@ def make_full_scale_lvis(
             }
         )
 
-    path = Path(out_dir) / "annotations" / "lvis_v1_train_full_scale.json"
+    path = check_toy_folder(out_dir, marker_required=False) / FULL_SCALE_FILE
     encoder = msgspec.json.Encoder()
     categories = [
         {

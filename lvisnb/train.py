@@ -436,7 +436,11 @@ def train(cfg: TrainConfig, callback: Callable[[dict], None] | None = None) -> T
         _set_rng_state(state["rng"][min(rank, len(state["rng"]) - 1)])
     run_dir.mkdir(parents=True, exist_ok=True)  # every rank: each writes its samples file
     if is_main:
-        write_text_atomic(run_dir / "config.json", json.dumps(config_record, indent=2, default=str))
+        if cfg.overwrite:  # only now: the data, the model and the schedule were all built
+            runs.clear_run(run_dir)
+        write_text_atomic(
+            run_dir / runs.CONFIG_FILE, json.dumps(config_record, indent=2, default=str)
+        )
         runs.truncate_log(run_dir, iteration)
         remove_stale_temporaries(ckpt_dir)
 

@@ -107,3 +107,27 @@ def test_stale_temporaries_of_a_killed_write_are_removed(tmp_path):
     (tmp_path / "last.pt").write_bytes(b"keep")
     assert C.remove_stale_temporaries(tmp_path) == [tmp_path / ".last.pt.tmp-4242"]
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+@pytest.mark.parametrize("content", [b"hello world, not a checkpoint at all\n" * 4, b"\x00" * 4096])
+def test_garbage_is_a_checkpoint_error_without_torchs_advice(tmp_path, content):
+    path = tmp_path / "last.pt"
+    path.write_bytes(content)
+    with pytest.raises(C.CheckpointError, match="last.pt is not a usable checkpoint") as info:
+        C.load_checkpoint(path)
+    assert "weights_only=False" not in str(info.value)
+    with pytest.raises(C.CheckpointError, match="is a folder"):
+        C.load_checkpoint(tmp_path)
+
+
+def test_a_short_write_reported_by_torch_is_named_a_full_disk(tmp_path, monkeypatch):
+    import shutil
+
+    def short_write(obj, f, *args, **kwargs):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 96 vs 80")
+
+    monkeypatch.setattr(torch, "save", short_write)
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10, 10, 0))
+    with pytest.raises(OSError, match="last.pt: the disk is full"):
+        C.save_checkpoint(tmp_path / "last.pt", _payload())
+    assert not list(tmp_path.glob(".*"))

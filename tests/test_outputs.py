@@ -120,3 +120,29 @@ def test_the_two_outputs_must_differ(tmp_path, capsys):
     assert cli.main(args) == 2
     assert "the same file" in capsys.readouterr().err
     assert not (tmp_path / "m.json").exists()
+
+
+def test_an_interrupted_toy_lvis_can_be_finished_and_foreign_files_are_not_touched(
+    tmp_path, toy_root
+):
+    partial = tmp_path / "partial"
+    (partial / "train2017").mkdir(parents=True)
+    (partial / toy.PARTIAL_MARKER).touch()
+    (partial / ".DS_Store").write_bytes(b"finder")
+    assert toy.check_toy_folder(partial) == partial  # its own, interrupted
+    earlier = tmp_path / "earlier"
+    (earlier / "annotations").mkdir(parents=True)
+    (earlier / toy.META_FILE).write_text("{}")
+    (earlier / "annotations" / "lvis_v1_train.json").write_text('{"USER": "precious"}')
+    with pytest.raises(FileExistsError, match="not a toy-LVIS folder"):
+        toy.check_toy_folder(earlier)
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / toy.META_FILE).write_text("{}")
+    (linked / "train2017").symlink_to(tmp_path / "partial" / "train2017")
+    with pytest.raises(FileExistsError, match="not a toy-LVIS folder"):
+        toy.check_toy_folder(linked)
+    user = _user_lvis_root(tmp_path)
+    with pytest.raises(FileExistsError):
+        toy.make_full_scale_lvis(user, num_images=20, num_instances=40)
+    _unchanged(user)

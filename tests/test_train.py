@@ -599,3 +599,29 @@ def test_a_model_of_one_version_refuses_to_predict_on_the_other(tmp_path):
     mapping = CategoryMapping(tuple(range(1, 1204)), lvis_version="v1")
     with pytest.raises(ValueError, match=r"lvis_v0.5_train.json is LVIS v0.5 .* but LVIS v1"):
         next(predict(torch.nn.Linear(1, 1), dataset, mapping))
+
+
+def test_overwrite_deletes_nothing_when_the_new_run_cannot_start(finished_run, toy_root, tmp_path):
+    run_dir = _copy_run(finished_run, tmp_path / "copy")
+    before = _snapshot(run_dir)
+    with pytest.raises(FileNotFoundError):
+        _short_run(tmp_path / "missing.json", toy_root, run_dir, overwrite=True)
+    assert _snapshot(run_dir) == before
+
+
+def test_a_users_config_json_counts_as_a_run(tiny_train, toy_root, tmp_path):
+    (tmp_path / "config.json").write_text('{"my": "settings"}')
+    with pytest.raises(FileExistsError, match="config.json"):
+        _short_run(tiny_train, toy_root, tmp_path)
+    assert (tmp_path / "config.json").read_text() == '{"my": "settings"}'
+
+
+def test_a_mapping_of_another_size_is_refused_before_predicting(tmp_path):
+    from lvisnb.dataset import CategoryMapping
+    from lvisnb.inference import predict
+    from lvisnb.model import build_model, get_preset
+
+    model = build_model(get_preset("toy", **FAST), num_classes=3, weights=False)
+    dataset = LVISDetection(_lvis_file(tmp_path, "v0.5"), tmp_path)
+    with pytest.raises(ValueError, match="the model predicts 3 categories, but the mapping"):
+        next(predict(model, dataset, CategoryMapping(tuple(range(1, 1231)))))
