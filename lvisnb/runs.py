@@ -125,11 +125,14 @@ def truncate_log(run_dir: str | os.PathLike, iteration: int) -> None:
 
 def config_differences(saved: dict, current: dict) -> list[str]:
     """``"section.key: saved -> current"`` for every experiment key (``EXPERIMENT_KEYS``)
-    whose value differs between two ``config.json`` records (JSON-plain dicts)."""
+    whose value differs between two ``config.json`` records (JSON-plain dicts); keys the saved
+    record lacks (a checkpoint of an older kit) are not compared."""
     changes = []
     for section, keys in EXPERIMENT_KEYS.items():
         old, new = saved.get(section, {}), current.get(section, {})
         for key in sorted(set(old) | set(new)) if keys is None else keys:
+            if key not in old:  # written by an older kit, which did not record it
+                continue
             if old.get(key) != new.get(key):
                 changes.append(f"{section}.{key}: {_short(old.get(key))} -> {_short(new.get(key))}")
     return changes
