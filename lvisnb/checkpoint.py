@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from lvisnb.outputs import atomic_path, remove_stale_temporaries  # noqa: F401 - re-exported
+from lvisnb.outputs import atomic_path
 
 CHECKSUM_KEY = "checksum"
 

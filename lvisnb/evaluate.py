@@ -428,12 +428,14 @@ def evaluate(
         return _evaluate(gt, results, options)
 
 
-def _positive_rate(truth: GroundTruth, rows: np.ndarray, category_ids: np.ndarray) -> float:
-    """Share of (image row, category id) pairs that are annotated (positive) in ``truth``."""
+def _positive_rate(
+    truth: GroundTruth, positives: np.ndarray, rows: np.ndarray, category_ids: np.ndarray
+) -> float:
+    """Share of (image row, category id) pairs among the pair keys ``positives``."""
     cols = np.searchsorted(truth.category_ids, category_ids).clip(0, truth.num_categories - 1)
     known = truth.category_ids[cols] == category_ids
     keys = rows[known] * truth.num_categories + cols[known]
-    return float(np.isin(keys, truth.evaluated_keys()).sum() / max(len(rows), 1))
+    return float(np.isin(keys, positives).sum() / max(len(rows), 1))
 
 
 def _warn_if_other_version_ids(truth: GroundTruth, det: Detections, source: str) -> None:
@@ -456,7 +458,9 @@ def _warn_if_other_version_ids(truth: GroundTruth, det: Detections, source: str)
     other, there, here = other_version_ids(version)
     position = np.searchsorted(there, ids).clip(0, len(there) - 1)
     mapped = np.where(there[position] == ids, here[position], -1)
-    as_given, as_other = _positive_rate(truth, rows, ids), _positive_rate(truth, rows, mapped)
+    positives = np.unique(truth.evaluated_keys())  # once, for both readings
+    as_given = _positive_rate(truth, positives, rows, ids)
+    as_other = _positive_rate(truth, positives, rows, mapped)
     if as_other >= 0.2 and as_other >= 2 * as_given:
         warnings.warn(
             f"{source}: the category ids look like LVIS {other}'s, but the ground truth is LVIS "

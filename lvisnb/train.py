@@ -46,12 +46,11 @@ from lvisnb.categories import check_same_version, lvis_version_of
 from lvisnb.checkpoint import (
     first_non_finite,
     load_checkpoint,
-    remove_stale_temporaries,
     save_checkpoint,
 )
 from lvisnb.dataset import LVISDetection, collate
 from lvisnb.model import Preset, build_model, get_preset
-from lvisnb.outputs import write_text_atomic
+from lvisnb.outputs import remove_stale_temporaries, write_text_atomic
 from lvisnb.runs import CHECKPOINT_DIR, FINAL, LAST, LOG_FILE, read_log  # noqa: F401
 from lvisnb.sampler import ROUNDINGS, EpochShardedSampler, build_sampler
 from lvisnb.transforms import train_transforms

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from lvisnb import checkpoint as C
+from lvisnb import outputs
 
 
 def _payload(scale: float = 1.0) -> dict:
@@ -105,7 +106,7 @@ def test_a_full_disk_leaves_no_temporary_file_and_says_so(tmp_path, monkeypatch)
 def test_stale_temporaries_of_a_killed_write_are_removed(tmp_path):
     (tmp_path / ".last.pt.tmp-4242").write_bytes(b"half")
     (tmp_path / "last.pt").write_bytes(b"keep")
-    assert C.remove_stale_temporaries(tmp_path) == [tmp_path / ".last.pt.tmp-4242"]
+    assert outputs.remove_stale_temporaries(tmp_path) == [tmp_path / ".last.pt.tmp-4242"]
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
 
 
