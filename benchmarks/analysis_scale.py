@@ -68,12 +68,12 @@ def main() -> None:
 
     path = args.ann
     if path is None:
-        from lvisnb import toy
+        from lvisnb import full_scale
 
         path = ROOT / "data" / "full-scale" / "annotations" / "lvis_v1_train_full_scale.json"
         if not path.is_file():
             start = time.perf_counter()
-            toy.make_full_scale_lvis(path.parents[1])
+            full_scale.make_full_scale_lvis(path.parents[1])
             print(f"wrote {path} in {time.perf_counter() - start:.1f} s")
     size_mb = path.stat().st_size / 1e6
     lvis_run = _measure("lvis", path, args.repeat)

@@ -8,7 +8,7 @@
 
 A synthetic case the size of LVIS v1 val, generated once and cached under ``data/eval-scale/``:
 
-- Ground truth (``lvisnb.toy.make_full_scale_lvis``, no image files): ``--images`` images
+- Ground truth (``lvisnb.full_scale.make_full_scale_lvis``, no images): ``--images`` images
   (19,809 as val) of 400-640 x 300-480 px, the 1,203 real LVIS v1 categories with their real
   r/c/f groups, each annotated in ``round(real train image count * images / 100,170)``
   images (at least 1, so every category has GT), ``round(244,707 * images / 19,809)``
@@ -112,12 +112,14 @@ FASTER_COCO_EVAL_NAMES = {  # LVIS name -> faster-coco-eval's stats_as_dict key
 
 
 def make_gt(path: Path, images: int, seed: int) -> None:
-    """The val-sized GT file (``toy.make_full_scale_lvis`` with val's sizes) at ``path``."""
-    from lvisnb import toy
+    """The val-sized GT file (``full_scale.make_full_scale_lvis`` with val's sizes) at ``path``."""
+    from lvisnb import full_scale
 
     work = path.parent / f"{path.stem}.work"
     instances = round(LVIS_V1_VAL_INSTANCES * images / LVIS_V1_VAL_IMAGES)
-    written = toy.make_full_scale_lvis(work, seed=seed, num_images=images, num_instances=instances)
+    written = full_scale.make_full_scale_lvis(
+        work, seed=seed, num_images=images, num_instances=instances
+    )
     os.replace(written, path)
     written.parent.rmdir()
     work.rmdir()

@@ -246,7 +246,7 @@ def long_tail_report(tables: LVISTables) -> LongTailReport:
     )
 
 
-def lvis_v1_reference_counts() -> pd.DataFrame:
+def lvis_v1_train_counts() -> pd.DataFrame:
     """Real LVIS v1 train image counts (embedded metadata) ranked like :func:`category_counts`."""
     from lvisnb.categories import categories
 
@@ -256,98 +256,3 @@ def lvis_v1_reference_counts() -> pd.DataFrame:
     frame = frame.sort_values(["image_count", "id"], ascending=[False, True])
     frame["rank"] = np.arange(1, len(frame) + 1)
     return frame.reset_index(drop=True)
-
-
-def sampling_composition(
-    category_sets: list, frequency: dict[int, str], image_weights: np.ndarray
-) -> pd.Series:
-    """Share of sampled (image, category) occurrences falling in each frequency group.
-
-    ``category_sets[i]`` are the LVIS category ids of dataset image ``i``, ``frequency`` maps an
-    id to "r"/"c"/"f", ``image_weights[i]`` is how often image ``i`` is drawn in an epoch (its
-    repeat factor for the expectation, its observed count for one sampled epoch). Returns a
-    Series indexed r, c, f that sums to 1:
-    ``share(g) = sum_i w_i * |{c in C_i : group(c) = g}| / sum_i w_i * |C_i|``.
-    """
-    totals = dict.fromkeys(FREQUENCY_GROUPS, 0.0)
-    for cats, weight in zip(
-        category_sets, np.asarray(image_weights, dtype=np.float64), strict=True
-    ):
-        for c in cats:
-            totals[frequency[c]] += weight
-    total = sum(totals.values()) or 1.0
-    return pd.Series({g: totals[g] / total for g in FREQUENCY_GROUPS}, name="share")
-
-
-def rfs_composition(
-    category_sets: list, frequency: dict[int, str], threshold: float, seed: int = 0
-) -> pd.DataFrame:
-    """How RFS changes what one epoch shows the model, per frequency group (rows r, c, f).
-
-    Columns (each sums to 1, see :func:`sampling_composition`):
-    ``uniform`` (every image once), ``RFS expected`` (images weighted by their repeat factor
-    ``r(i)``), ``RFS observed`` (the counts of one sampled epoch, epoch 0 of
-    :class:`lvisnb.sampler.RepeatFactorSampler` with ``seed``). ``frame.attrs["epoch_images"]``
-    holds the number of images one epoch has under each column's sampling.
-    """
-    from lvisnb.sampler import RepeatFactorSampler
-
-    sampler = RepeatFactorSampler(category_sets, threshold, seed=seed, num_replicas=1, rank=0)
-    image_factors = sampler.image_repeat_factors
-    observed = np.bincount(sampler.epoch_indices(0).numpy(), minlength=len(category_sets))
-    weights = {
-        "uniform": np.ones(len(category_sets)),
-        "RFS expected": image_factors,
-        "RFS observed": observed,
-    }
-    frame = pd.DataFrame(
-        {name: sampling_composition(category_sets, frequency, w) for name, w in weights.items()}
-    )
-    frame.attrs["epoch_images"] = {name: float(np.sum(w)) for name, w in weights.items()}
-    return frame
-
-
-def repeat_factor_table(
-    category_factors: dict[int, float], frequency: dict[int, str]
-) -> pd.DataFrame:
-    """Per frequency group (rows r, c, f): how many categories, how many RFS repeats, how much.
-
-    ``category_factors`` maps an LVIS category id to ``r(c)`` (see
-    :func:`lvisnb.sampler.repeat_factors`), ``frequency`` an id to "r"/"c"/"f". Columns:
-    ``categories``, ``repeated`` (``r(c) > 1``), ``mean r(c)``, ``max r(c)``.
-    """
-    frame = pd.DataFrame(
-        {"factor": list(category_factors.values())},
-        index=pd.Index([frequency[c] for c in category_factors], name="group"),
-    )
-    grouped = frame.groupby(level="group")["factor"]
-    table = pd.DataFrame(
-        {
-            "categories": grouped.size(),
-            "repeated": grouped.apply(lambda f: int((f > 1).sum())),
-            "mean r(c)": grouped.mean(),
-            "max r(c)": grouped.max(),
-        }
-    )
-    return table.reindex(list(FREQUENCY_GROUPS)).fillna(0)
-
-
-def best_and_worst(per_category: pd.DataFrame, column: str = "AP_segm", n: int = 3) -> pd.DataFrame:
-    """The ``n`` best and ``n`` worst categories by ``column`` within each frequency group.
-
-    ``per_category``: ``lvisnb.evaluate.evaluate(...).per_category``; categories without val
-    ground truth (NaN) are skipped. Rows sorted by group (r, c, f), then best before worst.
-    """
-    frame = per_category.dropna(subset=[column])
-    parts = []
-    for group in FREQUENCY_GROUPS:
-        members = frame[frame["frequency"].astype(str) == group].sort_values(
-            column, ascending=False
-        )
-        best = members.head(n).assign(rank="best")
-        worst = members.tail(min(n, max(len(members) - n, 0))).assign(rank="worst")
-        parts.extend([best, worst])
-    columns = ["frequency", "rank", "name", "id", "train_image_count", "val_instances", column]
-    if not parts:
-        return pd.DataFrame(columns=columns)
-    return pd.concat(parts)[columns].reset_index(drop=True)

@@ -18,7 +18,9 @@ def _cmd_toy(args: argparse.Namespace) -> int:
 
     out_dir = Path(args.out_dir)
     if args.full_scale:
-        path = toy.make_full_scale_lvis(out_dir, seed=args.seed)
+        from lvisnb import full_scale
+
+        path = full_scale.make_full_scale_lvis(out_dir, seed=args.seed)
         print(f"wrote {path}")
         return 0
     if args.if_absent and toy.is_complete(out_dir):

@@ -803,6 +803,28 @@ def image_path(image: dict, image_root: str | os.PathLike) -> Path:
     return Path(image_root) / image_relpath(image)
 
 
+def split_files(
+    ann_file: str | os.PathLike | None, image_root: str | os.PathLike | None, split: str
+) -> tuple[Path, Path]:
+    """``(annotation file, image root)`` of a split as the notebooks and ``lvisnb train`` take
+    them: ``ann_file`` with ``image_root`` (default: :func:`default_image_root`), or, when both
+    are empty, toy-LVIS's ``split`` ("train" or "val") in :func:`lvisnb.toy.default_root`, made
+    if absent. An ``image_root`` without ``ann_file`` is a ``ValueError``: toy-LVIS is never
+    generated into a user's image folder."""
+    from lvisnb import toy  # toy-LVIS is made only when asked for
+
+    if ann_file:
+        return Path(ann_file), Path(image_root) if image_root else default_image_root(ann_file)
+    if image_root:
+        raise ValueError(
+            f"an image root ({image_root}) was given without an annotation file: name the LVIS "
+            f"annotation file of its {split} images, or give neither to use toy-LVIS (kept in "
+            f"its own folder, {toy.default_root()}; LVISNB_TOY_ROOT moves it)"
+        )
+    paths = toy.ensure_toy_lvis()
+    return paths[split], paths["root"]
+
+
 # ----------------------------------------------------------------------------- fast tables
 
 

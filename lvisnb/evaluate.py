@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import time
 import warnings
@@ -66,240 +65,16 @@ from lvisnb.detections import (
     cap_per_image,
     mask_areas,
     read_results,
-    rle_dicts,
     validate_detections,
 )
-from lvisnb.fast_eval import FastBackend
+from lvisnb.fast_eval import FastBackend, FastRunner
 from lvisnb.ground_truth import FREQUENCY_GROUPS, GroundTruth, load_ground_truth
+from lvisnb.metrics import MAX_DETS_PER_IMAGE, per_category_ap
 
 IOU_TYPES = ("bbox", "segm")
 BACKENDS = ("fast", "lvis")
-MAX_DETS_PER_IMAGE = 300  # LVIS's official per-image limit
 DETS_PER_CLASS = 10_000  # AP-fixed / AP-pool per-category budget (Dave et al. 2021)
-AREA_LABELS = ("all", "small", "medium", "large")  # the A axis of precision/recall arrays
 SEGM_AREAS = ("mask", "box")  # what a result's area is for segm: see result_areas
-
-
-def metric_names(max_dets: int = MAX_DETS_PER_IMAGE, fixed: bool = True) -> tuple[str, ...]:
-    """Metric names reported per IoU type, in order (``AR@300`` etc. carry ``max_dets``)."""
-    names = ("AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf")
-    names += tuple(f"AR{a}@{max_dets}" for a in ("", "s", "m", "l"))
-    if fixed:
-        names += ("APfixed", "APfixed_r", "APfixed_c", "APfixed_f")
-        names += ("APpool", "APpool_r", "APpool_c", "APpool_f")
-    return names
-
-
-# ----------------------------------------------------------------------------- accumulation
-
-
-@dataclass
-class Accumulated:
-    """Precision/recall of one evaluation, in ``lvis.LVISEval.eval`` layout.
-
-    ``precision``: [T, R, K, A] (IoU thresholds 0.50:0.05:0.95 x recall points 0:0.01:1 x
-    categories in ``GroundTruth.category_ids`` order x areas ``AREA_LABELS``), interpolated
-    precision, -1 where the category has no GT in that area range. ``recall``: [T, K, A],
-    the final recall, -1 likewise.
-    """
-
-    precision: np.ndarray
-    recall: np.ndarray
-
-
-IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
-RECALL_POINTS = np.linspace(0.0, 1.0, 101)
-
-
-def _mean_valid(values: np.ndarray) -> float:
-    """Mean over entries > -1, or -1 when there are none (as ``LVISEval._summarize``)."""
-    valid = values[values > -1]
-    return float(np.mean(valid)) if valid.size else -1.0
-
-
-def summarize(acc: Accumulated, frequency: np.ndarray, max_dets: int) -> dict[str, float]:
-    """LVIS metrics from precision/recall arrays, computed as ``LVISEval.summarize``.
-
-    AP = mean of ``precision[t, r, k, a]`` over valid entries (> -1) with a = "all" and t over
-    all thresholds (AP50, AP75: t = 0.5, 0.75); APs/m/l: a = small/medium/large; APr/c/f: k in
-    the frequency group; AR@max_dets = mean of ``recall[t, k, "all"]`` (ARs/m/l by area).
-    """
-    p, r = acc.precision, acc.recall
-    t50 = np.isclose(IOU_THRESHOLDS, 0.5)
-    t75 = np.isclose(IOU_THRESHOLDS, 0.75)
-    metrics = {
-        "AP": _mean_valid(p[:, :, :, 0]),
-        "AP50": _mean_valid(p[t50][:, :, :, 0]),
-        "AP75": _mean_valid(p[t75][:, :, :, 0]),
-        "APs": _mean_valid(p[:, :, :, 1]),
-        "APm": _mean_valid(p[:, :, :, 2]),
-        "APl": _mean_valid(p[:, :, :, 3]),
-    }
-    for group in FREQUENCY_GROUPS:
-        metrics[f"AP{group}"] = _mean_valid(p[:, :, frequency == group, 0])
-    for index, area in enumerate(("", "s", "m", "l")):
-        metrics[f"AR{area}@{max_dets}"] = _mean_valid(r[:, :, index])
-    return metrics
-
-
-def per_category_ap(precision: np.ndarray) -> np.ndarray:
-    """AP of each category (K,): mean of ``precision[:, :, k, "all"]`` over valid entries
-    (as lvis does for its per-class AP), NaN for categories without GT."""
-    p = precision[:, :, :, 0]
-    valid = p > -1
-    count = valid.sum(axis=(0, 1))
-    total = np.where(valid, p, 0.0).sum(axis=(0, 1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
-
-
-def interpolated_precision(tps: np.ndarray, fps: np.ndarray, num_gt: int) -> np.ndarray:
-    """[T, R] precision at ``RECALL_POINTS`` from score-sorted TP/FP flags [T, N].
-
-    ``P(n) = TP(n) / (TP(n) + FP(n) + eps)`` made monotone (``P(n) = max_{m >= n} P(m)``), read
-    at the first n with ``TP(n) / num_gt >= r``, 0 where recall never reaches r (COCO/LVIS).
-    """
-    tp = np.cumsum(tps, axis=1, dtype=np.float64)
-    fp = np.cumsum(fps, axis=1, dtype=np.float64)
-    out = np.zeros((tps.shape[0], len(RECALL_POINTS)))
-    for t in range(tps.shape[0]):
-        recall = tp[t] / num_gt
-        precision = tp[t] / (fp[t] + tp[t] + np.spacing(1))
-        precision = np.maximum.accumulate(precision[::-1])[::-1]
-        index = np.searchsorted(recall, RECALL_POINTS, side="left")
-        inside = index < len(precision)
-        out[t, inside] = precision[index[inside]]
-    return out
-
-
-def _pool_columns(truth: GroundTruth) -> dict[str, np.ndarray]:
-    every = np.arange(truth.num_categories)
-    return {"all": every} | {g: every[truth.frequency == g] for g in FREQUENCY_GROUPS}
-
-
-def _pool_metrics(values: dict[str, float]) -> dict[str, float]:
-    return {
-        "APpool" if pool == "all" else f"APpool_{pool}": value for pool, value in values.items()
-    }
-
-
-# ----------------------------------------------------------------------------- backends
-
-
-class _FastRunner:
-    """:class:`lvisnb.fast_eval.FastBackend`, summarised by :func:`summarize`."""
-
-    def __init__(self, backend: FastBackend):
-        self.backend = backend
-        self.frequency = backend.truth.frequency
-
-    def standard(self, iou_type: str, indices: np.ndarray, max_dets: int):
-        acc = Accumulated(*self.backend.standard(iou_type, indices, max_dets))
-        return acc, summarize(acc, self.frequency, max_dets)
-
-    def fixed(self, iou_type: str, indices: np.ndarray):
-        precision, recall, pooled = self.backend.fixed(iou_type, indices)
-        acc = Accumulated(precision, recall)
-        metrics = summarize(acc, self.frequency, 0)
-        fixed = {"APfixed": metrics["AP"]}
-        fixed |= {f"APfixed_{g}": metrics[f"AP{g}"] for g in FREQUENCY_GROUPS}
-        return acc, fixed | _pool_metrics(pooled)
-
-
-class _LvisBackend:
-    """The official ``lvis`` API: ``LVISResults`` + ``LVISEval`` on fresh records."""
-
-    def __init__(self, truth: GroundTruth, det: Detections, segm_area: str = "mask"):
-        from lvisnb.lvis_api import LVISFromDict
-
-        self.truth, self.det, self.segm_area = truth, det, segm_area
-        ds = dict(truth.dataset)
-        ds["annotations"] = [dict(a) for a in ds["annotations"]]  # LVISEval rewrites masks
-        self.lvis_gt = LVISFromDict(ds, truth.source)
-
-    def _records(self, iou_type: str, indices: np.ndarray) -> list[dict]:
-        """Records for ``LVISResults``: boxes for bbox (when the results have them), masks
-        for segm, with their boxes only for ``segm_area="box"``, so that ``LVISResults`` takes
-        the area from the right one (see :func:`result_areas`)."""
-        det = self.det
-        columns = {
-            "image_id": det.image_id[indices].tolist(),
-            "category_id": det.category_id[indices].tolist(),
-            "score": det.score[indices].tolist(),
-        }
-        with_box = iou_type == "bbox" or self.segm_area == "box"
-        if with_box and det.bbox is not None:
-            columns["bbox"] = det.bbox[indices].tolist()
-        if iou_type == "segm" or det.bbox is None:
-            columns["segmentation"] = rle_dicts(det, indices)
-        names = tuple(columns)
-        return [dict(zip(names, row, strict=True)) for row in zip(*columns.values(), strict=True)]
-
-    def _run(self, iou_type: str, indices: np.ndarray, max_dets: int):
-        import lvis
-
-        from lvisnb.lvis_api import LVISEval
-
-        logger = logging.getLogger("lvis.results")  # "Assuming user provided the results in
-        level = logger.level  # correct format": they were validated
-        logger.setLevel(logging.ERROR)
-        try:
-            with warnings.catch_warnings():  # LVISResults calls the deprecated logger.warn
-                warnings.simplefilter("ignore", DeprecationWarning)
-                records = self._records(iou_type, indices)
-                results = lvis.LVISResults(self.lvis_gt, records, max_dets)
-        finally:
-            logger.setLevel(level)
-        ev = LVISEval(self.lvis_gt, results, iou_type)
-        if max_dets > 0:
-            ev.params.max_dets = max_dets
-        ev.run()
-        return ev
-
-    def standard(self, iou_type: str, indices: np.ndarray, max_dets: int):
-        ev = self._run(iou_type, indices, max_dets)
-        acc = Accumulated(ev.eval["precision"], ev.eval["recall"])
-        return acc, {name: float(value) for name, value in ev.get_results().items()}
-
-    def fixed(self, iou_type: str, indices: np.ndarray):
-        ev = self._run(iou_type, indices, -1)
-        official = ev.get_results()
-        fixed = {"APfixed": float(official["AP"])}
-        fixed |= {f"APfixed_{g}": float(official[f"AP{g}"]) for g in FREQUENCY_GROUPS}
-        pooled = {
-            pool: pooled_ap_from_lvis_eval(ev, columns)
-            for pool, columns in _pool_columns(self.truth).items()
-        }
-        return Accumulated(ev.eval["precision"], ev.eval["recall"]), fixed | _pool_metrics(pooled)
-
-
-def pooled_ap_from_lvis_eval(ev, columns: np.ndarray) -> float:
-    """AP-pool of categories ``columns`` from an evaluated ``lvis.LVISEval`` (area "all").
-
-    The per-(image, category) results ``ev.eval_imgs`` are concatenated image by image, then
-    category by category (as ``LVISPooledEval`` of Dave et al.), sorted by descending score
-    (stable) and turned into one precision curve per IoU threshold with
-    :func:`interpolated_precision`; -1 when the pool has no GT.
-    """
-    num_images = len(ev.params.img_ids)
-    num_areas = len(ev.params.area_rng)
-    per_image = [
-        ev.eval_imgs[c * num_areas * num_images + i]
-        for i in range(num_images)
-        for c in columns.tolist()
-    ]
-    per_image = [e for e in per_image if e is not None]
-    if not per_image:
-        return -1.0
-    num_gt = int(sum(np.count_nonzero(e["gt_ignore"] == 0) for e in per_image))
-    if num_gt == 0:
-        return -1.0
-    scores = np.concatenate([np.asarray(e["dt_scores"], dtype=np.float64) for e in per_image])
-    order = np.argsort(-scores, kind="mergesort")
-    matched = np.concatenate([e["dt_matches"] for e in per_image], axis=1)[:, order] > 0
-    ignored = np.concatenate([e["dt_ignore"] for e in per_image], axis=1)[:, order] > 0
-    precision = interpolated_precision(matched & ~ignored, ~matched & ~ignored, num_gt)
-    return float(precision.mean())
 
 
 # ----------------------------------------------------------------------------- areas
@@ -344,15 +119,16 @@ def result_areas(
 class Evaluation:
     """What :func:`evaluate` returns.
 
-    - ``metrics``: ``{iou_type: {name: value}}`` with :func:`metric_names` (LVIS convention:
-      -1 where undefined, e.g. APr without rare GT).
+    - ``metrics``: ``{iou_type: {name: value}}`` with :func:`lvisnb.metrics.metric_names` (LVIS
+      convention: -1 where undefined, e.g. APr without rare GT).
     - ``per_category``: one row per category (LVIS id order): ``id``, ``name``, ``frequency``,
       ``train_image_count`` (training images of the category, <NA> where unknown; what they
       count: ``info["train_count_source"]``, see :func:`lvisnb.ground_truth.train_image_counts`),
       ``val_images`` (images of the evaluated file annotated with it), ``AP_<iou>`` (standard
       protocol, NaN without GT), ``APfixed_<iou>`` (with ``fixed``), ``val_instances`` (GT
       instances of the evaluated file that take part, area > 0).
-    - ``precision``: ``{iou_type: [T, R, K, A]}`` of the standard protocol (:class:`Accumulated`).
+    - ``precision``: ``{iou_type: [T, R, K, A]}`` of the standard protocol
+      (:class:`~lvisnb.metrics.Accumulated`).
     - ``info``: sources, backend, detection counts, the caps applied, seconds per stage.
     """
 
@@ -531,9 +307,11 @@ def _evaluate(gt, results, options: _Options):
     start = time.perf_counter()
     if backend == "fast":
         evaluable = {t: candidate & (areas[t] > 0) for t in iou_types}
-        runner = _FastRunner(FastBackend(truth, det, evaluable, areas))
+        runner = FastRunner(FastBackend(truth, det, evaluable, areas))
     else:
-        runner = _LvisBackend(truth, det, segm_area)
+        from lvisnb.lvis_api import LvisBackend  # imports lvis, only when asked for
+
+        runner = LvisBackend(truth, det, segm_area)
     seconds["prepare"] = time.perf_counter() - start
 
     metrics, precision, table = {}, {}, _category_table(truth)
@@ -591,6 +369,27 @@ def _category_table(truth: GroundTruth) -> pd.DataFrame:
             "val_images": truth.image_count,
         }
     )
+
+
+def best_and_worst(per_category: pd.DataFrame, column: str = "AP_segm", n: int = 3) -> pd.DataFrame:
+    """The ``n`` best and ``n`` worst categories by ``column`` within each frequency group.
+
+    ``per_category``: ``lvisnb.evaluate.evaluate(...).per_category``; categories without val
+    ground truth (NaN) are skipped. Rows sorted by group (r, c, f), then best before worst.
+    """
+    frame = per_category.dropna(subset=[column])
+    parts = []
+    for group in FREQUENCY_GROUPS:
+        members = frame[frame["frequency"].astype(str) == group].sort_values(
+            column, ascending=False
+        )
+        best = members.head(n).assign(rank="best")
+        worst = members.tail(min(n, max(len(members) - n, 0))).assign(rank="worst")
+        parts.extend([best, worst])
+    columns = ["frequency", "rank", "name", "id", "train_image_count", "val_instances", column]
+    if not parts:
+        return pd.DataFrame(columns=columns)
+    return pd.concat(parts)[columns].reset_index(drop=True)
 
 
 # ----------------------------------------------------------------------------- output, CLI

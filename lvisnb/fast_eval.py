@@ -38,6 +38,7 @@ import numpy as np
 from lvisnb.detections import Detections, boxes_from_masks, rle_dicts
 from lvisnb.ground_truth import FREQUENCY_GROUPS, GroundTruth
 from lvisnb.masks import to_compressed_rle
+from lvisnb.metrics import Accumulated, pool_metrics, summarize
 
 POOLS = ("all",) + FREQUENCY_GROUPS  # AP-pool categories: 1 = all, 2.. = r, c, f
 
@@ -254,3 +255,25 @@ def _twice(values):
     if isinstance(values, np.ndarray):
         return np.concatenate([values, values])
     return list(values) + list(values)
+
+
+class FastRunner:
+    """:class:`FastBackend` behind the interface that :func:`lvisnb.evaluate.evaluate` drives:
+    ``standard`` and ``fixed`` return (:class:`~lvisnb.metrics.Accumulated`, metrics), as
+    :class:`lvisnb.lvis_api.LvisBackend` does."""
+
+    def __init__(self, backend: FastBackend):
+        self.backend = backend
+        self.frequency = backend.truth.frequency
+
+    def standard(self, iou_type: str, indices: np.ndarray, max_dets: int):
+        acc = Accumulated(*self.backend.standard(iou_type, indices, max_dets))
+        return acc, summarize(acc, self.frequency, max_dets)
+
+    def fixed(self, iou_type: str, indices: np.ndarray):
+        precision, recall, pooled = self.backend.fixed(iou_type, indices)
+        acc = Accumulated(precision, recall)
+        metrics = summarize(acc, self.frequency, 0)
+        fixed = {"APfixed": metrics["AP"]}
+        fixed |= {f"APfixed_{g}": metrics[f"AP{g}"] for g in FREQUENCY_GROUPS}
+        return acc, fixed | pool_metrics(pooled)

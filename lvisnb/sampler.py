@@ -45,9 +45,12 @@ from collections.abc import Collection, Hashable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.distributed as dist
 from torch.utils.data import Sampler
+
+from lvisnb.categories import FREQUENCY_GROUPS
 
 __all__ = [
     "SAMPLER_KINDS",
@@ -62,7 +65,10 @@ __all__ = [
     "epoch_seed",
     "repeat_factors",
     "epoch_repeat_indices",
+    "repeat_factor_table",
     "resolve_category_sets",
+    "rfs_composition",
+    "sampling_composition",
     "shard_indices",
     "stochastic_round_indices",
 ]
@@ -402,3 +408,85 @@ def build_sampler(
     if kind == "uniform":
         return UniformSampler(category_sets, seed, num_replicas=num_replicas, rank=rank)
     raise ValueError(f"unknown sampler kind {kind!r}; expected one of {SAMPLER_KINDS}")
+
+
+# ----------------------------------------------------------------------------- what an epoch shows
+
+
+def sampling_composition(
+    category_sets: list, frequency: dict[int, str], image_weights: np.ndarray
+) -> pd.Series:
+    """Share of sampled (image, category) occurrences falling in each frequency group.
+
+    ``category_sets[i]`` are the LVIS category ids of dataset image ``i``, ``frequency`` maps an
+    id to "r"/"c"/"f", ``image_weights[i]`` is how often image ``i`` is drawn in an epoch (its
+    repeat factor for the expectation, its observed count for one sampled epoch). Returns a
+    Series indexed r, c, f that sums to 1:
+    ``share(g) = sum_i w_i * |{c in C_i : group(c) = g}| / sum_i w_i * |C_i|``.
+    """
+    totals = dict.fromkeys(FREQUENCY_GROUPS, 0.0)
+    for cats, weight in zip(
+        category_sets, np.asarray(image_weights, dtype=np.float64), strict=True
+    ):
+        for c in cats:
+            totals[frequency[c]] += weight
+    total = sum(totals.values()) or 1.0
+    return pd.Series({g: totals[g] / total for g in FREQUENCY_GROUPS}, name="share")
+
+
+def rfs_composition(
+    category_sets: list,
+    frequency: dict[int, str],
+    threshold: float,
+    seed: int = 0,
+    rounding: str = "stochastic",
+) -> pd.DataFrame:
+    """How RFS changes what one epoch shows the model, per frequency group (rows r, c, f).
+
+    Columns (each sums to 1, see :func:`sampling_composition`):
+    ``uniform`` (every image once), ``RFS expected`` (images weighted by their repeat factor
+    ``r(i)``), ``RFS observed`` (the counts of one sampled epoch, epoch 0 of
+    :class:`RepeatFactorSampler` with ``seed`` and ``rounding``, :data:`ROUNDINGS`).
+    ``frame.attrs["epoch_images"]`` holds the number of images one epoch has under each
+    column's sampling.
+    """
+    sampler = RepeatFactorSampler(
+        category_sets, threshold, seed=seed, num_replicas=1, rank=0, rounding=rounding
+    )
+    image_factors = sampler.image_repeat_factors
+    observed = np.bincount(sampler.epoch_indices(0).numpy(), minlength=len(category_sets))
+    weights = {
+        "uniform": np.ones(len(category_sets)),
+        "RFS expected": image_factors,
+        "RFS observed": observed,
+    }
+    frame = pd.DataFrame(
+        {name: sampling_composition(category_sets, frequency, w) for name, w in weights.items()}
+    )
+    frame.attrs["epoch_images"] = {name: float(np.sum(w)) for name, w in weights.items()}
+    return frame
+
+
+def repeat_factor_table(
+    category_factors: dict[int, float], frequency: dict[int, str]
+) -> pd.DataFrame:
+    """Per frequency group (rows r, c, f): how many categories, how many RFS repeats, how much.
+
+    ``category_factors`` maps an LVIS category id to ``r(c)`` (see
+    :func:`repeat_factors`), ``frequency`` an id to "r"/"c"/"f". Columns:
+    ``categories``, ``repeated`` (``r(c) > 1``), ``mean r(c)``, ``max r(c)``.
+    """
+    frame = pd.DataFrame(
+        {"factor": list(category_factors.values())},
+        index=pd.Index([frequency[c] for c in category_factors], name="group"),
+    )
+    grouped = frame.groupby(level="group")["factor"]
+    table = pd.DataFrame(
+        {
+            "categories": grouped.size(),
+            "repeated": grouped.apply(lambda f: int((f > 1).sum())),
+            "mean r(c)": grouped.mean(),
+            "max r(c)": grouped.max(),
+        }
+    )
+    return table.reindex(list(FREQUENCY_GROUPS)).fillna(0)

@@ -41,13 +41,14 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
-from lvisnb import runs, toy
+from lvisnb import runs
 from lvisnb.categories import check_same_version, lvis_version_of
 from lvisnb.checkpoint import (
     first_non_finite,
     load_checkpoint,
     save_checkpoint,
 )
+from lvisnb.data import split_files
 from lvisnb.dataset import LVISDetection, collate
 from lvisnb.model import Preset, build_model, get_preset
 from lvisnb.outputs import remove_stale_temporaries, write_text_atomic
@@ -357,7 +358,7 @@ def train(cfg: TrainConfig, callback: Callable[[dict], None] | None = None) -> T
     random.seed(cfg.seed)  # numpy's global RNG is not used in training: nothing to seed there
     torch.manual_seed(cfg.seed)
 
-    ann, image_root = toy.split_files(cfg.train_ann, cfg.image_root, "train")
+    ann, image_root = split_files(cfg.train_ann, cfg.image_root, "train")
     dataset = LVISDetection(
         ann,
         image_root,

@@ -97,7 +97,7 @@ def test_report_on_toy(toy_train):
     assert sum(g["categories"] for g in summary["groups"].values()) == 40
 
 
-def test_lvis_v1_reference_counts():
-    ref = analysis.lvis_v1_reference_counts()
+def test_lvis_v1_train_counts():
+    ref = analysis.lvis_v1_train_counts()
     assert len(ref) == 1203 and ref["rank"].iloc[0] == 1
     assert ref["image_count"].is_monotonic_decreasing

@@ -1,6 +1,6 @@
 import json
 
-from lvisnb import cli, toy
+from lvisnb import cli, full_scale, toy
 
 
 def test_toy_command_writes_and_is_idempotent(tmp_path, capsys):
@@ -19,7 +19,7 @@ def test_toy_command_writes_and_is_idempotent(tmp_path, capsys):
 def test_full_scale_small(tmp_path):
     from lvisnb.data import load_lvis, read_tables
 
-    path = toy.make_full_scale_lvis(tmp_path, num_images=2000, num_instances=30000)
+    path = full_scale.make_full_scale_lvis(tmp_path, num_images=2000, num_instances=30000)
     tables = read_tables(path)
     assert len(tables.images) == 2000
     assert len(tables.annotations) >= 30000

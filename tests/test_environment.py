@@ -1,5 +1,6 @@
-"""environment.yml must install exactly the pyproject package, so the two cannot drift."""
+"""environment.yml installs exactly the pyproject package; the README names every module."""
 
+import re
 import tomllib
 from pathlib import Path
 
@@ -29,3 +30,9 @@ def test_torch_ranges_admit_the_installable_release():
     assert not reqs["torch"].specifier.contains("2.15.0")
     assert not reqs["torchvision"].specifier.contains("0.30.0")
     assert project["requires-python"].startswith(">=3.11")
+
+
+def test_readme_module_table_lists_every_module():
+    listed = set(re.findall(r"^\| `lvisnb/(\w+)\.py` \|", (ROOT / "README.md").read_text(), re.M))
+    on_disk = {p.stem for p in (ROOT / "lvisnb").glob("*.py")} - {"__init__", "__main__"}
+    assert listed == on_disk, {"not in README": on_disk - listed, "gone": listed - on_disk}

@@ -11,6 +11,7 @@ import pytest
 from synthetic import box_mask, rle, toy_detections
 
 from lvisnb import detections, evaluate
+from lvisnb import metrics as metrics_module
 from lvisnb.data import LVISFormatError, load_lvis
 from lvisnb.lvis_api import LVISEval, LVISFromDict
 
@@ -102,7 +103,7 @@ def test_fast_and_official_backends_agree_on_every_metric(toy_case):
     _assert_agree(runs)
     for iou_type in evaluate.IOU_TYPES:
         metrics = runs["lvis"].metrics[iou_type]
-        assert list(metrics) == list(evaluate.metric_names())
+        assert list(metrics) == list(metrics_module.metric_names())
         assert 0.05 < metrics["AP"] < 0.9 and metrics["AP50"] > metrics["AP75"]
         assert all(0 < metrics[name] < 1 for name in ("APr", "APc", "APf", "APpool"))
         assert metrics["APfixed"] != metrics["AP"]  # the per-image limit mattered
@@ -874,3 +875,26 @@ def test_train_counts_come_from_the_train_file_given(toy_train, toy_val):
     assert table["train_image_count"].tolist() == [expected[i] for i in table["id"]]
     assert evaluation.info["train_count_source"] == "training images (lvis_v1_train.json)"
     assert (table["train_image_count"] != table["val_images"]).any()
+
+
+def test_best_and_worst_per_group():
+    per_category = pd.DataFrame(
+        {
+            "id": [1, 2, 3, 4, 5, 6],
+            "name": ["a", "b", "c", "d", "e", "f"],
+            "frequency": ["r", "r", "r", "r", "c", "f"],
+            "train_image_count": [1, 2, 3, 4, 50, 500],
+            "val_instances": [1, 1, 0, 1, 2, 3],
+            "AP_segm": [0.1, 0.4, np.nan, 0.3, 0.5, 0.2],
+        }
+    )
+    table = evaluate.best_and_worst(per_category, "AP_segm", n=1)
+    rows = list(zip(table["frequency"], table["rank"], table["name"], strict=True))
+    # r: NaN skipped, best 0.4 (b), worst 0.1 (a); c and f have one category: best only
+    assert rows == [("r", "best", "b"), ("r", "worst", "a"), ("c", "best", "e"), ("f", "best", "f")]
+
+
+def test_best_and_worst_without_any_ap():
+    columns = ["id", "name", "frequency", "train_image_count", "val_instances", "AP_segm"]
+    per_category = pd.DataFrame([[1, "a", "r", 1, 0, np.nan]], columns=columns)
+    assert evaluate.best_and_worst(per_category).empty

@@ -94,7 +94,8 @@ def params_03(toy: dict) -> dict:
 
 
 def check_03(run_dir: Path, toy_train: Path) -> None:
-    from lvisnb.evaluate import evaluate, metric_names
+    from lvisnb.evaluate import evaluate
+    from lvisnb.metrics import metric_names
 
     results = json.loads((run_dir / "results.json").read_text())
     per_image = {}

@@ -6,7 +6,7 @@ import json
 import pytest
 from synthetic import box_mask, rle
 
-from lvisnb import cli, outputs, toy
+from lvisnb import cli, data, full_scale, outputs, toy
 
 REAL_ANNOTATIONS = '{"images": [], "annotations": [], "categories": []}'
 
@@ -55,7 +55,7 @@ def test_a_toy_folder_with_foreign_files_is_refused_too(tmp_path, toy_root):
 def test_an_image_root_without_annotations_is_an_error(tmp_path, capsys):
     root = _user_lvis_root(tmp_path)
     with pytest.raises(ValueError, match="without an annotation file"):
-        toy.split_files("", root, "train")
+        data.split_files("", root, "train")
     assert cli.main(["train", "--image-root", str(root), "--run-dir", str(tmp_path / "r")]) == 2
     assert "without an annotation file" in capsys.readouterr().err
     _unchanged(root)
@@ -144,5 +144,5 @@ def test_an_interrupted_toy_lvis_can_be_finished_and_foreign_files_are_not_touch
         toy.check_toy_folder(linked)
     user = _user_lvis_root(tmp_path)
     with pytest.raises(FileExistsError):
-        toy.make_full_scale_lvis(user, num_images=20, num_instances=40)
+        full_scale.make_full_scale_lvis(user, num_images=20, num_instances=40)
     _unchanged(user)

@@ -366,3 +366,47 @@ def test_build_sampler_passes_the_rounding():
     rfs = S.build_sampler("rfs", HAND, HAND_T, 0, num_replicas=1, rank=0, rounding="ceil")
     assert rfs.rounding == "ceil" and len(rfs) == 15
     assert S.build_sampler("rfs", HAND, HAND_T, 0, 1, 0).rounding == "stochastic"
+
+
+# ----------------------------------------------------------------------------- what an epoch shows
+
+
+def test_sampling_composition_weights_occurrences_by_image():
+    # (image, category) occurrences: f: 1*1 + 2*1 = 3, c: 2*1 = 2, r: 3*1 = 3, of 8
+    share = S.sampling_composition([[1], [1, 2], [3]], {1: "f", 2: "c", 3: "r"}, [1, 2, 3])
+    assert share.to_dict() == pytest.approx({"r": 3 / 8, "c": 2 / 8, "f": 3 / 8})
+
+
+def test_repeat_factor_table_by_group():
+    factors = {1: 1.0, 2: 1.5, 3: 3.0, 4: 1.0}
+    table = S.repeat_factor_table(factors, {1: "f", 2: "c", 3: "r", 4: "c"})
+    assert list(table.index) == ["r", "c", "f"]
+    assert table.loc["r"].tolist() == [1, 1, 3.0, 3.0]
+    assert table.loc["c"].tolist() == [2, 1, 1.25, 1.5]
+    assert table.loc["f"].tolist() == [1, 0, 1.0, 1.0]
+
+
+def test_repeat_factor_table_keeps_empty_groups():
+    table = S.repeat_factor_table({1: 1.0}, {1: "f"})
+    assert table.loc["r"].tolist() == [0, 0, 0, 0]
+
+
+@pytest.mark.parametrize("rounding", ["ceil", "stochastic"])
+def test_rfs_composition_by_hand(rounding):
+    # 4 images, category 1 (f) in 3, category 2 (r) in 1; t = 1:
+    # r(1) = sqrt(1 / 0.75), r(2) = sqrt(1 / 0.25) = 2
+    sets, frequency = [[1], [1], [1], [2]], {1: "f", 2: "r"}
+    frame = S.rfs_composition(sets, frequency, 1.0, seed=3, rounding=rounding)
+    r1 = math.sqrt(1 / 0.75)
+    assert frame["uniform"].to_dict() == pytest.approx({"r": 0.25, "c": 0.0, "f": 0.75})
+    expected_r = 2 / (3 * r1 + 2)
+    assert frame["RFS expected"]["r"] == pytest.approx(expected_r)
+    epoch = S.RepeatFactorSampler(sets, 1.0, seed=3, num_replicas=1, rank=0, rounding=rounding)
+    counts = np.bincount(epoch.epoch_indices(0).numpy(), minlength=4)
+    assert frame["RFS observed"]["r"] == pytest.approx(counts[3] / counts.sum())
+    sizes = frame.attrs["epoch_images"]
+    assert sizes["uniform"] == 4
+    assert sizes["RFS expected"] == pytest.approx(3 * r1 + 2)
+    assert sizes["RFS observed"] == counts.sum()
+    if rounding == "ceil":
+        assert counts.tolist() == [2, 2, 2, 2]
