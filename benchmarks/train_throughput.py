@@ -39,6 +39,7 @@ from lvisnb import toy  # noqa: E402
 from lvisnb.dataset import LVISDetection, collate  # noqa: E402
 from lvisnb.model import build_model, get_preset  # noqa: E402
 from lvisnb.sampler import build_sampler  # noqa: E402
+from lvisnb.schedule import scaled_lr  # noqa: E402
 from lvisnb.train import TrainConfig, read_log, train  # noqa: E402
 from lvisnb.transforms import train_transforms  # noqa: E402
 
@@ -64,7 +65,7 @@ def bare_loop(preset_name: str, paths: dict, batch: int, iters: int, warmup: int
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(
         params,
-        lr=preset.scaled_lr(batch),
+        lr=scaled_lr(preset, batch),
         momentum=preset.momentum,
         weight_decay=preset.weight_decay,
     )

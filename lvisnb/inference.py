@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from lvisnb.categories import check_same_version
 from lvisnb.dataset import CategoryMapping, LVISDetection, collate, read_record_image
-from lvisnb.model import Preset, build_model
+from lvisnb.model import Preset, autocast_dtype, build_model
 from lvisnb.outputs import atomic_path
 
 __all__ = ["load_trained_model", "predict", "save_results", "masks_to_rle"]
@@ -143,7 +143,8 @@ def predict(
     ``box_detections_per_img``: 300 for the seed rows, 100 for ``toy``), capped at LVIS's 300.
     ``mapping`` converts labels to LVIS category ids (default: the dataset's); a model trained
     on one LVIS version run on a file of the other is a ``ValueError`` naming both.
-    Runs under ``torch.inference_mode``, with bf16/fp16 autocast on CUDA when ``amp``.
+    Runs under ``torch.inference_mode``, with autocast on CUDA when ``amp`` (bf16 where the GPU
+    supports it, else fp16: :func:`lvisnb.model.autocast_dtype`).
     ``mask_thresh`` defaults to the model preset's (0.5).
     """
     mapping = mapping or dataset.mapping
@@ -159,9 +160,7 @@ def predict(
     heads.score_thresh, heads.detections_per_img = score_thresh, max_dets
     was_training = model.training
     model.eval()
-    amp_dtype = None
-    if amp and device.type == "cuda":
-        amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    amp_dtype = autocast_dtype(bool(amp), device)
     loader = DataLoader(
         _Images(dataset),
         batch_size=batch_size,

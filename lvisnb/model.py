@@ -41,8 +41,8 @@ How mmdetection maps onto torchvision's ``MaskRCNN`` (:func:`build_model`):
 
 Fields that torchvision's model does not use (``flip_prob``, ``rfs_threshold``, ``rfs_rounding``,
 ``samples_per_gpu``, the optimiser and schedule, ``mask_thresh``) are read by the data pipeline,
-the training loop and evaluation; :meth:`Preset.scaled_lr`, :meth:`Preset.schedule_iters` and
-:meth:`Preset.lr_factor` turn the recipe into numbers.
+the training loop and evaluation; :mod:`lvisnb.schedule` turns the optimisation recipe into
+numbers (scaled lr, iterations, warm-up and steps).
 
 Pretrained backbones are only fetched when asked (:func:`build_model` with ``weights=True``, or
 :func:`load_backbone_weights`): ``"imagenet"`` is torchvision's weights API (mmdetection's
@@ -59,7 +59,7 @@ import dataclasses
 import math
 import os
 import pickle
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -281,54 +281,6 @@ class Preset:
     def num_classes_with_background(self) -> int | None:
         """What torchvision's ``num_classes`` means: foreground classes + 1 (label 0)."""
         return None if self.num_classes is None else self.num_classes + 1
-
-    def scaled_lr(self, total_batch: int | None = None) -> float:
-        """Linear scaling rule: ``lr * total_batch / lr_batch`` (0.02 x B / 16 for the rows).
-
-        ``total_batch`` defaults to :attr:`total_batch`; e.g. 1 GPU x 2 images -> 0.0025.
-        """
-        batch = self.total_batch if total_batch is None else total_batch
-        if batch < 1:
-            raise ValueError(f"total_batch must be >= 1, got {batch}")
-        return self.lr * batch / self.lr_batch
-
-    def schedule_iters(
-        self, images_per_epoch: int, total_batch: int | None = None
-    ) -> tuple[int, tuple[int, ...]]:
-        """``(max_iters, lr_steps_iters)`` of this schedule, in iterations.
-
-        An epoch is ``ceil(images_per_epoch / total_batch)`` iterations; ``images_per_epoch``
-        is the length of the (repeat-factor expanded) training set: mmdetection's
-        ``len(ClassBalancedDataset)`` = ``sum_i ceil(r(i))`` with ``rfs_rounding="ceil"``, the
-        sampler's :attr:`~lvisnb.sampler.EpochShardedSampler.expected_epoch_length` in
-        general. Epoch steps (8, 11) become ``(8 * E, 11 * E)``, lr decaying after those
-        epochs end. A preset with ``max_iters`` set returns its iteration schedule unchanged.
-        """
-        if self.max_iters is not None:
-            return self.max_iters, tuple(self.lr_steps_iters or ())
-        if images_per_epoch < 1:
-            raise ValueError(f"images_per_epoch must be >= 1, got {images_per_epoch}")
-        batch = self.total_batch if total_batch is None else total_batch
-        if batch < 1:
-            raise ValueError(f"total_batch must be >= 1, got {batch}")
-        per_epoch = math.ceil(images_per_epoch / batch)
-        return self.max_epochs * per_epoch, tuple(s * per_epoch for s in self.lr_steps)
-
-    def lr_factor(self, iteration: int, lr_steps_iters: Sequence[int] = ()) -> float:
-        """Multiplier of the (scaled) lr at 0-based ``iteration``: steps times warmup.
-
-        mmdetection's rule: step decay ``gamma ** (number of steps <= iteration)``, and during
-        the first ``warmup_iters`` iterations linear warmup multiplies it by
-        ``1 - (1 - iteration / warmup_iters) * (1 - warmup_ratio)`` (``"constant"``:
-        by ``warmup_ratio``). ``lr_steps_iters`` comes from :meth:`schedule_iters`.
-        """
-        factor = self.gamma ** sum(iteration >= s for s in lr_steps_iters)
-        if self.warmup is not None and iteration < self.warmup_iters:
-            if self.warmup == "linear":
-                factor *= 1 - (1 - iteration / self.warmup_iters) * (1 - self.warmup_ratio)
-            else:
-                factor *= self.warmup_ratio
-        return factor
 
 
 # ----------------------------------------------------------------------------- presets
@@ -584,6 +536,30 @@ def build_model(
     if weights and preset.pretrained is not None and torch.device(device or "cpu").type != "meta":
         load_backbone_weights(model, preset.pretrained)
     return model
+
+
+AMP_MODES = ("auto", "bf16", "fp16", "off")  # mixed precision: TrainConfig.amp, predict(amp=)
+
+
+def autocast_dtype(amp: str | bool, device: torch.device) -> torch.dtype | None:
+    """The dtype ``torch.autocast`` runs the model in on ``device``, ``None`` for float32.
+
+    ``amp`` is one of :data:`AMP_MODES` (``True`` means ``"auto"``, ``False`` ``"off"``):
+    ``"auto"`` is ``torch.bfloat16`` on a CUDA device that supports it, else ``torch.float16``,
+    and ``None`` on any other device; ``"bf16"`` / ``"fp16"`` ask for that dtype and raise
+    ``ValueError`` when ``device`` is not CUDA; ``"off"`` is ``None``. Training and inference
+    both choose here (fp16 training also needs a ``GradScaler``, bf16 does not).
+    """
+    mode = ("auto" if amp else "off") if isinstance(amp, bool) else amp
+    if mode not in AMP_MODES:
+        raise ValueError(f"amp {amp!r} is not one of {', '.join(AMP_MODES)}")
+    if device.type != "cuda":
+        if mode in ("bf16", "fp16"):
+            raise ValueError(f"amp={mode!r} needs a CUDA device, got {device}")
+        return None
+    if mode == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}[mode]
 
 
 # ----------------------------------------------------------------------------- weights

@@ -1,16 +1,21 @@
 """Iteration-based Mask R-CNN training on LVIS: schedule, AMP, checkpoints, resume, DDP.
 
 ``train(TrainConfig(...))`` or, for several processes, ``torchrun --nproc_per_node=N -m
-lvisnb.train --preset ... --run-dir ...`` (NCCL on GPUs, gloo on the CPU).
+lvisnb.train --preset ... --run-dir ...`` (NCCL on GPUs, gloo on the CPU). The pieces, as
+torchvision's ``references/detection``: :func:`setup_training` builds a :class:`TrainSetup`
+(data, model, optimiser, scheduler, AMP) and the :class:`Progress` to start from,
+:func:`train_step` is one iteration, :func:`run_epoch` one pass of the sampler,
+:func:`save_training_checkpoint` writes ``last.pt`` / ``final.pt``.
 
-Schedule (mmdetection's ``lr_config``, :meth:`lvisnb.model.Preset.lr_factor`): for iteration
-``i`` (0-based) the learning rate is ``lr * w(i) * gamma ** (number of steps <= i)`` with linear
-warm-up ``w(i) = 1 - (1 - i / warmup_iters) * (1 - warmup_ratio)`` for ``i < warmup_iters``,
-else 1. An epoch is one pass of the sampler: with RFS, the repeat-factor expanded training set,
-so epochs convert to iterations with its (expected) length
-(:attr:`lvisnb.sampler.EpochShardedSampler.expected_epoch_length`): ``sum_i ceil(r(i))`` images
-with the preset's ``rfs_rounding="ceil"`` (the mmdetection rows: ``len(ClassBalancedDataset)``),
-``sum_i r(i)`` on average with ``"stochastic"`` (detectron2's ``RepeatFactorTrainingSampler``).
+Schedule (mmdetection's ``lr_config``, :mod:`lvisnb.schedule`; torch's ``LinearLR`` chained
+with ``MultiStepLR``): for iteration ``i`` (0-based) the learning rate is ``lr * w(i) *
+gamma ** (number of steps <= i)`` with linear warm-up ``w(i) = 1 - (1 - i / warmup_iters) *
+(1 - warmup_ratio)`` for ``i < warmup_iters``, else 1. An epoch is one pass of the sampler:
+with RFS, the repeat-factor expanded training set, so epochs convert to iterations with its
+(expected) length (:attr:`lvisnb.sampler.EpochShardedSampler.expected_epoch_length`):
+``sum_i ceil(r(i))`` images with the preset's ``rfs_rounding="ceil"`` (the mmdetection rows:
+``len(ClassBalancedDataset)``), ``sum_i r(i)`` on average with ``"stochastic"`` (detectron2's
+``RepeatFactorTrainingSampler``).
 
 Each run directory gets ``train_log.jsonl`` (one JSON line per iteration: iteration, epoch, lr,
 every loss, seconds; under torchrun each loss is the mean over the ranks, see
@@ -50,10 +55,11 @@ from lvisnb.checkpoint import (
 )
 from lvisnb.data import split_files
 from lvisnb.dataset import LVISDetection, collate
-from lvisnb.model import Preset, build_model, get_preset
+from lvisnb.model import AMP_MODES, Preset, autocast_dtype, build_model, get_preset
 from lvisnb.outputs import remove_stale_temporaries, write_text_atomic
 from lvisnb.runs import CHECKPOINT_DIR, FINAL, LAST, LOG_FILE, read_log  # noqa: F401
 from lvisnb.sampler import ROUNDINGS, EpochShardedSampler, build_sampler
+from lvisnb.schedule import build_scheduler, resolve_schedule, restore_scheduler, scaled_lr
 from lvisnb.transforms import train_transforms
 
 CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "scaler", "iteration", "epoch",
@@ -94,8 +100,8 @@ class TrainConfig:
             problems.append(f"sampler {self.sampler!r} is not 'rfs' or 'uniform'")
         if self.rfs_rounding not in (None, *ROUNDINGS):
             problems.append(f"rfs_rounding {self.rfs_rounding!r} is not one of {ROUNDINGS}")
-        if self.amp not in ("auto", "bf16", "fp16", "off"):
-            problems.append(f"amp {self.amp!r} is not one of auto, bf16, fp16, off")
+        if self.amp not in AMP_MODES:
+            problems.append(f"amp {self.amp!r} is not one of {', '.join(AMP_MODES)}")
         for name in ("batch_size", "checkpoint_every", "max_iters"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
@@ -172,16 +178,6 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def _amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
-    if amp == "off" or device.type != "cuda":
-        if amp in ("bf16", "fp16") and device.type != "cuda":
-            raise ValueError(f"amp={amp!r} needs a CUDA device, got {device}")
-        return None
-    if amp == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
-
-
 def _rng_state() -> dict:
     state = {
         "torch": torch.get_rng_state(),
@@ -231,32 +227,6 @@ def build_train_sampler(
     kind = "uniform" if preset.rfs_threshold is None else cfg.sampler
     threshold = 0.0 if preset.rfs_threshold is None else preset.rfs_threshold
     return build_sampler(kind, dataset, threshold, cfg.seed, world, rank, preset.rfs_rounding)
-
-
-def resolve_schedule(
-    preset: Preset,
-    sampler: EpochShardedSampler,
-    total_batch: int,
-    max_iters: int | None = None,
-    lr_steps: tuple[int, ...] | None = None,
-) -> tuple[int, tuple[int, ...], int]:
-    """``(max_iters, lr_steps, epoch_images)`` of a run: iterations, iterations, images.
-
-    ``epoch_images`` is one epoch over all ranks, ``round(sampler.expected_epoch_length *
-    num_replicas)``: ``sum_i ceil(r(i))`` exactly with ``rounding="ceil"`` (mmdetection's
-    ``len(ClassBalancedDataset)``), ``round(sum_i r(i))`` with ``"stochastic"``.
-    :meth:`Preset.schedule_iters` converts the preset's epochs with it at ``total_batch`` images
-    per iteration (an iteration-based preset keeps its own). ``max_iters`` shortens or lengthens
-    the run with the steps at the same fractions; ``lr_steps`` replaces the steps.
-    """
-    epoch_images = max(1, round(sampler.expected_epoch_length * sampler.num_replicas))
-    iters, steps = preset.schedule_iters(epoch_images, total_batch)
-    if max_iters is not None:
-        steps = tuple(round(s * max_iters / iters) for s in steps)
-        iters = max_iters
-    if lr_steps is not None:
-        steps = tuple(lr_steps)
-    return iters, steps, epoch_images
 
 
 def reduce_losses(
@@ -333,227 +303,383 @@ def _check_same_experiment(path: Path, saved: dict, current: dict) -> None:
         )
 
 
+# ----------------------------------------------------------------------------- setup
+
+
+@dataclass
+class TrainSetup:
+    """What :func:`setup_training` builds for a run; the loop and :func:`train_step` read it."""
+
+    cfg: TrainConfig
+    preset: Preset  # cfg.preset with cfg's preset fields and overrides applied
+    device: torch.device
+    world: int  # processes (torchrun's WORLD_SIZE; 1 without torchrun)
+    rank: int  # this process's rank, 0..world-1
+    dataset: LVISDetection  # training transforms, images without annotations skipped
+    sampler: EpochShardedSampler  # this rank's shard of each seeded epoch
+    model: torch.nn.Module  # Mask R-CNN, DistributedDataParallel-wrapped when world > 1
+    optimizer: torch.optim.Optimizer  # SGD over the parameters that require grad
+    scheduler: torch.optim.lr_scheduler.LRScheduler  # lvisnb.schedule.build_scheduler
+    scaler: torch.amp.GradScaler  # enabled for fp16 autocast only
+    amp_dtype: torch.dtype | None  # autocast dtype; None: float32
+    max_iters: int  # iterations of the whole run
+    config: dict  # config.json's record in plain JSON values: "train", "preset", "resolved"
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.cfg.run_dir)
+
+    @property
+    def ckpt_dir(self) -> Path:
+        return self.run_dir / CHECKPOINT_DIR
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+@dataclass
+class Progress:
+    """Where a run stands; saved in every checkpoint, restored by ``resume``."""
+
+    iteration: int = 0  # iterations done (the last train_log.jsonl line's "iter")
+    epoch: int = 0  # the sampler epoch being run
+    position: int = 0  # batches of that epoch already run
+    last_good: int | None = None  # iteration of the newest checkpoint written or resumed from
+
+
+def setup_training(cfg: TrainConfig) -> tuple[TrainSetup, Progress]:
+    """Build what ``cfg`` asks for, load ``last.pt`` when ``cfg.resume``, write ``config.json``.
+
+    The order is fixed, so that a seed gives the same run: process group and device, preset,
+    the run-directory check (every rank refuses together), seeding with ``cfg.seed``, data and
+    sampler, the model (the same initial weights on every rank; DDP also broadcasts them),
+    reseeding with ``cfg.seed + rank`` (each rank draws its own augmentations and RoI samples),
+    optimiser, scheduler, AMP, DDP, then the checkpoint. Raises ``ValueError`` for a training
+    file of another LVIS version than the preset, an epoch shorter than one batch, or a resume
+    that would change the experiment; ``FileExistsError`` / ``FileNotFoundError`` from
+    :func:`lvisnb.runs.prepare_start`; :class:`lvisnb.checkpoint.CheckpointError` for an
+    unusable ``last.pt``.
+    """
+    world, rank, device = _placement(cfg.device)
+    preset = _run_preset(cfg)
+    runs.prepare_start(Path(cfg.run_dir), cfg.resume, cfg.overwrite)  # every rank
+    random.seed(cfg.seed)  # numpy's global RNG is not used in training: nothing to seed there
+    torch.manual_seed(cfg.seed)
+    dataset, data = _training_data(cfg, preset)
+    sampler = build_train_sampler(cfg, preset, dataset, world, rank)
+    if len(sampler) < cfg.batch_size:
+        raise ValueError(
+            f"{data['train_ann']}: an epoch has {len(sampler)} images per process, fewer than "
+            f"batch_size {cfg.batch_size}; training would never take a step"
+        )
+    model = build_model(preset, num_classes=dataset.mapping.num_classes).to(device)
+    random.seed(cfg.seed + rank)
+    torch.manual_seed(cfg.seed + rank)
+    amp_dtype = autocast_dtype(cfg.amp, device)
+    resolved = _resolved(cfg, preset, sampler, world, device, amp_dtype, data)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(
+        params, lr=resolved["lr"], momentum=preset.momentum, weight_decay=preset.weight_decay
+    )
+    scheduler = build_scheduler(optimizer, preset, resolved["lr_steps"])
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+    if world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    record = {"train": asdict(cfg), "preset": asdict(preset), "resolved": resolved}
+    config = json.loads(json.dumps(record, default=str))  # plain: loads with weights_only
+    setup = TrainSetup(cfg, preset, device, world, rank, dataset, sampler, model, optimizer,
+                       scheduler, scaler, amp_dtype, resolved["max_iters"], config)  # fmt: skip
+    progress = _resume(setup) if cfg.resume else Progress()
+    _prepare_run_dir(setup, progress.iteration)
+    return setup, progress
+
+
+def _placement(device: str) -> tuple[int, int, torch.device]:
+    """``(world_size, rank, device)``; under torchrun each rank takes its local GPU."""
+    world, rank, local_rank = _distributed()
+    resolved = resolve_device(device)
+    if resolved.type == "cuda" and world > 1:
+        resolved = torch.device("cuda", local_rank)
+        torch.cuda.set_device(resolved)
+    return world, rank, resolved
+
+
+def _run_preset(cfg: TrainConfig) -> Preset:
+    """``cfg.preset`` with TrainConfig's own preset fields, then ``cfg.overrides``, applied:
+    one Preset holds what is trained. ``ValueError`` names an unknown preset or field."""
+    named = ("rfs_threshold", "rfs_rounding", "grad_clip", "warmup_iters")
+    given = {k: getattr(cfg, k) for k in named if getattr(cfg, k) is not None}
+    return get_preset(cfg.preset, **{**given, **cfg.overrides})
+
+
+def _training_data(cfg: TrainConfig, preset: Preset) -> tuple[LVISDetection, dict]:
+    """The training set (``preset``'s train transforms, images without annotations skipped;
+    toy-LVIS, made if absent, when ``cfg.train_ann`` is "") and what ``config.json`` records
+    of it: ``train_ann``, ``image_root``, ``category_ids``, ``lvis_version``."""
+    ann, image_root = split_files(cfg.train_ann, cfg.image_root, "train")
+    transforms = train_transforms(preset.train_scales, preset.max_size, preset.flip_prob)
+    dataset = LVISDetection(ann, image_root, transforms=transforms, skip_empty=True)
+    version = _check_preset_version(preset, dataset, ann)
+    ids = list(dataset.mapping.category_ids)
+    data = {"train_ann": str(ann), "image_root": str(image_root)}
+    return dataset, {**data, "category_ids": ids, "lvis_version": version}
+
+
+def _resolved(
+    cfg: TrainConfig,
+    preset: Preset,
+    sampler: EpochShardedSampler,
+    world: int,
+    device: torch.device,
+    amp_dtype: torch.dtype | None,
+    data: dict,
+) -> dict:
+    """``config.json``'s ``"resolved"`` section: the values the run uses where ``cfg`` says
+    ``None`` or ``"auto"`` (lr per iteration, iterations, images), and ``data``'s records."""
+    total_batch = cfg.batch_size * world
+    max_iters, steps, epoch_images = resolve_schedule(
+        preset, sampler, total_batch, cfg.max_iters, cfg.lr_steps
+    )
+    return {
+        "train_ann": data["train_ann"],
+        "image_root": data["image_root"],
+        "lr": cfg.lr if cfg.lr is not None else scaled_lr(preset, total_batch),
+        "max_iters": max_iters,
+        "lr_steps": list(steps),
+        "warmup_iters": preset.warmup_iters,
+        "total_batch": total_batch,
+        "world_size": world,
+        "device": str(device),
+        "amp": str(amp_dtype),
+        "sampler": "uniform" if preset.rfs_threshold is None else cfg.sampler,
+        "rfs_threshold": preset.rfs_threshold,
+        "rfs_rounding": preset.rfs_rounding,
+        "epoch_images": epoch_images,
+        "category_ids": data["category_ids"],
+        "lvis_version": data["lvis_version"],
+    }
+
+
+def _resume(setup: TrainSetup) -> Progress:
+    """Load ``last.pt`` into ``setup`` (model, optimiser, scheduler, scaler, this rank's RNG
+    state); its progress. ``ValueError`` when the saved experiment differs from ``setup``'s."""
+    path = setup.ckpt_dir / LAST
+    state = load_checkpoint(path, required=CHECKPOINT_KEYS)
+    _check_same_experiment(path, state["config"], setup.config)
+    _unwrap(setup.model).load_state_dict(state["model"])
+    setup.optimizer.load_state_dict(state["optimizer"])  # before the scheduler: it holds the lr
+    restore_scheduler(setup.scheduler, state["scheduler"], state["iteration"])
+    setup.scaler.load_state_dict(state["scaler"])
+    _set_rng_state(state["rng"][min(setup.rank, len(state["rng"]) - 1)])
+    iteration = state["iteration"]
+    return Progress(iteration, state["epoch"], state["position"], last_good=iteration)
+
+
+def _prepare_run_dir(setup: TrainSetup, iteration: int) -> None:
+    """Make the run directory (every rank writes its own samples file); on rank 0 delete an
+    earlier run when ``overwrite`` (only now: data, model and schedule were all built), write
+    ``config.json``, cut the log back to ``iteration`` and remove stale temporary files."""
+    setup.run_dir.mkdir(parents=True, exist_ok=True)
+    if not setup.is_main:
+        return
+    if setup.cfg.overwrite:
+        runs.clear_run(setup.run_dir)
+    text = json.dumps(setup.config, indent=2, default=str)
+    write_text_atomic(setup.run_dir / runs.CONFIG_FILE, text)
+    runs.truncate_log(setup.run_dir, iteration)
+    remove_stale_temporaries(setup.ckpt_dir)
+
+
+# ----------------------------------------------------------------------------- one iteration
+
+
+def train_step(
+    setup: TrainSetup, progress: Progress, images: list, targets: list
+) -> tuple[dict[str, float], dict[str, float]]:
+    """One iteration on one batch: forward, losses averaged over the ranks, backward, step.
+
+    ``images``: float ``(3, H, W)`` tensors in ``[0, 1]``; ``targets``: dicts with ``boxes``
+    ``(N, 4)`` float XYXY pixels, ``labels`` ``(N,)`` int64 in ``1..K``, ``masks`` ``(N, H,
+    W)`` uint8 (:class:`lvisnb.dataset.LVISDetection`); both are moved to ``setup.device``.
+    The forward pass runs under autocast with ``setup.amp_dtype``. Before any update, a
+    non-finite rank-averaged total loss raises ``FloatingPointError`` on every rank (all hold
+    the same mean, so all stop at this iteration). Then: zero grads, backward of the (fp16:
+    scaled) total, clipping of the global gradient L2 norm to ``preset.grad_clip`` when set
+    (after unscaling), optimiser step. The lr scheduler is stepped by the caller.
+
+    Returns ``(mean, own)``: floats for ``"loss"`` (the total) and each of the model's loss
+    terms; ``mean`` over the ranks in that order, ``own`` this rank's, sorted by name.
+    """
+    device, amp_dtype = setup.device, setup.amp_dtype
+    images = [image.to(device, non_blocking=True) for image in images]
+    targets = [_to_device(target, device) for target in targets]
+    with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+        loss_dict = setup.model(images, targets)
+    total = sum(loss_dict.values())
+    mean, own = reduce_losses({"loss": total, **loss_dict}, setup.world)
+    if not math.isfinite(mean["loss"]):  # iteration + 1: the log's number
+        last = _last_note(progress.last_good, setup.ckpt_dir)
+        raise _non_finite(progress.iteration + 1, mean, own, setup.rank, setup.world, last)
+    optimizer, scaler = setup.optimizer, setup.scaler
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(total).backward()
+    if setup.preset.grad_clip:
+        scaler.unscale_(optimizer)  # clip the true gradients, not the fp16-scaled ones
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        torch.nn.utils.clip_grad_norm_(params, setup.preset.grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+    return {"loss": mean["loss"], **{name: mean[name] for name in loss_dict}}, own
+
+
 # ----------------------------------------------------------------------------- the loop
 
 
 def train(cfg: TrainConfig, callback: Callable[[dict], None] | None = None) -> TrainResult:
     """Train ``cfg.preset`` on ``cfg.train_ann``; see the module docstring for what is written.
 
-    ``callback``, if given, is called on rank 0 with each iteration's log record (a live plot).
+    ``callback``, if given, is called on rank 0 with each iteration's log record (a live plot);
+    an exception it raises stops the run (``last.pt`` stays the newest checkpoint). Raises
+    what :func:`setup_training` and :func:`train_step` raise, and ``FloatingPointError``
+    instead of saving weights that are not finite (:func:`save_training_checkpoint`).
     """
-    world, rank, local_rank = _distributed()
-    device = resolve_device(cfg.device)
-    if device.type == "cuda" and world > 1:
-        device = torch.device("cuda", local_rank)
-        torch.cuda.set_device(device)
-    # TrainConfig's own preset fields, then ``overrides``: one Preset holds what is trained
-    named = ("rfs_threshold", "rfs_rounding", "grad_clip", "warmup_iters")
-    given = {k: getattr(cfg, k) for k in named if getattr(cfg, k) is not None}
-    preset = get_preset(cfg.preset, **{**given, **cfg.overrides})
-    run_dir = Path(cfg.run_dir)
-    ckpt_dir = run_dir / CHECKPOINT_DIR
-    is_main = rank == 0
-    runs.prepare_start(run_dir, cfg.resume, cfg.overwrite)  # every rank: all refuse together
-
-    random.seed(cfg.seed)  # numpy's global RNG is not used in training: nothing to seed there
-    torch.manual_seed(cfg.seed)
-
-    ann, image_root = split_files(cfg.train_ann, cfg.image_root, "train")
-    dataset = LVISDetection(
-        ann,
-        image_root,
-        transforms=train_transforms(preset.train_scales, preset.max_size, preset.flip_prob),
-        skip_empty=True,
-    )
-    lvis_version = _check_preset_version(preset, dataset, ann)
-    sampler = build_train_sampler(cfg, preset, dataset, world, rank)
-    if len(sampler) < cfg.batch_size:
-        raise ValueError(
-            f"{ann}: an epoch has {len(sampler)} images per process, fewer than batch_size "
-            f"{cfg.batch_size}; training would never take a step"
-        )
-
-    model = build_model(preset, num_classes=dataset.mapping.num_classes).to(device)
-    # same initial weights on every rank (DDP also broadcasts them); from here on each rank
-    # draws its own augmentations and RoI samples
-    random.seed(cfg.seed + rank)
-    torch.manual_seed(cfg.seed + rank)
-    total_batch = cfg.batch_size * world
-    lr = cfg.lr if cfg.lr is not None else preset.scaled_lr(total_batch)
-    max_iters, steps, epoch_images = resolve_schedule(
-        preset, sampler, total_batch, cfg.max_iters, cfg.lr_steps
-    )
-
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(
-        params, lr=lr, momentum=preset.momentum, weight_decay=preset.weight_decay
-    )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        lambda i: preset.lr_factor(i, steps),
-    )
-    amp_dtype = _amp_dtype(cfg.amp, device)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
-    if world > 1:
-        model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
-        )
-
-    config_record = {
-        "train": asdict(cfg),
-        "preset": asdict(preset),
-        "resolved": {
-            "train_ann": str(ann),
-            "image_root": str(image_root),
-            "lr": lr,
-            "max_iters": max_iters,
-            "lr_steps": list(steps),
-            "warmup_iters": preset.warmup_iters,
-            "total_batch": total_batch,
-            "world_size": world,
-            "device": str(device),
-            "amp": str(amp_dtype),
-            "sampler": "uniform" if preset.rfs_threshold is None else cfg.sampler,
-            "rfs_threshold": preset.rfs_threshold,
-            "rfs_rounding": preset.rfs_rounding,
-            "epoch_images": epoch_images,
-            "category_ids": list(dataset.mapping.category_ids),
-            "lvis_version": lvis_version,
-        },
-    }
-    config_plain = json.loads(json.dumps(config_record, default=str))  # weights_only-loadable
-    iteration, epoch, position = 0, 0, 0
-    last_good = None  # iteration of the newest checkpoint written (or resumed from)
-    if cfg.resume:
-        state = load_checkpoint(ckpt_dir / LAST, required=CHECKPOINT_KEYS)
-        _check_same_experiment(ckpt_dir / LAST, state["config"], config_plain)
-        _unwrap(model).load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        iteration, epoch, position = state["iteration"], state["epoch"], state["position"]
-        last_good = iteration
-        _set_rng_state(state["rng"][min(rank, len(state["rng"]) - 1)])
-    run_dir.mkdir(parents=True, exist_ok=True)  # every rank: each writes its samples file
-    if is_main:
-        if cfg.overwrite:  # only now: the data, the model and the schedule were all built
-            runs.clear_run(run_dir)
-        write_text_atomic(
-            run_dir / runs.CONFIG_FILE, json.dumps(config_record, indent=2, default=str)
-        )
-        runs.truncate_log(run_dir, iteration)
-        remove_stale_temporaries(ckpt_dir)
-
-    def checkpoint(name: str) -> Path:
-        nonlocal last_good
-        payload = {
-            "model": _unwrap(model).state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(),
-            "iteration": iteration,
-            "epoch": epoch,
-            "position": position,
-            "rng": None,
-            "config": config_plain,
-            "category_ids": list(dataset.mapping.category_ids),
-        }
-        # every rank checks (DDP keeps the weights equal), so all stop together
-        if first_non_finite(payload) is not None:
-            raise _broken_weights(iteration, ckpt_dir / name, last_good, ckpt_dir / LAST)
-        payload["rng"] = _gather_rng(world)
-        if is_main:
-            save_checkpoint(ckpt_dir / name, payload)
-        last_good = iteration
-        return ckpt_dir / name
-
-    log = open(run_dir / LOG_FILE, "a") if is_main else None  # noqa: SIM115
-    samples_log = (
-        open(run_dir / f"samples_rank{rank}.jsonl", "a") if cfg.record_samples else None  # noqa: SIM115
-    )
-    losses_seen: list[float] = []
+    setup, progress = setup_training(cfg)
+    logs = _RunLogs(setup, callback)
     bar = tqdm(
-        total=max_iters,
-        initial=iteration,
-        desc=f"train {preset.name}",
-        disable=not (cfg.progress and is_main),
+        total=setup.max_iters,
+        initial=progress.iteration,
+        desc=f"train {setup.preset.name}",
+        disable=not (cfg.progress and setup.is_main),
     )
-    model.train()
+    losses: list[float] = []
+    setup.model.train()
     try:
-        while iteration < max_iters:
-            sampler.set_epoch(epoch)
-            loader = DataLoader(
-                dataset,
-                batch_size=cfg.batch_size,
-                sampler=_SkipFirst(sampler, position * cfg.batch_size),
-                collate_fn=collate,
-                num_workers=cfg.num_workers,
-                drop_last=True,
-                generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch),
-                persistent_workers=False,
-            )
-            tic = time.perf_counter()
-            for images, targets in loader:
-                data_time = time.perf_counter() - tic
-                images = [im.to(device, non_blocking=True) for im in images]
-                targets = [_to_device(t, device) for t in targets]
-                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                    loss_dict = model(images, targets)
-                total = sum(loss_dict.values())
-                mean, own = reduce_losses({"loss": total, **loss_dict}, world)
-                loss_value = mean["loss"]  # every rank holds the same value
-                if not math.isfinite(loss_value):  # iteration + 1: the log's number
-                    raise _non_finite(
-                        iteration + 1, mean, own, rank, world, _last_note(last_good, ckpt_dir)
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(total).backward()
-                if preset.grad_clip:
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(params, preset.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-                current_lr = optimizer.param_groups[0]["lr"]
-                scheduler.step()
-                iteration += 1
-                position += 1
-                losses_seen.append(loss_value)
-                if samples_log is not None:
-                    ids = [int(t["image_id"]) for t in targets]
-                    line = {"iter": iteration, "image_ids": ids, "losses": own}
-                    samples_log.write(json.dumps(line) + "\n")
-                if log is not None:
-                    record = {
-                        "iter": iteration,
-                        "epoch": epoch,
-                        "lr": current_lr,
-                        "loss": loss_value,
-                        **{k: mean[k] for k in loss_dict},
-                        "time": time.perf_counter() - tic,
-                        "data_time": data_time,
-                    }
-                    log.write(json.dumps(record) + "\n")
-                    log.flush()
-                    if callback is not None:
-                        callback(record)
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{current_lr:.4f}")
-                if iteration % cfg.checkpoint_every == 0 or iteration == max_iters:
-                    checkpoint(LAST)
-                if iteration >= max_iters:
-                    break
-                tic = time.perf_counter()
-            else:
-                epoch, position = epoch + 1, 0
+        while progress.iteration < setup.max_iters:
+            losses += run_epoch(setup, progress, logs, bar)
     finally:
         bar.close()
-        for handle in (log, samples_log):
+        logs.close()
+    final = save_training_checkpoint(setup, progress, FINAL)
+    if setup.world > 1:
+        dist.barrier()
+    return TrainResult(setup.run_dir, final, progress.iteration, losses)
+
+
+def run_epoch(setup: TrainSetup, progress: Progress, logs: _RunLogs, bar: tqdm) -> list[float]:
+    """Run epoch ``progress.epoch`` from batch ``progress.position`` on, until it ends (then
+    the next epoch is due) or the run reaches ``max_iters``: :func:`train_step`, the
+    scheduler's step, a log line, and ``last.pt`` every ``checkpoint_every`` iterations and at
+    ``max_iters``. Returns each iteration's rank-averaged total loss."""
+    losses = []
+    tic = time.perf_counter()
+    for images, targets in _epoch_loader(setup, progress):
+        data_time = time.perf_counter() - tic
+        lr = setup.optimizer.param_groups[0]["lr"]  # this iteration's; the scheduler moves it
+        mean, own = train_step(setup, progress, images, targets)
+        setup.scheduler.step()
+        progress.iteration += 1
+        progress.position += 1
+        losses.append(mean["loss"])
+        logs.write(progress, lr, mean, own, targets, data_time, time.perf_counter() - tic)
+        bar.update(1)
+        bar.set_postfix(loss=f"{mean['loss']:.3f}", lr=f"{lr:.4f}")
+        done = progress.iteration >= setup.max_iters
+        if progress.iteration % setup.cfg.checkpoint_every == 0 or done:
+            save_training_checkpoint(setup, progress, LAST)
+        if done:
+            return losses
+        tic = time.perf_counter()
+    progress.epoch, progress.position = progress.epoch + 1, 0
+    return losses
+
+
+def _epoch_loader(setup: TrainSetup, progress: Progress) -> DataLoader:
+    """Batches of epoch ``progress.epoch`` after its first ``progress.position`` (resuming
+    inside an epoch); ``drop_last``, and a generator seeded by the seed and the epoch."""
+    cfg = setup.cfg
+    setup.sampler.set_epoch(progress.epoch)
+    return DataLoader(
+        setup.dataset,
+        batch_size=cfg.batch_size,
+        sampler=_SkipFirst(setup.sampler, progress.position * cfg.batch_size),
+        collate_fn=collate,
+        num_workers=cfg.num_workers,
+        drop_last=True,
+        generator=torch.Generator().manual_seed(cfg.seed * 100_003 + progress.epoch),
+        persistent_workers=False,
+    )
+
+
+class _RunLogs:
+    """``train_log.jsonl`` (rank 0; each line also goes to ``callback``) and, with
+    ``record_samples``, ``samples_rank{R}.jsonl`` (image ids and this rank's own losses)."""
+
+    def __init__(self, setup: TrainSetup, callback: Callable[[dict], None] | None):
+        run_dir, rank = setup.run_dir, setup.rank
+        self.log = open(run_dir / LOG_FILE, "a") if setup.is_main else None  # noqa: SIM115
+        samples = run_dir / f"samples_rank{rank}.jsonl"
+        self.samples = open(samples, "a") if setup.cfg.record_samples else None  # noqa: SIM115
+        self.callback = callback
+
+    def write(self, progress: Progress, lr: float, mean: dict, own: dict, targets: list,
+              data_time: float, seconds: float) -> None:  # fmt: skip
+        """Append iteration ``progress.iteration``'s lines (seconds: data and whole step)."""
+        if self.samples is not None:
+            ids = [int(t["image_id"]) for t in targets]
+            line = {"iter": progress.iteration, "image_ids": ids, "losses": own}
+            self.samples.write(json.dumps(line) + "\n")
+        if self.log is None:
+            return
+        record = {"iter": progress.iteration, "epoch": progress.epoch, "lr": lr, **mean,
+                  "time": seconds, "data_time": data_time}  # fmt: skip
+        self.log.write(json.dumps(record) + "\n")
+        self.log.flush()
+        if self.callback is not None:
+            self.callback(record)
+
+    def close(self) -> None:
+        for handle in (self.log, self.samples):
             if handle is not None:
                 handle.close()
-    final = checkpoint(FINAL)
-    if world > 1:
-        dist.barrier()
-    return TrainResult(run_dir, final, iteration, losses_seen)
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def save_training_checkpoint(setup: TrainSetup, progress: Progress, name: str) -> Path:
+    """Write ``checkpoints/<name>`` (``last.pt`` / ``final.pt``) of ``setup`` at ``progress``;
+    returns its path and records ``progress.last_good``.
+
+    The payload (:data:`CHECKPOINT_KEYS` and ``category_ids``) holds model, optimiser,
+    scheduler and scaler state, the progress counters, every rank's RNG state and the config.
+    Every rank checks the weights (DDP keeps them equal, so all stop together) and raises
+    ``FloatingPointError`` naming the last good checkpoint when one is not finite; rank 0 then
+    writes the file atomically (:func:`lvisnb.checkpoint.save_checkpoint`; ``OSError`` when
+    the write fails, the previous file kept).
+    """
+    path = setup.ckpt_dir / name
+    payload = {
+        "model": _unwrap(setup.model).state_dict(),
+        "optimizer": setup.optimizer.state_dict(),
+        "scheduler": setup.scheduler.state_dict(),
+        "scaler": setup.scaler.state_dict(),
+        "iteration": progress.iteration,
+        "epoch": progress.epoch,
+        "position": progress.position,
+        "rng": None,
+        "config": setup.config,
+        "category_ids": list(setup.dataset.mapping.category_ids),
+    }
+    if first_non_finite(payload) is not None:
+        raise _broken_weights(progress.iteration, path, progress.last_good, setup.ckpt_dir / LAST)
+    payload["rng"] = _gather_rng(setup.world)  # a collective: every rank takes part
+    if setup.is_main:
+        save_checkpoint(path, payload)
+    progress.last_good = progress.iteration
+    return path
 
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:

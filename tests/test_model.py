@@ -1,5 +1,5 @@
 """lvisnb.model: presets = mmdetection's LVIS configs, the torchvision Mask R-CNN they build,
-the toy model end to end on CPU, the lr schedule and backbone weight loading (never online)."""
+the toy model end to end on CPU, the AMP dtype and backbone weight loading (never online)."""
 
 import ast
 import dataclasses
@@ -22,12 +22,14 @@ from lvisnb.model import (
     TOY,
     Preset,
     PresizedRCNNTransform,
+    autocast_dtype,
     backbone_name,
     build_model,
     build_resnet,
     get_preset,
     load_backbone_weights,
 )
+from lvisnb.schedule import scaled_lr, schedule_iters
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 ARCHS = {  # name tag -> (BACKBONES key, groups, layer1[0].conv2 out channels, pretrained)
@@ -117,9 +119,9 @@ def test_seed_presets_equal_mmdetection_lvis_configs(name):
     # optimiser: SGD lr 0.02 at total batch 16 (2 images x 8 GPUs), linear scaling rule
     assert (p.optimizer, p.lr, p.lr_batch) == ("sgd", 0.02, 16)
     assert (p.samples_per_gpu, p.num_gpus, p.total_batch) == (2, 8, 16)
-    assert p.scaled_lr() == pytest.approx(0.02)
-    assert p.scaled_lr(2) == pytest.approx(0.0025)
-    assert p.scaled_lr(64) == pytest.approx(0.08)
+    assert scaled_lr(p) == pytest.approx(0.02)
+    assert scaled_lr(p, 2) == pytest.approx(0.0025)
+    assert scaled_lr(p, 64) == pytest.approx(0.08)
     assert (p.momentum, p.weight_decay, p.grad_clip) == (0.9, 1e-4, None)
     assert (p.warmup, p.warmup_iters, p.warmup_ratio, p.gamma) == ("linear", 500, 0.001, 0.1)
     # data
@@ -160,7 +162,7 @@ def test_presets_are_frozen_and_get_preset_returns_validated_copies():
     with pytest.raises(dataclasses.FrozenInstanceError):
         p.lr = 0.1  # type: ignore[misc]
     short = get_preset("toy", max_iters=200, lr_steps_iters=(150, 180))
-    assert short.schedule_iters(10) == (200, (150, 180))
+    assert schedule_iters(short, 10) == (200, (150, 180))
 
 
 def test_get_preset_errors_name_the_problem():
@@ -199,55 +201,6 @@ def test_invalid_preset_reports_every_problem_at_once():
         Preset(name="bad", backbone="vgg16", norm="syncbn")
     text = str(info.value)
     assert "'bad'" in text and "vgg16" in text and "syncbn" in text
-
-
-# ----------------------------------------------------------------------------- schedule
-
-
-def test_lr_factor_linear_warmup_matches_mmdetection():
-    p = get_preset(SEED_NAMES[0])
-    assert p.lr_factor(0) == pytest.approx(0.001)
-    assert p.lr_factor(250) == pytest.approx(1 - 0.5 * 0.999)
-    assert p.lr_factor(499) == pytest.approx(1 - (1 / 500) * 0.999)
-    assert p.lr_factor(500) == 1.0
-    assert p.lr_factor(10_000) == 1.0
-    factors = [p.lr_factor(i) for i in range(501)]
-    assert all(a < b for a, b in zip(factors, factors[1:], strict=False))  # strictly rising
-    constant = dataclasses.replace(p, warmup="constant")
-    assert constant.lr_factor(0) == constant.lr_factor(499) == pytest.approx(0.001)
-    assert constant.lr_factor(500) == 1.0
-    assert dataclasses.replace(p, warmup=None).lr_factor(0) == 1.0
-
-
-def test_lr_factor_steps_are_gamma_powers():
-    p = get_preset(SEED_NAMES[0])
-    steps = (8 * 63, 11 * 63)
-    assert p.lr_factor(8 * 63 - 1, steps) == 1.0
-    assert p.lr_factor(8 * 63, steps) == pytest.approx(0.1)
-    assert p.lr_factor(11 * 63 - 1, steps) == pytest.approx(0.1)
-    assert p.lr_factor(11 * 63, steps) == pytest.approx(0.01)
-    assert p.lr_factor(12 * 63 - 1, steps) == pytest.approx(0.01)
-    # a step inside the warmup multiplies with it
-    assert p.lr_factor(100, (50,)) == pytest.approx(0.1 * (1 - 0.8 * 0.999))
-
-
-def test_schedule_iters_converts_epochs_and_keeps_iteration_schedules():
-    p = get_preset(SEED_NAMES[0])
-    # ceil(1000 / 16) = 63 iterations per epoch
-    assert p.schedule_iters(images_per_epoch=1000, total_batch=16) == (12 * 63, (8 * 63, 11 * 63))
-    assert p.schedule_iters(images_per_epoch=1000) == (12 * 63, (8 * 63, 11 * 63))
-    assert p.schedule_iters(1000, total_batch=2) == (12 * 500, (8 * 500, 11 * 500))
-    v05 = get_preset(SEED_NAMES[4])
-    assert v05.schedule_iters(160, 16) == (24 * 10, (16 * 10, 22 * 10))
-    assert TOY.schedule_iters(images_per_epoch=1000, total_batch=16) == (1100, (733, 990))
-    own = get_preset("toy", max_iters=40, lr_steps_iters=(30,))
-    assert own.schedule_iters(123, 7) == (40, (30,))
-    with pytest.raises(ValueError, match="images_per_epoch"):
-        p.schedule_iters(0)
-    with pytest.raises(ValueError, match="total_batch"):
-        p.schedule_iters(10, total_batch=0)
-    with pytest.raises(ValueError, match="total_batch"):
-        p.scaled_lr(0)
 
 
 # ----------------------------------------------------------------------------- seed models
@@ -577,6 +530,28 @@ def test_meta_build_never_fetches_weights(monkeypatch):
     monkeypatch.setattr(M, "load_backbone_weights", lambda *a, **k: pytest.fail("fetched"))
     model = build_model(SEED_NAMES[2], device=torch.device("meta"))  # weights=True by default
     assert backbone_name(model) == "resnext101_32x4d"
+
+
+# ----------------------------------------------------------------------------- AMP
+
+
+def test_autocast_dtype_is_one_choice_for_training_and_inference(monkeypatch):
+    cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)
+    for amp in ("auto", "off", True, False):
+        assert autocast_dtype(amp, cpu) is None  # float32 off CUDA
+    for amp in ("bf16", "fp16"):
+        with pytest.raises(ValueError, match=f"amp='{amp}' needs a CUDA device, got cpu"):
+            autocast_dtype(amp, cpu)
+    with pytest.raises(ValueError, match="amp 'half' is not one of auto, bf16, fp16, off"):
+        autocast_dtype("half", cpu)
+    # on CUDA (only the device's type is read; the bf16 check is asked of torch)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert autocast_dtype("auto", cuda) is autocast_dtype(True, cuda) is torch.bfloat16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert autocast_dtype("auto", cuda) is autocast_dtype(True, cuda) is torch.float16
+    assert autocast_dtype("bf16", cuda) is torch.bfloat16
+    assert autocast_dtype("fp16", cuda) is torch.float16
+    assert autocast_dtype("off", cuda) is autocast_dtype(False, cuda) is None
 
 
 # ----------------------------------------------------------------------------- README table

@@ -14,6 +14,7 @@ from lvisnb import train as train_mod
 from lvisnb.dataset import LVISDetection
 from lvisnb.model import SEED_PRESETS
 from lvisnb.sampler import build_sampler
+from lvisnb.schedule import resolve_schedule
 from lvisnb.train import TrainConfig, load_checkpoint, read_log, train
 
 # small images and few proposals: a few tenths of a second per iteration on 2 cores
@@ -88,6 +89,7 @@ def test_resume_gives_the_losses_of_an_uninterrupted_run(tiny_train, toy_root, t
     cut_log = read_log(tmp_path / "cut")
     assert [r["iter"] for r in cut_log] == list(range(1, 9))  # no duplicated iteration 4, 5
     assert [r["loss"] for r in cut_log] == pytest.approx([r["loss"] for r in log], rel=1e-5)
+    assert [r["lr"] for r in cut_log] == [r["lr"] for r in log]  # the scheduler state resumed
 
     final = load_checkpoint(tmp_path / "cut" / "checkpoints" / "final.pt")
     reference = load_checkpoint(tmp_path / "full" / "checkpoints" / "final.pt")
@@ -336,17 +338,17 @@ def test_schedule_follows_the_presets_rfs_rounding():
     sampler = train_mod.build_train_sampler(cfg, mmdet, _Categories(), 1, 0)
     assert sampler.rounding == "ceil" and len(sampler) == 15  # 3 + 5 x 2 + 1 + 1
     # sum ceil(r(i)) = 15 images -> 8 iterations of 2 per epoch, 12 epochs, steps after 8 and 11
-    assert train_mod.resolve_schedule(mmdet, sampler, 2) == (96, (64, 88), 15)
+    assert resolve_schedule(mmdet, sampler, 2) == (96, (64, 88), 15)
     for rank in (0, 1):  # the same whole-epoch length from each of 2 ranks
         shard = train_mod.build_train_sampler(cfg, mmdet, _Categories(), 2, rank)
-        assert train_mod.resolve_schedule(mmdet, shard, 4) == (48, (32, 44), 15)
+        assert resolve_schedule(mmdet, shard, 4) == (48, (32, 44), 15)
     # detectron2's rounding: sum r(i) = 10.96 -> 11 images -> 6 iterations per epoch
     d2 = train_mod.get_preset(SEED_PRESETS[0], rfs_threshold=0.9, rfs_rounding="stochastic")
     sampler = train_mod.build_train_sampler(cfg, d2, _Categories(), 1, 0)
     assert sampler.rounding == "stochastic"
-    assert train_mod.resolve_schedule(d2, sampler, 2) == (72, (48, 66), 11)
-    assert train_mod.resolve_schedule(mmdet, sampler, 2, max_iters=36) == (36, (24, 33), 11)
-    assert train_mod.resolve_schedule(d2, sampler, 2, lr_steps=(5,))[1] == (5,)
+    assert resolve_schedule(d2, sampler, 2) == (72, (48, 66), 11)
+    assert resolve_schedule(mmdet, sampler, 2, max_iters=36) == (36, (24, 33), 11)
+    assert resolve_schedule(d2, sampler, 2, lr_steps=(5,))[1] == (5,)
 
 
 def test_rfs_off_or_uniform_gives_one_pass_per_epoch():
@@ -355,7 +357,7 @@ def test_rfs_off_or_uniform_gives_one_pass_per_epoch():
     for cfg, preset in ((TrainConfig(), off), (TrainConfig(sampler="uniform"), r50)):
         sampler = train_mod.build_train_sampler(cfg, preset, _Categories(), 1, 0)
         assert sorted(sampler) == list(range(8))
-        assert train_mod.resolve_schedule(preset, sampler, 2)[2] == 8
+        assert resolve_schedule(preset, sampler, 2)[2] == 8
 
 
 def test_rfs_rounding_is_validated_where_it_is_set():
