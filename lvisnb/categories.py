@@ -7,7 +7,10 @@ in: rare ``r`` 1-10, common ``c`` 11-100, frequent ``f`` > 100.
 
 from __future__ import annotations
 
+import difflib
 import json
+import re
+from collections.abc import Mapping, Sequence
 from functools import cache
 from importlib import resources
 
@@ -125,3 +128,64 @@ def embedded_train_image_counts(category_records: list[dict]) -> tuple[np.ndarra
     counts = np.array([v1.get(c.get("synset"), -1) for c in category_records], dtype=np.int64)
     label = "LVIS v1 train images"
     return counts, label + (" (v0.5 categories by synset)" if version == "v0.5" else "")
+
+
+def _folded(text: str) -> str:
+    """A name as the lookup compares it: case-folded, spaces and underscores alike."""
+    return re.sub(r"[\s_]+", "_", str(text).strip().casefold())
+
+
+def find_category(
+    name: str, records: Sequence[Mapping] | str = "v1", source: str | None = None
+) -> int:
+    """LVIS id of the category called ``name`` among ``records``.
+
+    ``records``: category records (``id``, ``name``, optional ``synonyms`` and ``synset``), or
+    a version ("v1", "v0.5") for the embedded ones; ``source`` names them in messages (default:
+    the version, or "the categories"). An exact ``name`` wins; otherwise names and LVIS
+    synonyms are compared case-folded, with spaces and underscores alike (``"couch"`` ->
+    sofa, ``"Cat"`` -> cat, ``"aerosol can"`` -> aerosol_can). A record without
+    ``synonyms`` takes those of the embedded category with its synset.
+
+    Raises ``ValueError`` when nothing matches (naming up to 5 close names, ``difflib``) or
+    when several categories do (naming them with their ids).
+    """
+    if isinstance(records, str):
+        source = source or f"LVIS {records}"
+        records = _raw(records)
+    source = source or "the categories"
+    embedded = _embedded_synonyms()
+    text = str(name).strip()
+    exact = [int(c["id"]) for c in records if c["name"] == text]
+    if len(exact) == 1:
+        return exact[0]
+    owners: dict[str, set[int]] = {}  # folded name or synonym -> ids
+    names = {int(c["id"]): c["name"] for c in records}
+    for c in records:
+        synonyms = c.get("synonyms") or embedded.get(c.get("synset"), [])
+        for alias in (c["name"], *synonyms):
+            owners.setdefault(_folded(alias), set()).add(int(c["id"]))
+    found = sorted(owners.get(_folded(text), ()))
+    if len(found) == 1:
+        return found[0]
+    if found:
+        listed = ", ".join(f"{names[i]} (id {i})" for i in found)
+        raise ValueError(f"{text!r} names {len(found)} categories in {source}: {listed}; "
+                         "give the id instead")  # fmt: skip
+    close = difflib.get_close_matches(_folded(text), list(owners), n=5, cutoff=0.6)
+    hint = f"; did you mean {', '.join(_alias_of(a, owners[a], names) for a in close)}?"
+    raise ValueError(f"no category named {text!r} in {source}" + (hint if close else ""))
+
+
+def _alias_of(alias: str, ids: set[int], names: Mapping[int, str]) -> str:
+    """``"couch (= sofa)"`` for a synonym, ``"sofa"`` for a category's own name."""
+    targets = [names[i] for i in sorted(ids)]
+    if [_folded(t) for t in targets] == [alias]:
+        return targets[0]
+    return f"{alias} (= {', '.join(targets)})"
+
+
+@cache
+def _embedded_synonyms() -> dict[str, tuple[str, ...]]:
+    """LVIS synonyms by synset, over both versions (v1's where both have the synset)."""
+    return {c["synset"]: tuple(c["synonyms"]) for v in reversed(VERSIONS) for c in _raw(v)}

@@ -179,3 +179,22 @@ def rarest_categories(scene: Scene, n: int = 1, with_predictions: bool = False) 
     )
     group = {g: i for i, g in enumerate(FREQUENCY_GROUPS)}
     return sorted(present, key=lambda c: (group.get(scene.frequency[c], 3), images[c], c))[:n]
+
+
+def gallery_category(scene: Scene, category: int | str | None = None) -> int:
+    """LVIS id of the category a gallery shows: ``category`` (an id, a name or an LVIS
+    synonym in any case, :meth:`lvisnb.scene.Scene.category_id`), or with ``None`` (or "")
+    the rarest category annotated and predicted (:func:`rarest_categories`), else, when
+    nothing annotated was predicted or there are no results, the rarest one annotated.
+
+    ``ValueError`` for an unknown category, or when the ground truth has no annotation and no
+    ``category`` is given.
+    """
+    if category not in (None, ""):
+        return scene.category_id(category)
+    found = rarest_categories(scene, 1, with_predictions=scene.has_results)
+    found = found or rarest_categories(scene, 1)
+    if not found:
+        raise ValueError(f"{scene.source} has no annotation to choose a gallery category from; "
+                         "give one (parameter category)")  # fmt: skip
+    return found[0]

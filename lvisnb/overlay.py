@@ -21,10 +21,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
 import pycocotools.mask as mask_utils
-import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.patches import Patch, Rectangle
 
@@ -32,11 +32,20 @@ from lvisnb import federated
 from lvisnb.categories import FREQUENCY_GROUPS, FREQUENCY_NAMES
 from lvisnb.masks import decode_masks, segmentation_rle
 
+
+def _shades(colormap: str, n: int, keep: int) -> list[tuple[float, float, float]]:
+    """The last ``keep`` of ``n`` evenly spaced RGB samples of a matplotlib colormap, its two
+    ends left out: seaborn's ``color_palette(colormap, n)[n - keep:]``, without importing
+    seaborn (which imports ipywidgets)."""
+    samples = mpl.colormaps[colormap](np.linspace(0, 1, n + 2)[1:-1])[:, :3]
+    return [tuple(float(v) for v in rgb) for rgb in samples[n - keep :]]
+
+
 # one colour family per frequency group, light to dark (RGB in [0, 1])
 FAMILIES: dict[str, list[tuple[float, float, float]]] = {
-    "r": sns.color_palette("Reds", 6)[2:],
-    "c": sns.color_palette("YlOrBr", 6)[2:],
-    "f": sns.color_palette("GnBu", 8)[4:],
+    "r": _shades("Reds", 6, 4),
+    "c": _shades("YlOrBr", 6, 4),
+    "f": _shades("GnBu", 8, 4),
 }
 
 
@@ -311,8 +320,10 @@ def draw_federated(
     show_labels: bool = True,
     legend: bool = True,
 ) -> Axes:
-    """The federated view of one image (see :func:`federated_shapes` for the styles), a note
-    naming the image's not-exhaustive and negative categories, and a legend with counts."""
+    """The federated view of one image (see :func:`federated_shapes` for the styles), a legend
+    with counts under the image and, under the legend, a note naming the image's
+    not-exhaustive and negative categories (both outside the image axes). ``image``:
+    ``(H, W, 3)`` uint8 RGB; ``frequency`` / ``names`` keyed by LVIS category id."""
     draw_shapes(ax, image, federated_shapes(verdict, frequency, names), alpha=alpha,
                 show_labels=show_labels)  # fmt: skip
     notes = []
@@ -321,10 +332,7 @@ def draw_federated(
             shown = [(names or {}).get(c, str(c)) for c in sorted(ids)]
             extra = f" +{len(shown) - 4}" if len(shown) > 4 else ""
             notes.append(f"{title}: {', '.join(shown[:4])}{extra}")
-    if notes:
-        ax.text(0.01, 0.99, "\n".join(notes), transform=ax.transAxes, fontsize=6, va="top",
-                ha="left", bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "0.6",
-                                 "pad": 2})  # fmt: skip
+    key = None
     if legend:
         counts = verdict.counts()
         handles = [
@@ -335,9 +343,23 @@ def draw_federated(
             for s in (*federated.PREDICTION_STATUSES, federated.MISSED)
         ]  # fmt: skip
         # below the image, so that it hides none of it
-        ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=3,
-                  fontsize=6, frameon=False, handlelength=1.5, columnspacing=1.0)  # fmt: skip
+        key = ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=3,
+                        fontsize=6, frameon=False, handlelength=1.5, columnspacing=1.0)
+    if notes:  # under the legend: outside the image, it covers no prediction's label
+        _note_below(ax, "\n".join(notes), key)
     return ax
+
+
+def _note_below(ax: Axes, text: str, legend=None):
+    """``text`` in a box under ``ax`` (under ``legend`` when given, itself under the axes):
+    outside the image, so that it covers none of the labels drawn on it. Returns the text."""
+    bbox = {"facecolor": "white", "alpha": 0.8, "edgecolor": "0.6", "pad": 2}
+    if legend is None:
+        xy, coords, ha = (0.0, 0.0), "axes fraction", "left"
+    else:  # a fraction of the legend's box, known once it is drawn
+        xy, coords, ha = (0.5, 0.0), legend, "center"
+    return ax.annotate(text, xy=xy, xycoords=coords, xytext=(0, -4), textcoords="offset points",
+                       va="top", ha=ha, fontsize=6, bbox=bbox, annotation_clip=False)
 
 
 def instance_box(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,9 +28,31 @@ def notebook_paths(
     return paths
 
 
+# ``name: T | None = value  # help``: papermill's pattern takes no ``|`` in a type hint
+_OPTIONAL_PARAMETER = re.compile(
+    r"^(?P<name>\w+)\s*:\s*(?P<kind>\w+)\s*\|\s*None\s*=\s*(?P<default>.*?)\s*#\s*(?P<help>.*)$"
+)
+
+
 def declared_parameters(notebook: str | os.PathLike) -> dict[str, dict]:
-    """Parameters declared in the notebook's ``parameters`` cell (papermill's inspection)."""
-    return papermill.inspect_notebook(str(notebook))
+    """Parameters declared in the notebook's ``parameters`` cell (papermill's inspection), in
+    the cell's order; a parameter that may be ``None`` (``image_ids: str | None = None  #
+    ...``), which papermill's pattern skips, has ``inferred_type_name`` ``"str | None"``."""
+    import nbformat
+
+    found = papermill.inspect_notebook(str(notebook))
+    cells = nbformat.read(str(notebook), as_version=4).cells
+    source = next((c.source for c in cells if "parameters" in c.metadata.get("tags", [])), "")
+    declared = {}
+    for line in source.splitlines():
+        name = line.split(":", 1)[0].split("=", 1)[0].strip()
+        match = _OPTIONAL_PARAMETER.match(line.strip())
+        if name in found:
+            declared[name] = found.pop(name)
+        elif match:
+            declared[name] = {"name": name, "inferred_type_name": f"{match['kind']} | None",
+                              "default": match["default"], "help": match["help"]}  # fmt: skip
+    return declared | found
 
 
 def run_notebooks(
@@ -82,6 +105,7 @@ def check_parameter_names(parameters: dict, declared: dict[Path, dict]) -> None:
 
 
 _SCALARS = {"str": str, "int": int, "float": float}
+_NONE_TEXT = ("none", "null")  # read as None for a parameter of type "T | None"
 
 
 def coerce_parameter(name: str, value, spec: dict, notebook: Path):
@@ -89,11 +113,16 @@ def coerce_parameter(name: str, value, spec: dict, notebook: Path):
     ``inferred_type_name``: ``str``, ``int``, ``float``, ``bool``; other types as given).
 
     Text from the command line is read by that type, not as YAML: ``-p image_ids=39769`` is
-    the string ``"39769"`` for a ``str`` parameter, ``-p max_iters=5`` the integer 5;
+    the string ``"39769"`` for a ``str`` parameter, ``-p max_iters=5`` the integer 5; for a
+    ``T | None`` parameter ``None`` or the text none / null is ``None``, anything else a ``T``;
     ``bool`` takes true/false/yes/no/1/0. A value that does not fit is a ``ValueError``
     naming the notebook, the parameter and its type.
     """
     kind = spec.get("inferred_type_name", "None")
+    if kind.endswith(" | None"):  # None, or the type before the bar
+        if value is None or (isinstance(value, str) and value.strip().lower() in _NONE_TEXT):
+            return None
+        return coerce_parameter(name, value, {"inferred_type_name": kind[:-7]}, notebook)
     try:
         if kind == "bool":
             return _boolean(value)

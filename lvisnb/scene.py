@@ -9,16 +9,19 @@ toy-LVIS.
 
 from __future__ import annotations
 
-import difflib
 import os
-from collections import OrderedDict, defaultdict
-from collections.abc import Mapping
+import re
+import warnings
+from collections import Counter, OrderedDict, defaultdict
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from lvisnb import federated
+from lvisnb.categories import find_category
+from lvisnb.data import ImageReadError, image_path, image_relpath
 
 
 @dataclass
@@ -75,20 +78,16 @@ class Scene:
     # ------------------------------------------------------------------ lookups
 
     def category_id(self, category: int | str) -> int:
-        """LVIS id of ``category``, given as an id, a digit string or a name (``ValueError``
-        naming close names when unknown)."""
+        """LVIS id of ``category``, given as an id, a digit string or a name or LVIS synonym
+        in any case (:func:`lvisnb.categories.find_category`: ``"couch"`` is sofa);
+        ``ValueError`` for an unknown id, and for an unknown or ambiguous name, naming close
+        names or the categories it could be."""
         if isinstance(category, int | np.integer) or str(category).strip().isdigit():
             category_id = int(category)
             if category_id not in self.names:
                 raise ValueError(f"category id {category_id} is not in {self.source}")
             return category_id
-        by_name = {name: cid for cid, name in self.names.items()}
-        name = str(category).strip()
-        if name in by_name:
-            return by_name[name]
-        close = difflib.get_close_matches(name, list(by_name), n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ValueError(f"no category named {name!r} in {self.source}{hint}")
+        return find_category(str(category), self.dataset["categories"], self.source)
 
     def predictions(
         self, image_id: int, score_thr: float = 0.0, category_id: int | None = None
@@ -112,15 +111,98 @@ class Scene:
                      if best >= score_thr)  # fmt: skip
         return sorted(found)
 
-    def showcase(self, n: int) -> list[int]:
-        """``n`` image ids worth a look: most distinct rare and common categories annotated,
-        then most instances, then smallest id."""
+    def showcase(self, n: int, among: Iterable[int] | None = None) -> list[int]:
+        """``n`` image ids worth a look, of ``among`` (default: every image): most distinct
+        rare categories annotated, then most distinct common ones, then most instances, then
+        smallest id. (On the real v0.5 val subset of the tests, the one image with a rare
+        instance comes first.)"""
         def rank(image_id: int):
             anns = self.instances.get(image_id, [])
-            scarce = {a["category_id"] for a in anns if self.frequency[a["category_id"]] != "f"}
-            return (-len(scarce), -len(anns), image_id)
+            groups = Counter(self.frequency[c] for c in {a["category_id"] for a in anns})
+            return (-groups["r"], -groups["c"], -len(anns), image_id)
 
-        return sorted(self.image_ids, key=rank)[:n]
+        return sorted(self.image_ids if among is None else among, key=rank)[:n]
+
+    def parse_image_ids(self, image_ids, parameter: str = "image_ids") -> list[int] | None:
+        """Image ids given as text (``"397133, 37777"``), one int or a list of them, in that
+        order without repeats; ``None`` (or blank text) for "not given". ``ValueError``
+        naming ``parameter`` for a word that is no integer or an id not in the ground truth."""
+        if image_ids is None or (isinstance(image_ids, str) and not image_ids.strip()):
+            return None
+        if isinstance(image_ids, str):
+            words = [w for w in re.split(r"[\s,]+", image_ids.strip()) if w]
+        else:
+            words = [image_ids] if isinstance(image_ids, int | np.integer) else list(image_ids)
+        ids = []
+        for word in words:
+            try:
+                image_id = int(str(word))
+            except ValueError:
+                raise ValueError(f"{parameter}: {word!r} is not an image id (an integer); "
+                                 "give ids separated by commas") from None  # fmt: skip
+            if image_id not in self.images:
+                raise ValueError(f"image id {image_id} ({parameter}) is not in {self.source} "
+                                 f"(ids {self.image_ids[0]}..{self.image_ids[-1]})")  # fmt: skip
+            if image_id not in ids:
+                ids.append(image_id)
+        return ids or None
+
+    def pick_images(self, image_ids=None, n: int = 3) -> list[int]:
+        """LVIS ids of the images to draw: ``image_ids`` (:meth:`parse_image_ids`), or by
+        default the first ``n`` of :meth:`showcase` (rare categories first) among the images
+        that can be read. The images picked are read here (and stay in the cache for drawing).
+
+        Raises ``FileNotFoundError`` when not one of the images (the given ones, or every
+        image) has its file under ``image_root``, ``ImageReadError`` when none of those that
+        have one decodes; both name ``image_root`` and where one image was expected. When
+        some cannot be read, one ``UserWarning`` gives their number: the default pick skips
+        them, given ids are kept (their panels say why).
+        """
+        if n < 1:
+            raise ValueError(f"n_images must be at least 1, got {n}")
+        given = self.parse_image_ids(image_ids)
+        candidates = self.image_ids if given is None else given
+        missing = [i for i in candidates if not image_path(self.images[i], self.image_root)
+                   .is_file()]  # fmt: skip
+        present = set(candidates).difference(missing)
+        ranked = self.showcase(len(present), present) if given is None else sorted(present)
+        picked, failed = [], []
+        for image_id in ranked:
+            if given is None and len(picked) == n:
+                break
+            try:
+                self.image(image_id)
+            except ImageReadError as error:
+                failed.append(str(error))
+                continue
+            picked.append(image_id)
+        if not picked:
+            raise self._none_readable(candidates, failed, given is not None)
+        if missing or failed:
+            what = "given as image_ids" if given is not None else f"of {self.source}"
+            then = "their panels say why" if given is not None else "the pick skips them"
+            example = failed[0] if failed else f"no file {self._expected(missing[0])}"
+            warnings.warn(f"{len(missing) + len(failed)} of the {len(candidates)} images {what} "
+                          f"cannot be read under image_root {self.image_root} ({example}); "
+                          f"{then}", UserWarning, stacklevel=2)  # fmt: skip
+        return given if given is not None else picked
+
+    def _expected(self, image_id: int) -> str:
+        return f"{image_path(self.images[image_id], self.image_root)} (image id {image_id})"
+
+    def _none_readable(self, candidates: list[int], failed: list[str], given: bool) -> Exception:
+        """The error of :meth:`pick_images` when it found no image it could read."""
+        record = self.images[candidates[0]]
+        what = "image given as image_ids" if given else f"image of {self.source}"
+        head = (f"not one {what} ({len(candidates)}) can be read under image_root "
+                f"{self.image_root}: ")  # fmt: skip
+        if failed:
+            return ImageReadError(head + failed[0])
+        return FileNotFoundError(
+            head + f"e.g. image id {record['id']} is expected at "
+            f"{image_path(record, self.image_root)}; image_root should be the folder holding "
+            f"{image_relpath(record)}"
+        )
 
     def verdict(
         self,

@@ -1,6 +1,11 @@
 """Plots for the notebooks (seaborn on matplotlib). Each function returns a ``Figure``.
 
 Colours are fixed per frequency group everywhere in the kit: :data:`FREQUENCY_COLOURS`.
+
+Importing this module loads neither torch nor ipywidgets (a notebook that only plots starts
+fast): seaborn, which imports ipywidgets (``seaborn.widgets``), is imported inside the
+functions that draw with it, the browser (:mod:`lvisnb.browse`) on first use, and torch only
+where image pixels are read (:meth:`lvisnb.scene.Scene.image`).
 """
 
 from __future__ import annotations
@@ -11,7 +16,6 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import seaborn as sns
 from matplotlib.figure import Figure
 
 from lvisnb.analysis import RankFrequencyFit
@@ -24,6 +28,20 @@ from lvisnb.overlay import plot_instances as plot_instances
 FREQUENCY_COLOURS = {"r": "#d1495b", "c": "#edae49", "f": "#00798c"}
 GROUP_ORDER = [FREQUENCY_NAMES[g] for g in FREQUENCY_GROUPS]
 GROUP_PALETTE = {FREQUENCY_NAMES[g]: FREQUENCY_COLOURS[g] for g in FREQUENCY_GROUPS}
+DOT_ZORDER = {"f": 3, "c": 4, "r": 5}  # rare dots on top: the fewest must not be hidden
+
+
+def _seaborn():
+    """seaborn, imported on first use: it imports ipywidgets (see the module docstring)."""
+    import seaborn
+
+    return seaborn
+
+
+def _despine(fig: Figure) -> None:
+    """Hide the top and right spines of every axes of ``fig`` (``seaborn.despine``)."""
+    for ax in fig.axes:
+        ax.spines[["top", "right"]].set_visible(False)
 
 
 def save(fig: Figure, run_dir: str | os.PathLike, name: str, dpi: int = 110) -> Path:
@@ -54,6 +72,11 @@ def rank_frequency(
     :func:`lvisnb.analysis.lvis_v1_reference_counts`) both are drawn against the *relative*
     rank ``rank / number of categories``, so data sets with different vocabularies share an
     axis; the r/c/f boundaries (10 and 100 images) are absolute and drawn as dashed lines.
+
+    Groups come from the file's ``frequency`` (LVIS train counts) and ranks from this file's
+    counts, so the groups' dots interleave (in a val file most of all): rare dots are drawn
+    on top of common ones and those on top of frequent ones (:data:`DOT_ZORDER`), so that
+    the many frequent dots hide none of the few rare ones.
     """
     fig, ax = plt.subplots(figsize=(7, 4.5))
     relative = reference is not None
@@ -76,7 +99,7 @@ def rank_frequency(
             s=18,
             color=FREQUENCY_COLOURS[g],
             label=FREQUENCY_NAMES[g],
-            zorder=3,
+            zorder=DOT_ZORDER[g],
         )
     if fit is not None and not relative:
         ranks = np.geomspace(1, used["rank"].max(), 50)
@@ -96,7 +119,7 @@ def rank_frequency(
         title=title,
     )
     ax.legend(frameon=False, fontsize=8)
-    sns.despine(fig)
+    _despine(fig)
     return fig
 
 
@@ -115,7 +138,7 @@ def group_shares(groups: pd.DataFrame) -> Figure:
         {"category_share": "categories", "instance_share": "instances"}
     )
     fig, ax = plt.subplots(figsize=(6, 4))
-    sns.barplot(
+    _seaborn().barplot(
         data=long,
         x="group",
         y="share",
@@ -132,14 +155,22 @@ def group_shares(groups: pd.DataFrame) -> Figure:
         ax.bar_label(
             container, fmt="%.0f%%", labels=[f"{v.get_height():.0%}" for v in container], fontsize=8
         )
-    sns.despine(fig)
+    _despine(fig)
     return fig
 
 
-def size_histogram(annotations: pd.DataFrame, counts: pd.DataFrame) -> Figure:
-    """Histogram of object size ``sqrt(area)`` (px, log x) by frequency group.
+def size_distribution(annotations: pd.DataFrame, counts: pd.DataFrame) -> Figure:
+    """Cumulative distribution of object size ``sqrt(area)`` (px, log x) per frequency group.
 
-    The COCO size boundaries 32 and 96 px (area 32^2 and 96^2) are drawn as dashed lines.
+    ``annotations``: ``category_id`` and ``area`` (mask area, px^2) per instance; ``counts``:
+    ``id`` and ``frequency`` per category (:func:`lvisnb.analysis.category_counts`). Each
+    group's curve rises from 0 to 1 (the share of its instances at most that size; the
+    legend gives the number of instances), so groups of very different sizes compare on one
+    axis and the median size is read at 0.5. A density histogram normalised per group does
+    not: a group of one instance is one bar of density 1 / bin width, which dwarfs the other
+    groups; normalised over all groups (or as counts) the rare group, about 1% of LVIS
+    instances, is flat along the axis. Groups without instances are left out. The COCO size
+    boundaries 32 and 96 px (area 32^2 and 96^2) are drawn as dashed lines.
     """
     group = annotations["category_id"].map(counts.set_index("id")["frequency"])
     frame = pd.DataFrame(
@@ -149,24 +180,26 @@ def size_histogram(annotations: pd.DataFrame, counts: pd.DataFrame) -> Figure:
         }
     )
     fig, ax = plt.subplots(figsize=(7, 4))
-    sns.histplot(
-        data=frame,
-        x="size",
-        hue="group",
-        hue_order=GROUP_ORDER,
-        palette=GROUP_PALETTE,
-        log_scale=True,
-        element="step",
-        stat="density",
-        common_norm=False,
-        ax=ax,
-    )
+    for g in FREQUENCY_GROUPS:
+        sizes = np.sort(frame.loc[frame["group"] == FREQUENCY_NAMES[g], "size"].to_numpy())
+        if not len(sizes):
+            continue
+        share = np.arange(1, len(sizes) + 1) / len(sizes)
+        ax.step(np.r_[sizes[0], sizes], np.r_[0.0, share], where="post", linewidth=1.6,
+                color=FREQUENCY_COLOURS[g], label=f"{FREQUENCY_NAMES[g]} ({len(sizes)})",
+                zorder=DOT_ZORDER[g])  # fmt: skip
     for edge, label in ((32, "small | medium"), (96, "medium | large")):
         ax.axvline(edge, color="0.3", linestyle="--", linewidth=0.8)
-        ax.text(edge, ax.get_ylim()[1] * 0.95, f" {label}", fontsize=8, va="top")
-    ax.set(xlabel="object size sqrt(mask area) [px]", title="Object sizes by frequency group")
-    sns.despine(fig)
+        ax.text(edge, 0.02, f" {label}", fontsize=8, va="bottom")
+    ax.set(xscale="log", ylim=(0, 1.02), xlabel="object size sqrt(mask area) [px]",
+           ylabel="share of the group's instances <= size",
+           title="Object sizes by frequency group (cumulative)")  # fmt: skip
+    ax.legend(frameon=False, fontsize=8, title="group (instances)", title_fontsize=8)
+    _despine(fig)
     return fig
+
+
+size_histogram = size_distribution  # the name notebook 01 calls
 
 
 def instances_per_image(per_image: pd.DataFrame) -> Figure:
@@ -174,7 +207,7 @@ def instances_per_image(per_image: pd.DataFrame) -> Figure:
     fig, ax = plt.subplots(figsize=(6, 3.5))
     top = int(per_image["instances"].max())
     bins = np.arange(0, top + 2) - 0.5 if top <= 60 else 60
-    sns.histplot(per_image["instances"], bins=bins, color="0.35", ax=ax)
+    _seaborn().histplot(per_image["instances"], bins=bins, color="0.35", ax=ax)
     ax.axvline(
         per_image["instances"].mean(),
         color=FREQUENCY_COLOURS["f"],
@@ -183,7 +216,7 @@ def instances_per_image(per_image: pd.DataFrame) -> Figure:
     )
     ax.set(xlabel="annotated instances in the image", ylabel="images", title="Instances per image")
     ax.legend(frameon=False)
-    sns.despine(fig)
+    _despine(fig)
     return fig
 
 
@@ -193,9 +226,9 @@ def federated_labels(federated: pd.DataFrame) -> Figure:
         value_vars=["positive", "negative", "not_exhaustive"], var_name="label", value_name="n"
     )
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    sns.boxplot(data=long, x="label", y="n", color="0.8", ax=ax)
+    _seaborn().boxplot(data=long, x="label", y="n", color="0.8", ax=ax)
     ax.set(xlabel="", ylabel="categories per image", title="Federated labels per image")
-    sns.despine(fig)
+    _despine(fig)
     return fig
 
 
@@ -210,7 +243,7 @@ def repeat_factors_by_group(
         }
     )
     fig, ax = plt.subplots(figsize=(6, 4))
-    sns.stripplot(
+    _seaborn().stripplot(
         data=frame,
         x="group",
         y="r(c)",
@@ -224,7 +257,7 @@ def repeat_factors_by_group(
     )
     ax.axhline(1, color="0.4", linestyle="--", linewidth=0.8)
     ax.set(xlabel="", ylabel="repeat factor r(c)", title=f"RFS repeat factors (t = {threshold:g})")
-    sns.despine(fig)
+    _despine(fig)
     return fig
 
 
@@ -240,7 +273,7 @@ def epoch_composition(composition: pd.DataFrame) -> Figure:
         .melt(id_vars="group", var_name="sampling", value_name="share")
     )
     fig, ax = plt.subplots(figsize=(7, 4))
-    sns.barplot(
+    _seaborn().barplot(
         data=long,
         x="group",
         y="share",
@@ -258,7 +291,7 @@ def epoch_composition(composition: pd.DataFrame) -> Figure:
     )
     for container in ax.containers:
         ax.bar_label(container, labels=[f"{v.get_height():.1%}" for v in container], fontsize=7)
-    sns.despine(fig)
+    _despine(fig)
     return fig
 
 
@@ -323,12 +356,12 @@ def ap_by_group(metrics: dict[str, dict[str, float]]) -> Figure:
         "AP": "0.5",
     }
     fig, ax = plt.subplots(figsize=(7, 4))
-    sns.barplot(data=frame, x="iou type", y="AP", hue="metric", palette=palette, ax=ax)
+    _seaborn().barplot(data=frame, x="iou type", y="AP", hue="metric", palette=palette, ax=ax)
     for container in ax.containers:
         ax.bar_label(container, fmt="%.3f", fontsize=7)
     ax.set(xlabel="", ylabel="AP (IoU 0.50:0.95)", title="AP by frequency group", ylim=(0, 1))
     ax.legend(frameon=False, ncols=4, loc="upper left")
-    sns.despine(fig)
+    _despine(fig)
     return fig
 
 
@@ -354,7 +387,7 @@ def ap_vs_train_count(
     if not known:
         xlabel = "images in this file with the category (log; no training counts known)"
     fig, ax = plt.subplots(figsize=(7, 4))
-    sns.scatterplot(
+    _seaborn().scatterplot(
         data=frame,
         x="train images",
         y=column,
@@ -371,7 +404,7 @@ def ap_vs_train_count(
     ax.set(xlabel=xlabel, ylabel=label,
            title=f"Per-category {label} against training data")  # fmt: skip
     ax.legend(frameon=False, title="")
-    sns.despine(fig)
+    _despine(fig)
     return fig
 
 

@@ -55,3 +55,39 @@ def test_embedded_train_counts_only_for_a_whole_set():
     assert cats.embedded_train_image_counts(records[:40]) is None
     counts, label = cats.embedded_train_image_counts(_records("v0.5"))
     assert "v0.5" in label and (counts == -1).sum() == 79
+
+
+@pytest.mark.parametrize(
+    ("name", "version", "expected"),
+    [("couch", "v1", "sofa"), ("Cat", "v1", "cat"), ("COUCH", "v0.5", "sofa"),
+     ("aerosol can", "v1", "aerosol_can"), ("  Spray_Can ", "v1", "aerosol_can")],
+)  # fmt: skip
+def test_names_are_found_in_any_case_and_by_lvis_synonym(name, version, expected):
+    frame = cats.categories(version)
+    expected_id = int(frame.loc[frame["name"] == expected, "id"].iloc[0])
+    assert cats.find_category(name, version) == expected_id
+
+
+def test_an_unknown_name_lists_close_names_and_synonyms_say_whose():
+    with pytest.raises(ValueError, match=r"no category named 'cuoch' in LVIS v1; did you mean "
+                                         r"couch \(= sofa\)"):  # fmt: skip
+        cats.find_category("cuoch")
+    with pytest.raises(ValueError, match=r"'sofaa' in x.json; did you mean sofa,"):
+        cats.find_category("sofaa", "v1", source="x.json")
+
+
+def test_an_ambiguous_name_names_every_category_it_could_be():
+    records = [{"id": 1, "name": "cat", "synonyms": ["kitty"]},
+               {"id": 2, "name": "Cat", "synonyms": []},
+               {"id": 7, "name": "dog", "synonyms": ["kitty"]}]  # fmt: skip
+    assert cats.find_category("Cat", records) == 2  # the exact name wins
+    with pytest.raises(ValueError, match=r"'kitty' names 2 categories in f.json: cat \(id 1\), "
+                                         r"dog \(id 7\); give the id"):  # fmt: skip
+        cats.find_category("kitty", records, "f.json")
+    with pytest.raises(ValueError, match="'CAT' names 2 categories"):
+        cats.find_category("CAT", records, "f.json")
+
+
+def test_records_without_synonyms_take_the_embedded_ones_by_synset():
+    records = [{"id": 5, "name": "sofa", "synset": "sofa.n.01"}]
+    assert cats.find_category("lounge", records) == 5

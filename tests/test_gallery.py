@@ -10,7 +10,7 @@ import pytest
 from synthetic import toy_detections
 
 from lvisnb import federated, gallery, overlay
-from lvisnb.data import image_path
+from lvisnb.data import ImageReadError, image_path
 from lvisnb.scene import load_scene
 
 
@@ -195,3 +195,106 @@ def test_rarest_categories_of_a_toy_file_take_the_rarest_group_first(scene):
     chosen = gallery.rarest_categories(scene, 5)
     groups = ["rcf".index(scene.frequency[c]) for c in chosen]
     assert groups == sorted(groups) and groups[0] == 0
+
+
+# ----------------------------------------------------------------------------- notebook 04's picks
+
+REAL = Path(__file__).parent / "data" / "lvis_v0.5_val_100.json"
+RARE_IMAGE = 73946  # the one image of the real v0.5 subset with a rare instance
+
+
+@pytest.fixture(scope="module")
+def real_root(tmp_path_factory):
+    """Black stand-ins, of the recorded sizes, for the real subset's 100 COCO images."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("coco")
+    for record in json.loads(REAL.read_text())["images"]:
+        path = image_path(record, root)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (record["width"], record["height"])).save(path)
+    return root
+
+
+def _copy_images(source: Path, target: Path) -> Path:
+    shutil.copytree(source, target, dirs_exist_ok=True)
+    return target
+
+
+def test_default_pick_prefers_images_with_rare_categories_on_real_lvis(real_root, recwarn):
+    scene = load_scene(REAL, image_root=real_root)
+    rare = [i for i in scene.image_ids
+            if any(scene.frequency[a["category_id"]] == "r" for a in scene.ground_truth(i))]
+    assert rare == [RARE_IMAGE]  # the fixture as documented in tests/data/README.md
+    picked = scene.pick_images(None, 3)
+    assert picked[0] == RARE_IMAGE and picked == scene.showcase(3) and len(picked) == 3
+    assert not recwarn.list
+
+
+def test_image_ids_are_parsed_from_text_or_numbers(real_root):
+    scene = load_scene(REAL, image_root=real_root)
+    assert scene.pick_images("91654, 73946,91654", 1) == [91654, 73946]  # all given, in order
+    assert scene.pick_images(73946) == [73946]
+    assert scene.parse_image_ids(" ") is None and scene.parse_image_ids(None) is None
+    with pytest.raises(ValueError, match=r"image_ids: 'x7' is not an image id"):
+        scene.pick_images("73946, x7")
+    with pytest.raises(ValueError, match=r"image id 5 \(image_ids\) is not in .*lvis_v0.5_val"):
+        scene.pick_images("5")
+
+
+def test_not_one_readable_image_fails_early_naming_image_root(tmp_path):
+    scene = load_scene(REAL, image_root=tmp_path)
+    first = scene.images[scene.image_ids[0]]
+    expected = str(image_path(first, tmp_path))
+    with pytest.raises(FileNotFoundError) as caught:
+        scene.pick_images(None, 3)
+    message = str(caught.value)
+    assert f"image_root {tmp_path}" in message and expected in message
+    assert "not one image of" in message and "val2017/" in message
+    with pytest.raises(FileNotFoundError, match="not one image given as image_ids"):
+        scene.pick_images(str(RARE_IMAGE))
+
+
+def test_some_unreadable_images_give_one_warning_with_their_count(real_root, tmp_path):
+    root = _copy_images(real_root, tmp_path / "coco")
+    scene = load_scene(REAL, image_root=root)
+    image_path(scene.images[RARE_IMAGE], root).unlink()
+    broken = scene.showcase(2)[1]
+    image_path(scene.images[broken], root).write_bytes(b"not an image")
+    with pytest.warns(UserWarning) as caught:
+        picked = scene.pick_images(None, 3)
+    assert len(caught) == 1
+    assert "2 of the 100 images of" in str(caught[0].message)
+    assert "the pick skips them" in str(caught[0].message)
+    assert RARE_IMAGE not in picked and broken not in picked and len(picked) == 3
+    with pytest.warns(UserWarning, match="1 of the 2 images given as image_ids"):
+        assert scene.pick_images([RARE_IMAGE, picked[0]]) == [RARE_IMAGE, picked[0]]
+    # every file broken: an error naming the file that would not decode
+    for image_id in scene.image_ids:
+        image_path(scene.images[image_id], root).unlink(missing_ok=True)
+    image_path(scene.images[broken], root).write_bytes(b"not an image")
+    expected = f"not one image of .* cannot decode image id {broken}"
+    with pytest.raises(ImageReadError, match=expected):
+        scene.pick_images(None, 3)
+
+
+def test_categories_resolve_by_lvis_synonym_in_any_case(tmp_path):
+    scene = load_scene(REAL, image_root=tmp_path)
+    sofa = next(c for c, name in scene.names.items() if name == "sofa")
+    cat = next(c for c, name in scene.names.items() if name == "cat")
+    assert scene.category_id("couch") == scene.category_id("Sofa") == sofa
+    assert scene.category_id("Cat") == cat
+    with pytest.raises(ValueError, match=r"did you mean couch \(= sofa\)"):
+        scene.category_id("cuoch")
+
+
+def test_gallery_category_falls_back_to_the_rarest_predicted_then_annotated(scene, toy_val):
+    assert gallery.gallery_category(scene, None) == gallery.rarest_categories(
+        scene, 1, with_predictions=True)[0]  # fmt: skip
+    name = scene.names[gallery.rarest_categories(scene, 1)[0]]
+    assert gallery.gallery_category(scene, name.upper()) == scene.category_id(name)
+    without_results = load_scene(toy_val)
+    assert gallery.gallery_category(without_results) == gallery.rarest_categories(scene, 1)[0]
+    empty = json.loads(toy_val.read_text()) | {"annotations": []}
+    with pytest.raises(ValueError, match="no annotation.*parameter category"):
+        gallery.gallery_category(load_scene(empty, image_root=toy_val.parent))

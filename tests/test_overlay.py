@@ -92,3 +92,32 @@ def test_ground_truth_beside_predictions_above_the_threshold(sample):
     assert [t.get_text().split()[-1] for t in right.texts] == ["0.90", "0.50"]
     assert "2 of 3" in right.get_title()
     plt.close(fig)
+
+
+@pytest.mark.parametrize("legend", [True, False])
+def test_federated_note_sits_outside_the_image_and_hides_no_label(legend):
+    """The note naming negative / not-exhaustive categories once covered the labels in the
+    image's top-left corner; it now sits under the image (under the legend, as the legend is)."""
+    from lvisnb import federated
+
+    image = {"id": 1, "height": 100, "width": 120, "neg_category_ids": [2],
+             "not_exhaustive_category_ids": [3]}  # fmt: skip
+    predictions = [{"category_id": 2, "score": 0.9, "bbox": [0.0, 0.0, 30.0, 20.0]},
+                   {"category_id": 4, "score": 0.8, "bbox": [2.0, 2.0, 20.0, 20.0]}]
+    verdict = federated.image_verdict(image, [], predictions, iou_type="bbox")
+    frequency, names = {2: "r", 3: "c", 4: "f"}, {2: "anvil", 3: "beret", 4: "cup"}
+    fig, ax = plt.subplots(figsize=(4, 3.5))
+    pixels = np.zeros((100, 120, 3), dtype=np.uint8)
+    overlay.draw_federated(ax, pixels, verdict, frequency, names, legend=legend)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    notes = [t for t in ax.texts if t.get_text().startswith("not exhaustive: beret")]
+    assert len(notes) == 1 and "negative: anvil" in notes[0].get_text()
+    note = notes[0].get_bbox_patch().get_window_extent(renderer)
+    axes = ax.get_window_extent(renderer)
+    assert note.y1 <= axes.y0  # below the image axes, wholly outside them
+    labels = [t.get_window_extent(renderer) for t in ax.texts if t is not notes[0]]
+    assert len(labels) == 2 and not any(note.overlaps(label) for label in labels)
+    if legend:
+        assert note.y1 <= ax.get_legend().get_window_extent(renderer).y0 + 1  # under it
+    plt.close(fig)

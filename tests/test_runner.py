@@ -52,3 +52,21 @@ def test_a_misspelt_parameter_is_refused_from_any_directory(tmp_path, monkeypatc
     err = capsys.readouterr().err
     assert "['ann_fiel']" in err and "ann_file" in err  # the declared names are listed
     assert not (tmp_path / "out").exists()  # refused before anything ran
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("39769", "39769"), ("couch", "couch"), ("null", None), ("None", None), (None, None)],
+)
+def test_a_parameter_that_may_be_none_takes_its_type_or_none(text, expected):
+    spec = {"inferred_type_name": "str | None"}
+    assert runner.coerce_parameter("image_ids", text, spec, NB) == expected
+
+
+def test_parameters_that_may_be_none_are_declared_in_the_cells_order():
+    notebook = Path(runner.NOTEBOOKS_DIR) / NB
+    declared = runner.declared_parameters(notebook)
+    assert list(declared)[:3] == ["run_dir", "ann_file", "image_root"]
+    assert declared["image_ids"]["inferred_type_name"] == "str | None"
+    assert declared["image_ids"]["default"] == "None" and declared["image_ids"]["help"]
+    assert declared["n_images"]["inferred_type_name"] == "int"
