@@ -62,14 +62,14 @@ def _draw_group_thresholds(ax, axis: str = "y") -> None:
 def rank_frequency(
     counts: pd.DataFrame,
     fit: RankFrequencyFit | None = None,
-    reference: pd.DataFrame | None = None,
+    lvis_v1: pd.DataFrame | None = None,
     title: str = "Rank-frequency of categories",
 ) -> Figure:
     """Log-log plot of image count against rank, one dot per category coloured by r/c/f.
 
     ``counts`` has ``rank``, ``image_count``, ``frequency`` (as from
-    :func:`lvisnb.analysis.category_counts`). With ``reference`` (e.g.
-    :func:`lvisnb.analysis.lvis_v1_reference_counts`) both are drawn against the *relative*
+    :func:`lvisnb.analysis.category_counts`). With ``lvis_v1`` (real LVIS v1 train
+    counts, :func:`lvisnb.analysis.lvis_v1_train_counts`) both are drawn against the *relative*
     rank ``rank / number of categories``, so data sets with different vocabularies share an
     axis; the r/c/f boundaries (10 and 100 images) are absolute and drawn as dashed lines.
 
@@ -79,17 +79,17 @@ def rank_frequency(
     the many frequent dots hide none of the few rare ones.
     """
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    relative = reference is not None
+    relative = lvis_v1 is not None
     used = counts[counts["image_count"] > 0]
     x = used["rank"] / len(counts) if relative else used["rank"]
-    if reference is not None:
-        ref_x = reference["rank"] / len(reference)
+    if lvis_v1 is not None:
+        ref_x = lvis_v1["rank"] / len(lvis_v1)
         ax.plot(
             ref_x,
-            reference["image_count"],
+            lvis_v1["image_count"],
             color="0.55",
             linewidth=1.5,
-            label=f"LVIS v1 train ({len(reference)} categories)",
+            label=f"LVIS v1 train ({len(lvis_v1)} categories)",
         )
     for g in FREQUENCY_GROUPS:
         sel = (used["frequency"] == g).to_numpy()
@@ -197,9 +197,6 @@ def size_distribution(annotations: pd.DataFrame, counts: pd.DataFrame) -> Figure
     ax.legend(frameon=False, fontsize=8, title="group (instances)", title_fontsize=8)
     _despine(fig)
     return fig
-
-
-size_histogram = size_distribution  # the name notebook 01 calls
 
 
 def instances_per_image(per_image: pd.DataFrame) -> Figure:

@@ -94,5 +94,4 @@ def test_size_distribution_is_not_dwarfed_by_a_group_of_one_instance():
     for y in curves.values():
         assert y[0] == 0 and y[-1] == 1 and np.all(np.diff(y) >= 0)
     assert ax.get_ylim()[1] <= 1.05
-    assert viz.size_histogram is viz.size_distribution  # notebook 01's name
     plt.close(fig)
