@@ -583,77 +583,27 @@ def make_toy_lvis(
     (out_dir / PARTIAL_MARKER).touch()  # an interrupted run leaves a folder it may finish
     rng = np.random.default_rng(settings.seed)
     cats = choose_categories(settings.num_categories)
-    real = np.array([c.lvis_v1_train_image_count for c in cats])
-    train_counts = target_image_counts(
-        real, settings.num_train_images, settings.max_frequent_fraction
-    )
-    # val: every category present; frequent ones in proportion to train, at least 3 images
-    share = settings.num_val_images / settings.num_train_images
-    val_counts = np.clip(np.round(train_counts * share), 3, settings.num_val_images // 2)
-    train_images = _spread(train_counts, settings.num_train_images, rng)
-    val_images = _spread(val_counts.astype(np.int64), settings.num_val_images, rng)
-    frequent = [k for k in range(len(cats)) if train_counts[k] > 100]
-    for per_image in (*train_images, *val_images):
-        if not per_image:  # no empty images: give them a frequent category
-            per_image.append(int(rng.choice(frequent)) if frequent else 0)
-
+    train_images, val_images = _image_categories(cats, settings, rng)
     splits = {
         "train": _split_tasks("train", 1, train_images, cats, settings, rng, out_dir),
         "val": _split_tasks(
             "val", settings.num_train_images + 1, val_images, cats, settings, rng, out_dir
         ),
     }
-    all_ids = [c.id for c in cats]
-    datasets = {}
-    for split, tasks in splits.items():
-        drawn = _run_tasks(tasks, settings.workers, f"toy-LVIS {split}")
-        images, annotations = [], []
-        for task, (anns, not_exhaustive) in zip(tasks, drawn, strict=True):
-            present = {a["category_id"] for a in anns}
-            absent = [c for c in all_ids if c not in present]
-            neg_rng = np.random.default_rng([settings.seed, task.image_id, 1])
-            neg = (
-                neg_rng.choice(
-                    absent, size=min(len(absent), int(neg_rng.integers(1, 7))), replace=False
-                ).tolist()
-                if absent
-                else []
-            )
-            images.append(_image_record(task, [int(c) for c in neg], not_exhaustive))
-            for ann in anns:
-                annotations.append({"id": len(annotations) + 1, **ann})
-        datasets[split] = (images, annotations)
-    # unique annotation ids across splits, as in LVIS
-    offset = len(datasets["train"][1])
+    datasets = {split: _draw_split(split, tasks, cats, settings) for split, tasks in splits.items()}
+    offset = len(datasets["train"][1])  # unique annotation ids across splits, as in LVIS
     for ann in datasets["val"][1]:
         ann["id"] += offset
-
     category_records = _category_records(cats, datasets["train"][1])
     paths = {}
-    for split, (images, annotations) in datasets.items():
-        path = out_dir / (TRAIN_FILE if split == "train" else VAL_FILE)
-        _write_json_atomic(
-            path,
-            {
-                "info": {
-                    "description": f"toy-LVIS {split} (synthetic, lvisnb generator "
-                    f"v{GENERATOR_VERSION}, seed {settings.seed})",
-                    "version": "1.0",
-                    "year": 2026,
-                },
-                "licenses": [
-                    {
-                        "id": 1,
-                        "name": "CC BY 4.0",
-                        "url": "https://creativecommons.org/licenses/by/4.0/",
-                    }
-                ],
-                "images": images,
-                "annotations": annotations,
-                "categories": category_records,
-            },
-        )
-        paths[split] = path
+    for split, (image_records, ann_records) in datasets.items():
+        paths[split] = out_dir / (TRAIN_FILE if split == "train" else VAL_FILE)
+        payload = _dataset_header(split, settings.seed) | {
+            "images": image_records,
+            "annotations": ann_records,
+            "categories": category_records,
+        }
+        _write_json_atomic(paths[split], payload)
     meta = {
         "generator_version": GENERATOR_VERSION,
         "settings": asdict(settings) | {"workers": None},
@@ -662,6 +612,68 @@ def make_toy_lvis(
     write_text_atomic(out_dir / META_FILE, json.dumps(meta, indent=1))  # last: marks complete
     (out_dir / PARTIAL_MARKER).unlink(missing_ok=True)
     return paths
+
+
+def _image_categories(
+    cats: list[ToyCategory], settings: ToySettings, rng: np.random.Generator
+) -> tuple[list[list[int]], list[list[int]]]:
+    """Category indices of each train and val image: the long tail of train counts
+    (:func:`target_image_counts`); val holds every category, frequent ones in proportion to
+    train, at least 3 images each; an image left empty gets a frequent category."""
+    real = np.array([c.lvis_v1_train_image_count for c in cats])
+    train_counts = target_image_counts(
+        real, settings.num_train_images, settings.max_frequent_fraction
+    )
+    share = settings.num_val_images / settings.num_train_images
+    val_counts = np.clip(np.round(train_counts * share), 3, settings.num_val_images // 2)
+    train_images = _spread(train_counts, settings.num_train_images, rng)
+    val_images = _spread(val_counts.astype(np.int64), settings.num_val_images, rng)
+    frequent = [k for k in range(len(cats)) if train_counts[k] > 100]
+    for per_image in (*train_images, *val_images):
+        if not per_image:
+            per_image.append(int(rng.choice(frequent)) if frequent else 0)
+    return train_images, val_images
+
+
+def _draw_split(
+    split: str, tasks: list[_ImageTask], cats: list[ToyCategory], settings: ToySettings
+) -> tuple[list[dict], list[dict]]:
+    """Draw a split's images (in worker processes); return its image and annotation records.
+
+    Each image's ``neg_category_ids`` are 1-6 categories absent from it, drawn with a
+    generator seeded by ``(seed, image id)`` so that they do not depend on the worker count.
+    """
+    drawn = _run_tasks(tasks, settings.workers, f"toy-LVIS {split}")
+    all_ids = [c.id for c in cats]
+    images, annotations = [], []
+    for task, (anns, not_exhaustive) in zip(tasks, drawn, strict=True):
+        present = {a["category_id"] for a in anns}
+        absent = [c for c in all_ids if c not in present]
+        neg_rng = np.random.default_rng([settings.seed, task.image_id, 1])
+        neg = []
+        if absent:
+            size = min(len(absent), int(neg_rng.integers(1, 7)))
+            neg = neg_rng.choice(absent, size=size, replace=False).tolist()
+        images.append(_image_record(task, [int(c) for c in neg], not_exhaustive))
+        for ann in anns:
+            annotations.append({"id": len(annotations) + 1, **ann})
+    return images, annotations
+
+
+def _dataset_header(split: str, seed: int) -> dict:
+    """``info`` and ``licenses`` of a toy-LVIS file (``info`` first: :func:`check_toy_folder`
+    recognises toy-LVIS's files by it)."""
+    return {
+        "info": {
+            "description": f"toy-LVIS {split} (synthetic, lvisnb generator "
+            f"v{GENERATOR_VERSION}, seed {seed})",
+            "version": "1.0",
+            "year": 2026,
+        },
+        "licenses": [
+            {"id": 1, "name": "CC BY 4.0", "url": "https://creativecommons.org/licenses/by/4.0/"}
+        ],
+    }
 
 
 def _category_records(cats: list[ToyCategory], train_annotations: list[dict]) -> list[dict]:
