@@ -555,21 +555,26 @@ def _contiguous_group_sizes(group: np.ndarray) -> np.ndarray | None:
     return np.diff(np.concatenate([[0], starts, [len(group)]]))
 
 
-def cap_per_image(det: Detections, max_dets: int) -> tuple[np.ndarray, dict]:
-    """Indices of the detections kept by LVIS's per-image limit, in ``lvis.LVISResults`` order.
+def cap_per_image(
+    det: Detections, max_dets: int = MAX_DETS_PER_IMAGE, sort: bool = False
+) -> tuple[np.ndarray, dict]:
+    """Indices of the detections kept by LVIS's per-image limit, in ``lvis.LVISResults`` order:
+    the one top-``max_dets`` cut of the kit (evaluation and the scene of notebook 04).
 
     ``LVISResults.limit_dets_per_image``: detections grouped by image (images in order of first
     appearance, input order within an image); an image with more than ``max_dets`` detections
-    keeps its ``max_dets`` best scores, sorted by descending score (stable). ``max_dets < 0``
-    keeps everything (still grouped). Returns ``(indices, info)`` with ``info`` =
-    ``{"images_over_limit", "most_on_one_image", "dropped"}``.
+    keeps its ``max_dets`` best scores, sorted by descending score, ties in input order (Python's
+    stable ``sorted(..., reverse=True)``). With ``sort``, every image's detections are sorted
+    so (the same ones kept). ``max_dets < 0`` keeps everything (still grouped). Returns
+    ``(indices, info)``: int64 ``(kept,)`` and ``info`` = ``{"images_over_limit",
+    "most_on_one_image", "dropped"}``.
     """
     limit = len(det) if max_dets < 0 else max_dets
-    sizes = _contiguous_group_sizes(det.image_id)
+    sizes = None if sort else _contiguous_group_sizes(det.image_id)
     if sizes is not None and sizes.max() <= limit:  # grouped by image already, none over
         kept = np.arange(len(det))
     else:
-        kept, sizes = _grouped_top(det.image_id, det.score, limit, sort_all=False)
+        kept, sizes = _grouped_top(det.image_id, det.score, limit, sort_all=sort)
     info = {
         "images_over_limit": int((sizes > limit).sum()),
         "most_on_one_image": int(sizes.max()),

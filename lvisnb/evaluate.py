@@ -61,6 +61,7 @@ from lvisnb import outputs
 from lvisnb.categories import lvis_version_of, other_version_ids
 from lvisnb.data import gc_paused
 from lvisnb.detections import (
+    MAX_DETS_PER_IMAGE,
     Detections,
     cap_per_class,
     cap_per_image,
@@ -74,7 +75,6 @@ from lvisnb.ground_truth import FREQUENCY_GROUPS, GroundTruth, load_ground_truth
 
 IOU_TYPES = ("bbox", "segm")
 BACKENDS = ("fast", "lvis")
-MAX_DETS_PER_IMAGE = 300  # LVIS's official per-image limit
 DETS_PER_CLASS = 10_000  # AP-fixed / AP-pool per-category budget (Dave et al. 2021)
 AREA_LABELS = ("all", "small", "medium", "large")  # the A axis of precision/recall arrays
 SEGM_AREAS = ("mask", "box")  # what a result's area is for segm: see result_areas

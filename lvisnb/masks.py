@@ -289,7 +289,8 @@ def rle_areas(sizes: np.ndarray, counts: list[str | bytes]) -> tuple[np.ndarray,
     ok &= total < 2**32  # hotcoco counts pixels in 32 bits
     tiles = (total == sizes[:, 0] * sizes[:, 1]) & (sizes >= 0).all(axis=1)
     legal = np.flatnonzero(ok & tiles)
-    rles = [{"size": sizes[i].tolist(), "counts": counts[i]} for i in legal.tolist()]
+    size_lists = sizes.tolist()
+    rles = [{"size": size_lists[i], "counts": counts[i]} for i in legal.tolist()]
     try:
         area[legal] = hotcoco.mask.area(rles) if rles else 0
     except ValueError:  # a negative run (whose total is right): find them one by one

@@ -633,6 +633,13 @@ def test_per_image_cap_reproduces_lvis_results_order():
     expected = lvis.LVISResults.limit_dets_per_image(None, records, 150)
     assert kept.tolist() == [r["id"] for r in expected]
     assert info["images_over_limit"] == 3
+    # sorted: the same ones, each image's in descending score order, ties in input order
+    kept, _ = detections.cap_per_image(det, 150, sort=True)
+    by_image = defaultdict(list)
+    for r in expected:
+        by_image[r["image_id"]].append(r)
+    in_order = [sorted(rs, key=lambda r: r["score"], reverse=True) for rs in by_image.values()]
+    assert kept.tolist() == [r["id"] for rs in in_order for r in rs]
 
 
 # ----------------------------------------------------------------------------- output and CLI
