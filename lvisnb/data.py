@@ -615,11 +615,9 @@ def _far_out(xy: np.ndarray, owner: np.ndarray, vertices: np.ndarray, height, wi
 
 def _suspect_rles(rles: list, height: np.ndarray, width: np.ndarray) -> np.ndarray:
     """Which RLE segmentations (dicts) may be illegal: ``size`` not the image's, ``counts``
-    not a string, or a string that :func:`lvisnb.detections.rle_runs_summary` finds malformed
-    or not covering ``height * width`` pixels. Uncompressed RLEs (``counts`` a list, which
-    LVIS files do not use) are all left to the exact check."""
-    from lvisnb.detections import rle_runs_summary
-
+    not a string, or a string that :func:`lvisnb.masks.rle_areas` finds malformed or not
+    covering ``height * width`` pixels. Uncompressed RLEs (``counts`` a list, which LVIS files
+    do not use) are all left to the exact check."""
     sizes = [s if _is_size(s) else (0, 0) for s in map(methodcaller("get", "size"), rles)]
     size = np.array(sizes, dtype=np.int64).reshape(-1, 2)
     counts = list(map(methodcaller("get", "counts"), rles))
@@ -627,7 +625,8 @@ def _suspect_rles(rles: list, height: np.ndarray, width: np.ndarray) -> np.ndarr
     suspect = (size[:, 0] != height) | (size[:, 1] != width)
     suspect[np.setdiff1d(np.arange(len(rles)), compressed)] = True
     if compressed.size:
-        total, _, ok = rle_runs_summary([counts[i] for i in compressed])
+        sizes = np.stack([height[compressed], width[compressed]], axis=1)
+        _, total, ok = masks.rle_areas(sizes, [counts[i] for i in compressed])
         suspect[compressed] |= ~ok | (total != height[compressed] * width[compressed])
     return suspect
 

@@ -9,9 +9,9 @@ An LVIS results file is a JSON list of records, one per detection::
 
 :func:`validate_detections` checks every record with a few vectorised passes (no per-record
 Python work beyond pulling the fields out of the dicts) and raises ``ValueError`` naming the
-first offending record by index and field; :func:`mask_areas` decodes the RLE runs of the
-detections that get evaluated (numpy, no masks built), checking that they tile the image.
-:func:`cap_per_image` and :func:`cap_per_class`
+first offending record by index and field; :func:`mask_areas` checks the RLEs of the
+detections that get evaluated and measures them (:func:`lvisnb.masks.rle_areas`, no masks
+built). :func:`cap_per_image` and :func:`cap_per_class`
 return the kept detections *in the order the reference implementations produce*, so that ties
 in score are broken identically by every evaluation backend.
 """
@@ -29,10 +29,9 @@ from pathlib import Path
 import msgspec
 import numpy as np
 
-RLE_MAX_CHARS_PER_COUNT = 7  # 35 bits: far beyond any image; longer runs are malformed
-# decode compressed RLE strings about this many characters at a time: the int64 temporaries
-# (8 bytes per character, 1 MB) then stay in a core's cache, ~4x faster than 16M at a time
-_RLE_CHUNK_CHARS = 1 << 17
+from lvisnb import masks
+
+MAX_DETS_PER_IMAGE = 300  # LVIS's official per-image limit (LVISResults' max_dets)
 
 
 @dataclass
@@ -310,140 +309,6 @@ def _boxes(records: list) -> np.ndarray:
     return array
 
 
-def rle_runs_summary(counts: list[bytes | str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Decode compressed COCO RLE count strings with numpy, without building the masks.
-
-    The string format (``pycocotools`` ``rleToString``): each run length ``c_m`` is
-    delta-coded, ``x_m = c_m - c_{m-2}`` for ``m > 2`` else ``x_m = c_m``, and written in 5-bit
-    groups, least significant first, as characters ``48 + g`` with bit ``0x20`` meaning "more
-    groups follow" and bit ``0x10`` of the last group the sign. Runs alternate background and
-    foreground, starting with background, in column-major order.
-
-    Returns, per string: ``total`` (int64, ``sum_m c_m``, must equal ``height * width``),
-    ``area`` (int64, foreground pixels ``sum_{m odd} c_m``, as ``pycocotools.mask.area``) and
-    ``ok`` (bool: characters in ``'0'..'o'``, no truncated run, at most
-    ``RLE_MAX_CHARS_PER_COUNT`` characters per run, no negative run). ``str`` strings are read
-    as ASCII, any other character as ``'?'`` (as ``str.encode("ascii", "replace")``).
-
-    Decodes ``_RLE_CHUNK_CHARS`` characters at a time with :func:`_decode_chunk`, about 12 ns
-    per character (2-core x86_64, masks of 16-vertex polygons, ~120 characters each).
-    """
-    n = len(counts)
-    total = np.zeros(n, dtype=np.int64)
-    area = np.zeros(n, dtype=np.int64)
-    ok = np.ones(n, dtype=bool)
-    lengths = np.fromiter(map(len, counts), dtype=np.int64, count=n)
-    ends = np.cumsum(lengths)
-    start = 0
-    while start < n:  # chunks of about _RLE_CHUNK_CHARS characters
-        done = ends[start - 1] if start else 0
-        stop = int(np.searchsorted(ends, done + _RLE_CHUNK_CHARS, side="right"))
-        stop = min(max(stop, start + 1), n)
-        part = slice(start, stop)
-        total[part], area[part], ok[part] = _decode_chunk(_ascii(counts[part]), lengths[part])
-        start = stop
-    return total, area, ok
-
-
-def _ascii(counts: list[bytes | str]) -> bytes:
-    """``counts`` concatenated as bytes, ``str`` ones encoded ASCII with ``'?'`` for any other
-    character (one byte per character, so each string keeps its length)."""
-    try:
-        return "".join(counts).encode("ascii", "replace")
-    except TypeError:  # bytes among them
-        return b"".join(c.encode("ascii", "replace") if isinstance(c, str) else c for c in counts)
-
-
-def _decode_chunk(data: bytes, lengths: np.ndarray) -> tuple[np.ndarray, ...]:
-    """:func:`rle_runs_summary` of the strings concatenated in ``data`` (``lengths`` each).
-
-    Works on characters (n), on values (v, one per run: the character that ends it) and on
-    strings, in a fixed number of numpy passes:
-
-    1. ``g = char - 48``; a value ends at every group without the "more" bit (``g < 32``) and,
-       so that no value spans two strings, at every string's last character.
-    2. Values of one character (nearly all: polygon-like masks change little from column to
-       column) are their group sign-extended from 5 bits; the few longer ones (a sparse set)
-       are summed group by group, ``x = sum_k (g_k & 0x1F) << 5k`` minus ``1 << 5K`` when the
-       last group's 0x10 bit is set.
-    3. Runs ``c_m = x_m + c_{m-2}`` (m > 2) are running sums along two chains per string, the
-       odd runs (m = 1, 3, ...) and the even runs from m = 2; ``c_0 = x_0``. On either parity
-       of the chunk-wide value index a chain is a segment that starts at a string's value
-       f + 1 or f + 2 (f: its first value; f itself is a segment of one), so one cumulative
-       sum per parity, with each segment's start lowered by the previous segment's sum,
-       gives every run.
-    4. Per string: ``total`` and the smallest run by ``reduceat`` over its values, ``area``
-       as the sum of its odd-run segment.
-    """
-    n = len(lengths)
-    total = np.zeros(n, dtype=np.int64)
-    area = np.zeros(n, dtype=np.int64)
-    ok = np.ones(n, dtype=bool)
-    if not data:
-        return total, area, ok
-    nonempty = np.flatnonzero(lengths)
-    string_start = (np.cumsum(lengths) - lengths)[nonempty]  # first character of each string
-    last = string_start + lengths[nonempty] - 1  # last character
-    good = np.ones(len(nonempty), dtype=bool)  # ``ok`` of the non-empty strings
-    g = np.frombuffer(data, dtype=np.uint8) - np.uint8(48)  # 5-bit group + flags, 0..63
-    if g.max() > 63:  # characters outside '0'..'o' (uint8 wraps those below '0')
-        invalid = g > 63
-        good &= np.logical_or.reduceat(invalid, string_start) == 0
-        g = np.where(invalid, np.uint8(0), g)
-    end = g < 32  # last group of a value (no "more" bit 0x20)
-    good &= end[last]  # a string must not stop inside a value
-    end[last] = True  # so that no value spans two strings
-    ends = np.flatnonzero(end)  # (v,) character that ends each value
-    group = g[ends]  # 0..31: 5 bits, the top one the sign
-    x = ((group << 3).view(np.int8) >> 3).astype(np.int64)  # one-character values
-    chars = np.diff(ends, prepend=-1)  # characters per value
-    multi = np.flatnonzero(chars > 1)
-    if multi.size:
-        size = chars[multi]
-        too_long = size > RLE_MAX_CHARS_PER_COUNT
-        if too_long.any():
-            owner = np.searchsorted(string_start, ends[multi[too_long]], side="right") - 1
-            good[owner] = False
-            size = np.minimum(size, RLE_MAX_CHARS_PER_COUNT)
-        first = ends[multi] - size + 1
-        value = x[multi] << (5 * (size - 1))  # the last group, sign included
-        for k in range(int(size.max()) - 1):
-            part = np.flatnonzero(size - 1 > k)
-            value[part] += (g[first[part] + k] & 0x1F).astype(np.int64) << (5 * k)
-        x[multi] = value
-    v = len(ends)
-    first_value = np.searchsorted(ends, string_start)  # (strings,) f of each string
-    # segment starts (see 3.): f, f + 1 and f + 2 of every string; where a string has fewer
-    # values, those are the next string's f or f + 1, which start segments anyway
-    segment = np.zeros(v + 2, dtype=bool)
-    segment[first_value] = True
-    segment[first_value + 1] = True
-    segment[first_value + 2] = True
-    segment = segment[:v]
-    runs = np.empty_like(x)
-    starts, sums = [], []  # per parity: segment starts (index within the parity), sums of runs
-    for parity in (0, 1):
-        values = x[parity::2]
-        start = np.flatnonzero(segment[parity::2])
-        lowered = values.copy()
-        if start.size > 1:
-            lowered[start[1:]] -= np.add.reduceat(values, start)[:-1]
-        np.cumsum(lowered, out=runs[parity::2])
-        starts.append(start)
-        sums.append(np.add.reduceat(runs[parity::2], start))
-    good &= np.minimum.reduceat(runs, first_value) >= 0
-    total[nonempty] = np.add.reduceat(runs, first_value)
-    second = first_value + 1  # where the odd runs' segment starts, if the string has one
-    has_odd = np.diff(first_value, append=v) > 1
-    odd = np.zeros(len(first_value), dtype=np.int64)
-    for parity in (0, 1):
-        pick = np.flatnonzero(has_odd & (second % 2 == parity))
-        odd[pick] = sums[parity][np.searchsorted(starts[parity], second[pick] // 2)]
-    area[nonempty] = odd
-    ok[nonempty] = good
-    return total, area, ok
-
-
 def _rle_fields(segms: list, with_counts: bool = True) -> tuple[np.ndarray, list | None]:
     """``(sizes (N, 2) int64, counts)`` of RLE dicts or :class:`RLE` structs; the first
     malformed one raises. ``counts`` (str or bytes each) is ``None`` for structs when not
@@ -496,8 +361,6 @@ def _converted(segms: list, image_height: np.ndarray, image_width: np.ndarray) -
     image's size, as ``lvis.LVIS.ann_to_rle`` does (a new list; the records are not touched).
     The first one :func:`lvisnb.masks.segmentation_problem` rejects raises :class:`_Invalid`.
     """
-    from lvisnb import masks
-
     others = [i for i, segm in enumerate(segms) if not _is_compressed(segm)]
     if not others:
         return segms
@@ -611,18 +474,18 @@ def validate_detections(
 
 
 def mask_areas(det: Detections, indices: np.ndarray) -> np.ndarray:
-    """Foreground area (px^2, float64) of the RLEs of detections ``indices``, checking them.
+    """Foreground area (px^2, float64, ``(len(indices),)``) of the RLEs of detections
+    ``indices``, checking them with :func:`lvisnb.masks.rle_areas` (numpy for the strings,
+    hotcoco for the areas; no masks built).
 
-    Decodes the runs with :func:`rle_runs_summary` (vectorised, without building masks) and
-    raises ``ValueError`` naming the lowest offending index whose string is malformed or whose
-    runs do not cover exactly ``height * width`` pixels of its ``size``. Only evaluated
-    detections need this: it costs about 2.5 us per mask of ~120 characters (decoding about
-    12 ns per character, the rest pulling the fields out of the records).
+    Raises ``ValueError`` naming the lowest offending index whose string is malformed (or has
+    a negative run) or whose runs do not cover exactly ``height * width`` pixels of its
+    ``size``. Only evaluated detections need this.
     """
     indices = np.asarray(indices, dtype=np.int64)
     sizes, counts = _rle_fields([det.segmentation[i] for i in indices.tolist()])
     sizes = sizes.reshape(-1, 2)
-    total, area, ok = rle_runs_summary(counts)
+    area, total, ok = masks.rle_areas(sizes, counts)
     bad = np.flatnonzero(~ok | (total != sizes[:, 0] * sizes[:, 1]))
     if bad.size:
         j = int(bad[np.argmin(indices[bad])])
@@ -631,7 +494,7 @@ def mask_areas(det: Detections, indices: np.ndarray) -> np.ndarray:
             f"is not a valid compressed RLE of a {sizes[j, 0]}x{sizes[j, 1]} mask "
             f"(its runs cover {total[j]} pixels)"
             if ok[j]
-            else f"is not a valid compressed RLE string: {_ascii([counts[j]])[:40]!r}"
+            else f"is not a valid compressed RLE string: {counts[j][:40]!r}"
         )
         image = int(det.image_id[index])
         raise ValueError(_message(det.source, index, image, "segmentation.counts", reason))
@@ -649,14 +512,10 @@ def rle_dicts(det: Detections, indices: np.ndarray) -> list[dict]:
 
 
 def boxes_from_masks(det: Detections, indices: np.ndarray) -> np.ndarray:
-    """XYWH boxes (float64, (len(indices), 4), pixels) of the RLEs of detections ``indices``,
-    via ``pycocotools.mask.toBbox`` as ``lvis.LVISResults`` does for mask-only results."""
-    import pycocotools.mask as mask_utils
-
-    segms = rle_dicts(det, indices)
-    if not segms:
-        return np.zeros((0, 4))
-    return np.asarray(mask_utils.toBbox(segms), dtype=np.float64).reshape(-1, 4)
+    """XYWH boxes (float64, ``(len(indices), 4)``, pixels) of the RLEs of detections
+    ``indices`` (checked by :func:`mask_areas` first), by :func:`lvisnb.masks.rle_boxes`, as
+    ``lvis.LVISResults`` gives mask-only results their boxes."""
+    return masks.rle_boxes(rle_dicts(det, indices))
 
 
 # ----------------------------------------------------------------------------- caps
@@ -696,21 +555,26 @@ def _contiguous_group_sizes(group: np.ndarray) -> np.ndarray | None:
     return np.diff(np.concatenate([[0], starts, [len(group)]]))
 
 
-def cap_per_image(det: Detections, max_dets: int) -> tuple[np.ndarray, dict]:
-    """Indices of the detections kept by LVIS's per-image limit, in ``lvis.LVISResults`` order.
+def cap_per_image(
+    det: Detections, max_dets: int = MAX_DETS_PER_IMAGE, sort: bool = False
+) -> tuple[np.ndarray, dict]:
+    """Indices of the detections kept by LVIS's per-image limit, in ``lvis.LVISResults`` order:
+    the one top-``max_dets`` cut of the kit (evaluation and the scene of notebook 04).
 
     ``LVISResults.limit_dets_per_image``: detections grouped by image (images in order of first
     appearance, input order within an image); an image with more than ``max_dets`` detections
-    keeps its ``max_dets`` best scores, sorted by descending score (stable). ``max_dets < 0``
-    keeps everything (still grouped). Returns ``(indices, info)`` with ``info`` =
-    ``{"images_over_limit", "most_on_one_image", "dropped"}``.
+    keeps its ``max_dets`` best scores, sorted by descending score, ties in input order (Python's
+    stable ``sorted(..., reverse=True)``). With ``sort``, every image's detections are sorted
+    so (the same ones kept). ``max_dets < 0`` keeps everything (still grouped). Returns
+    ``(indices, info)``: int64 ``(kept,)`` and ``info`` = ``{"images_over_limit",
+    "most_on_one_image", "dropped"}``.
     """
     limit = len(det) if max_dets < 0 else max_dets
-    sizes = _contiguous_group_sizes(det.image_id)
+    sizes = None if sort else _contiguous_group_sizes(det.image_id)
     if sizes is not None and sizes.max() <= limit:  # grouped by image already, none over
         kept = np.arange(len(det))
     else:
-        kept, sizes = _grouped_top(det.image_id, det.score, limit, sort_all=False)
+        kept, sizes = _grouped_top(det.image_id, det.score, limit, sort_all=sort)
     info = {
         "images_over_limit": int((sizes > limit).sum()),
         "most_on_one_image": int(sizes.max()),

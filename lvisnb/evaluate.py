@@ -60,6 +60,7 @@ from lvisnb import outputs
 from lvisnb.categories import lvis_version_of, other_version_ids
 from lvisnb.data import gc_paused
 from lvisnb.detections import (
+    MAX_DETS_PER_IMAGE,
     Detections,
     cap_per_class,
     cap_per_image,
@@ -69,7 +70,7 @@ from lvisnb.detections import (
 )
 from lvisnb.fast_eval import FastBackend, FastRunner
 from lvisnb.ground_truth import FREQUENCY_GROUPS, GroundTruth, load_ground_truth
-from lvisnb.metrics import MAX_DETS_PER_IMAGE, per_category_ap
+from lvisnb.metrics import per_category_ap
 
 IOU_TYPES = ("bbox", "segm")
 BACKENDS = ("fast", "lvis")

@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 
 from lvisnb.categories import check_same_version
 from lvisnb.dataset import CategoryMapping, LVISDetection, collate, read_record_image
+from lvisnb.detections import MAX_DETS_PER_IMAGE
 from lvisnb.model import Preset, autocast_dtype, build_model
 from lvisnb.outputs import atomic_path
 
@@ -140,7 +141,9 @@ def predict(
     ``model``: a torchvision Mask R-CNN (:func:`load_trained_model`); its ``score_thresh`` and
     ``detections_per_img`` are set to ``score_thresh`` / ``max_dets`` for the call and
     restored after. ``max_dets=None`` keeps the model's own limit (the preset's
-    ``box_detections_per_img``: 300 for the seed rows, 100 for ``toy``), capped at LVIS's 300.
+    ``box_detections_per_img``: 300 for the seed rows, 100 for ``toy``), capped at LVIS's
+    ``MAX_DETS_PER_IMAGE`` (300); the model's own top-k is the cut, so evaluation, which cuts
+    with :func:`lvisnb.detections.cap_per_image`, keeps every record.
     ``mapping`` converts labels to LVIS category ids (default: the dataset's); a model trained
     on one LVIS version run on a file of the other is a ``ValueError`` naming both.
     Runs under ``torch.inference_mode``, with autocast on CUDA when ``amp`` (bf16 where the GPU
@@ -156,7 +159,7 @@ def predict(
     heads = model.roi_heads
     saved = heads.score_thresh, heads.detections_per_img
     if max_dets is None:
-        max_dets = min(heads.detections_per_img, 300)
+        max_dets = min(heads.detections_per_img, MAX_DETS_PER_IMAGE)
     heads.score_thresh, heads.detections_per_img = score_thresh, max_dets
     was_training = model.training
     model.eval()

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lvisnb.detections import MAX_DETS_PER_IMAGE
 from lvisnb.ground_truth import FREQUENCY_GROUPS, GroundTruth
 
-MAX_DETS_PER_IMAGE = 300  # LVIS's official per-image limit
 AREA_LABELS = ("all", "small", "medium", "large")  # the A axis of precision/recall arrays
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lvisnb import federated
+from lvisnb import detections, federated
 from lvisnb.categories import find_category
 from lvisnb.data import ImageReadError, image_path, image_relpath
 
@@ -32,7 +32,8 @@ class Scene:
     - ``image_root``: folder the images resolve under (:func:`lvisnb.data.image_path`).
     - ``results``: result records by image id (LVIS category ids, ``bbox`` XYWH pixels,
       ``segmentation`` RLE, ``score``), each list in decreasing score order and cut to the
-      top 300 as ``lvis.LVISResults`` does; empty without results (``has_results`` tells).
+      top 300 as ``lvis.LVISResults`` does (:func:`lvisnb.detections.cap_per_image`); empty
+      without results (``has_results`` tells).
     - ``image_ids``: every image id, sorted; ``frequency`` / ``names``: by LVIS category id.
     """
 
@@ -257,33 +258,30 @@ class Scene:
         return pixels
 
 
-def _results_by_image(records: list, dataset: dict, source: str, max_dets: int = 300) -> dict:
-    """Results grouped by image id, each list in decreasing score order (stable) and cut to
-    its first ``max_dets`` (``lvis.LVISResults``' per-image limit, so that the verdicts are
-    those of ``LVISEval``); ids checked against the ground truth (``ValueError`` naming the
-    first offending record)."""
-    from lvisnb.detections import mask_areas, validate_detections
-
+def _results_by_image(records: list, dataset: dict, source: str) -> dict:
+    """Results grouped by image id, each list in decreasing score order and cut as
+    ``lvis.LVISResults`` cuts it (:func:`lvisnb.detections.cap_per_image`), so that the verdicts
+    are those of ``LVISEval``. The records are checked as evaluation checks them, RLE runs
+    included (what is drawn is what is scored): ``ValueError`` naming the first offending one.
+    """
+    if not records:
+        return {}
     images = sorted(dataset["images"], key=lambda i: int(i["id"]))
     image_ids = np.array([int(i["id"]) for i in images], dtype=np.int64)
     sizes = np.array([[int(i["height"]), int(i["width"])] for i in images], dtype=np.int64)
     category_ids = np.array(sorted(int(c["id"]) for c in dataset["categories"]), dtype=np.int64)
-    if records:  # the evaluator's checks, RLE runs included: what is drawn is what is scored
-        boxes = any(isinstance(r, dict) and "bbox" in r for r in records)  # all or none
-        masks = any(isinstance(r, dict) and "segmentation" in r for r in records)
-        det = validate_detections(
-            records, image_ids, sizes.reshape(-1, 2), category_ids, boxes, masks or not boxes,
-            source,
-        )  # fmt: skip
-        if det.segmentation is not None:
-            mask_areas(det, np.arange(len(det)))
+    boxes = any(isinstance(r, dict) and "bbox" in r for r in records)  # all or none
+    masks = any(isinstance(r, dict) and "segmentation" in r for r in records)
+    det = detections.validate_detections(
+        records, image_ids, sizes.reshape(-1, 2), category_ids, boxes, masks or not boxes, source
+    )
+    if det.segmentation is not None:
+        detections.mask_areas(det, np.arange(len(det)))
+    kept, _ = detections.cap_per_image(det, sort=True)
     by_image: dict[int, list[dict]] = defaultdict(list)
-    for record in records:
-        by_image[int(record["image_id"])].append(record)
-    return {
-        image_id: sorted(recs, key=lambda r: -r["score"])[:max_dets]
-        for image_id, recs in by_image.items()
-    }
+    for index, image_id in zip(kept.tolist(), det.image_id[kept].tolist(), strict=True):
+        by_image[image_id].append(records[index])
+    return dict(by_image)
 
 
 def load_scene(
@@ -295,7 +293,6 @@ def load_scene(
     root (default: two levels above the JSON file, the layout of LVIS and toy-LVIS) and an
     optional results JSON path or list (validated against the ground truth)."""
     from lvisnb import data
-    from lvisnb.detections import read_result_records
 
     if isinstance(gt, str | os.PathLike):
         source = str(gt)
@@ -313,6 +310,6 @@ def load_scene(
         raise ValueError("image_root is needed when the ground truth is not a file")
     records, results_source = [], "<none>"
     if results is not None:
-        records, results_source = read_result_records(results)
+        records, results_source = detections.read_result_records(results)
     by_image = _results_by_image(records, dataset, results_source)
     return Scene(dataset, source, root, by_image, results is not None)

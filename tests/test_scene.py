@@ -2,6 +2,7 @@
 
 import json
 
+import lvis
 import matplotlib
 import numpy as np
 import pytest
@@ -97,3 +98,16 @@ def test_results_with_boxes_on_some_records_only_are_refused(toy_val, val):
     del records[0]["bbox"]
     with pytest.raises(ValueError, match=r"results\[1\].*'bbox' is given but results\[0\]"):
         load_scene(toy_val, results=records)
+
+
+def test_scene_cuts_each_image_to_300_as_lvis_results(toy_val, val):
+    image = val["images"][0]
+    records = [
+        {"image_id": image["id"], "category_id": val["categories"][0]["id"],
+         "score": (i % 7) / 7, "bbox": [i % 50, 0, 10, 10], "id": i}
+        for i in range(400)
+    ]  # fmt: skip
+    scene = load_scene(toy_val, results=records)
+    expected = lvis.LVISResults.limit_dets_per_image(None, records, 300)
+    expected = sorted(expected, key=lambda r: r["score"], reverse=True)  # ties: input order
+    assert [r["id"] for r in scene.results[image["id"]]] == [r["id"] for r in expected]
