@@ -260,17 +260,28 @@ class _Options:
     train_ann: str | os.PathLike | None
 
 
+@dataclass
+class _Prepared:
+    """Validated results and what both caps keep of them (indices into ``det``)."""
+
+    truth: GroundTruth
+    det: Detections
+    source: str
+    standard: np.ndarray  # kept by the per-image cap (the standard protocol)
+    by_class: np.ndarray  # kept by the per-class cap (AP-fixed / AP-pool)
+    verified: np.ndarray  # bool (N,): on a verified (image, category) pair
+    areas: dict[str, np.ndarray]  # per IoU type, see result_areas
+    caps: dict  # what the caps dropped
+
+
 def _evaluate(gt, results, options: _Options):
-    iou_types, backend, fixed = options.iou_types, options.backend, options.fixed
-    max_dets_per_image, dets_per_class = options.max_dets_per_image, options.dets_per_class
-    segm_area = options.segm_area
     seconds = {}
     start = time.perf_counter()
     truth = load_ground_truth(gt, train_ann=options.train_ann)
-    need_boxes = "bbox" in iou_types or segm_area == "box"
-    records, source = read_results(results, boxes=need_boxes, masks="segm" in iou_types)
+    need_boxes = "bbox" in options.iou_types or options.segm_area == "box"
+    need_masks = "segm" in options.iou_types
+    records, source = read_results(results, boxes=need_boxes, masks=need_masks)
     seconds["load"] = time.perf_counter() - start
-
     start = time.perf_counter()
     det = validate_detections(
         records,
@@ -278,20 +289,36 @@ def _evaluate(gt, results, options: _Options):
         truth.image_sizes,
         truth.category_ids,
         need_boxes=need_boxes,
-        need_masks="segm" in iou_types,
+        need_masks=need_masks,
         source=source,
     )
     del records
-    standard, image_cap = cap_per_image(det, max_dets_per_image)
+    prepared = _prepare(truth, det, source, options)
+    seconds["validate"] = time.perf_counter() - start
+    start = time.perf_counter()
+    runner = _runner(prepared, options)
+    seconds["prepare"] = time.perf_counter() - start
+    metrics, precision, table = _run(runner, prepared, options, seconds)
+    info = _info(prepared, options, seconds)
+    return Evaluation(metrics=metrics, per_category=table, precision=precision, info=info)
+
+
+def _prepare(truth: GroundTruth, det: Detections, source: str, options: _Options) -> _Prepared:
+    """Apply both caps (warning when the per-image one drops results), find the results on
+    verified pairs and their areas."""
+    max_dets = options.max_dets_per_image
+    standard, image_cap = cap_per_image(det, max_dets)
     if image_cap["images_over_limit"]:
         warnings.warn(
-            f"{source}: {image_cap['images_over_limit']} image(s) have more than "
-            f"{max_dets_per_image} detections (up to {image_cap['most_on_one_image']}); kept the "
-            f"{max_dets_per_image} highest-scored per image, as lvis.LVISResults does",
+            f"{source}: {image_cap['images_over_limit']} image(s) have more than {max_dets} "
+            f"detections (up to {image_cap['most_on_one_image']}); kept the {max_dets} "
+            "highest-scored per image, as lvis.LVISResults does",
             UserWarning,
-            stacklevel=3,  # the caller of evaluate()
+            stacklevel=4,  # the caller of evaluate()
         )
-    by_class, class_cap = cap_per_class(det, dets_per_class) if fixed else (standard[:0], {})
+    by_class, class_cap = (
+        cap_per_class(det, options.dets_per_class) if options.fixed else (standard[:0], {})
+    )
     _warn_if_other_version_ids(truth, det, source)
     keys = det.pair_keys(truth.num_categories)
     position = np.searchsorted(truth.verified, keys).clip(0, max(len(truth.verified) - 1, 0))
@@ -302,61 +329,76 @@ def _evaluate(gt, results, options: _Options):
     candidate[standard] = True
     candidate[by_class] = True
     candidate &= verified
-    areas = result_areas(det, candidate, iou_types, segm_area)
-    seconds["validate"] = time.perf_counter() - start
+    areas = result_areas(det, candidate, options.iou_types, options.segm_area)
+    caps = {"image": image_cap, "class": class_cap, "candidate": candidate}
+    return _Prepared(truth, det, source, standard, by_class, verified, areas, caps)
 
-    start = time.perf_counter()
-    if backend == "fast":
-        evaluable = {t: candidate & (areas[t] > 0) for t in iou_types}
-        runner = FastRunner(FastBackend(truth, det, evaluable, areas))
-    else:
-        from lvisnb.lvis_api import LvisBackend  # imports lvis, only when asked for
 
-        runner = LvisBackend(truth, det, segm_area)
-    seconds["prepare"] = time.perf_counter() - start
+def _runner(prepared: _Prepared, options: _Options):
+    """The backend that options.backend names, fed the prepared results."""
+    if options.backend == "fast":
+        candidate = prepared.caps["candidate"]
+        evaluable = {t: candidate & (prepared.areas[t] > 0) for t in options.iou_types}
+        return FastRunner(FastBackend(prepared.truth, prepared.det, evaluable, prepared.areas))
+    from lvisnb.lvis_api import LvisBackend  # imports lvis, only when asked for
 
+    return LvisBackend(prepared.truth, prepared.det, options.segm_area)
+
+
+def _run(runner, prepared: _Prepared, options: _Options, seconds: dict) -> tuple:
+    """Metrics, standard precision arrays and the per-category table, per IoU type."""
+    truth = prepared.truth
     metrics, precision, table = {}, {}, _category_table(truth)
-    for iou_type in iou_types:
+    for iou_type in options.iou_types:
         start = time.perf_counter()
-        acc, metrics[iou_type] = runner.standard(iou_type, standard, max_dets_per_image)
+        acc, metrics[iou_type] = runner.standard(
+            iou_type, prepared.standard, options.max_dets_per_image
+        )
         precision[iou_type] = acc.precision
         table[f"AP_{iou_type}"] = per_category_ap(acc.precision)
         seconds[iou_type] = time.perf_counter() - start
-        if fixed:
+        if options.fixed:
             start = time.perf_counter()
-            acc_fixed, extra = runner.fixed(iou_type, by_class)
+            acc_fixed, extra = runner.fixed(iou_type, prepared.by_class)
             metrics[iou_type].update(extra)
             table[f"APfixed_{iou_type}"] = per_category_ap(acc_fixed.precision)
             seconds[f"{iou_type}_fixed"] = time.perf_counter() - start
     table["val_instances"] = np.bincount(
         truth.ann_col[truth.ann_evaluated], minlength=truth.num_categories
     )
+    return metrics, precision, table
 
+
+def _info(prepared: _Prepared, options: _Options, seconds: dict) -> dict:
+    """``Evaluation.info``: sources, options, what the caps and area rules left out, timings."""
+    image_cap, standard = prepared.caps["image"], prepared.standard
+    verified = prepared.verified[standard]
     info = {
-        "gt": truth.source,
-        "results": source,
-        "backend": backend,
-        "iou_types": list(iou_types),
-        "num_detections": len(det),
-        "max_dets_per_image": max_dets_per_image,
+        "gt": prepared.truth.source,
+        "results": prepared.source,
+        "backend": options.backend,
+        "iou_types": list(options.iou_types),
+        "num_detections": len(prepared.det),
+        "max_dets_per_image": options.max_dets_per_image,
         "images_over_limit": image_cap["images_over_limit"],
         "dropped_by_image_limit": image_cap["dropped"],
-        "num_verified_detections": int(verified[standard].sum()),
+        "num_verified_detections": int(verified.sum()),
         "zero_area_detections": {
-            t: int((verified[standard] & ~(areas[t][standard] > 0)).sum()) for t in iou_types
+            t: int((verified & ~(prepared.areas[t][standard] > 0)).sum()) for t in options.iou_types
         },
-        "zero_area_gt": int((~truth.ann_evaluated).sum()),
-        "segm_area": segm_area,
-        "segm_area_rule": SEGM_AREA_RULES[segm_area],
-        "train_ann": truth.train_ann,
-        "train_count_source": truth.train_count_source,
+        "zero_area_gt": int((~prepared.truth.ann_evaluated).sum()),
+        "segm_area": options.segm_area,
+        "segm_area_rule": SEGM_AREA_RULES[options.segm_area],
+        "train_ann": prepared.truth.train_ann,
+        "train_count_source": prepared.truth.train_count_source,
         "seconds": {k: round(v, 4) for k, v in seconds.items()},
     }
-    if fixed:
-        info |= {"dets_per_class": dets_per_class} | {
-            f"{k}_by_class_limit" if k == "dropped" else k: v for k, v in class_cap.items()
+    if options.fixed:
+        info |= {"dets_per_class": options.dets_per_class} | {
+            f"{k}_by_class_limit" if k == "dropped" else k: v
+            for k, v in prepared.caps["class"].items()
         }
-    return Evaluation(metrics=metrics, per_category=table, precision=precision, info=info)
+    return info
 
 
 def _category_table(truth: GroundTruth) -> pd.DataFrame:

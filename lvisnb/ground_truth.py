@@ -164,16 +164,25 @@ def load_ground_truth(gt, train_ann: str | os.PathLike | None = None) -> GroundT
     evaluation also needs every image's ``neg_category_ids`` / ``not_exhaustive_category_ids``;
     errors (:class:`lvisnb.data.LVISFormatError`) name the file, the record and the key.
     """
-    from lvisnb import data  # imports the lvis API, kept out of CLI start-up
-
     train_ann = train_ann or None  # "" (an empty notebook parameter) is no file
     if isinstance(gt, GroundTruth):
         if train_ann is not None:
             _warn_if_same(gt.source, train_ann)
             counts, source = train_image_counts(_sorted_categories(gt.dataset), train_ann)
-            gt = replace(gt, train_image_count=counts, train_count_source=source,
-                         train_ann=str(train_ann))  # fmt: skip
+            gt = replace(
+                gt, train_image_count=counts, train_count_source=source, train_ann=str(train_ann)
+            )
         return gt
+    dataset, source = _checked_dataset(gt)
+    if train_ann is not None:
+        _warn_if_same(source, train_ann)
+    return _index(dataset, source, train_ann)
+
+
+def _checked_dataset(gt) -> tuple[dict, str]:
+    """The LVIS dict of ``gt`` and its source name, validated once, with federated lists."""
+    from lvisnb import data  # imports the lvis API, kept out of CLI start-up
+
     if isinstance(gt, str | os.PathLike):
         dataset, source = data.load_json(gt), str(gt)
     elif isinstance(gt, dict):
@@ -193,11 +202,14 @@ def load_ground_truth(gt, train_ann: str | os.PathLike | None = None) -> GroundT
                 f"{source}: images[{index}] (id={images[index]['id']!r}) needs a list "
                 f"'{key}' for LVIS (federated) evaluation"
             )
+    return dataset, source
 
-    image_order = sorted(range(len(images)), key=lambda i: images[i]["id"])
-    images_sorted = [images[i] for i in image_order]
-    image_ids = np.array([i["id"] for i in images_sorted], dtype=np.int64)
-    image_sizes = np.array([[i["height"], i["width"]] for i in images_sorted], dtype=np.int64)
+
+def _index(dataset: dict, source: str, train_ann) -> GroundTruth:
+    """Index arrays of a validated LVIS dict (images by id, categories by id)."""
+    images = sorted(dataset["images"], key=lambda image: image["id"])
+    image_ids = np.array([i["id"] for i in images], dtype=np.int64)
+    image_sizes = np.array([[i["height"], i["width"]] for i in images], dtype=np.int64)
     cats = _sorted_categories(dataset)
     category_ids = np.array([c["id"] for c in cats], dtype=np.int64)
     k = len(category_ids)
@@ -208,13 +220,11 @@ def load_ground_truth(gt, train_ann: str | os.PathLike | None = None) -> GroundT
     ann_col = np.searchsorted(category_ids, ann_cat).clip(0, k - 1)
     ann_area = np.fromiter((a["area"] for a in anns), dtype=np.float64, count=len(anns))
     ann_evaluated = (ann_area > 0) & (ann_area < np.inf)
-    rows = np.arange(len(images_sorted))
-    if train_ann is not None:
-        _warn_if_same(source, train_ann)
+    rows = np.arange(len(images))
     train_counts, train_source = train_image_counts(cats, train_ann)
-    negative = _flat_pairs(rows, [i["neg_category_ids"] for i in images_sorted], category_ids, k)
+    negative = _flat_pairs(rows, [i["neg_category_ids"] for i in images], category_ids, k)
     not_exhaustive = _flat_pairs(
-        rows, [i["not_exhaustive_category_ids"] for i in images_sorted], category_ids, k
+        rows, [i["not_exhaustive_category_ids"] for i in images], category_ids, k
     )
     return GroundTruth(
         dataset=dataset,
