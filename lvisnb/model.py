@@ -5,7 +5,9 @@ A :class:`Preset` is one flat, frozen dataclass holding everything a run needs: 
 sampling) and the optimisation recipe (SGD, linear scaling rule, warmup, step schedule). Its
 field defaults are mmdetection's ``mask_rcnn_r50_fpn_sample1e-3_mstrain_1x_lvis_v1``; the other
 rows only change what their mmdetection config changes. The README's "Presets" section maps
-every field to its mmdetection config key and value.
+every field to its mmdetection config key and value; it is generated from these presets and
+:data:`lvisnb.preset_table.MMDETECTION`, where a new field needs its entry (then
+``python -m lvisnb.preset_table --write README.md``).
 
 Rows (``PRESETS``), named exactly as mmdetection's ``configs/lvis/`` files::
 
@@ -162,7 +164,8 @@ class Preset:
 
     Units: sizes in pixels, learning rates per iteration at batch ``lr_batch``, schedules in
     epochs (``max_epochs``, ``lr_steps``) unless ``max_iters`` is set. The README's "Presets"
-    section maps every field to its mmdetection config key and value.
+    section maps every field to its mmdetection config key and value; a new field needs its
+    entry in :data:`lvisnb.preset_table.MMDETECTION`.
     """
 
     name: str = "mask_rcnn_r50_fpn_sample1e-3_mstrain_1x_lvis_v1"  # mmdetection config name
