@@ -25,3 +25,21 @@ def toy_train(toy_root):
 @pytest.fixture(scope="session")
 def toy_val(toy_root):
     return toy_root / "annotations" / "lvis_v1_val.json"
+
+
+@pytest.fixture(scope="module")
+def results(toy_val):
+    """Random LVIS results on the small toy-LVIS val (boxes and masks, seed 5)."""
+    import json
+
+    from synthetic import toy_detections
+
+    return toy_detections(json.loads(toy_val.read_text()), seed=5)
+
+
+@pytest.fixture(scope="module")
+def scene(toy_val, results):
+    """The scene of notebook 04 on the small toy-LVIS val and :func:`results`."""
+    from lvisnb.scene import load_scene
+
+    return load_scene(toy_val, results=results)

@@ -5,7 +5,7 @@ import numpy as np
 import pycocotools.mask as mask_utils
 import pytest
 
-from lvisnb import overlay
+from lvisnb import federated, overlay
 from lvisnb.data import load_lvis
 from lvisnb.dataset import LVISDetection
 
@@ -120,4 +120,46 @@ def test_federated_note_sits_outside_the_image_and_hides_no_label(legend):
     assert len(labels) == 2 and not any(note.overlaps(label) for label in labels)
     if legend:
         assert note.y1 <= ax.get_legend().get_window_extent(renderer).y0 + 1  # under it
+    plt.close(fig)
+
+
+def test_labels_of_crowded_boxes_do_not_overlap_when_there_is_room():
+    boxes = np.array([[40, 40, 60, 60]] * 8, dtype=float)  # eight boxes on one spot
+    sizes = np.array([[18, 6]] * 8, dtype=float)
+    corners = overlay.place_labels(boxes, sizes, 200, 200)
+    rects = [(x, y, x + w, y + h) for (x, y), (w, h) in zip(corners, sizes, strict=True)]
+    for i, a in enumerate(rects):
+        assert 0 <= a[0] and a[2] <= 200 and 0 <= a[1] and a[3] <= 200
+        for b in rects[i + 1 :]:
+            overlap_x = min(a[2], b[2]) - max(a[0], b[0])
+            overlap_y = min(a[3], b[3]) - max(a[1], b[1])
+            assert overlap_x <= 1e-9 or overlap_y <= 1e-9, (a, b)
+    # the first label takes the first spot: above the top-left corner
+    np.testing.assert_allclose(corners[0], [40, 34])
+    # near the image edge a label stays inside
+    corner = overlay.place_labels(np.array([[0.0, 0.0, 10, 10]]), np.array([[30.0, 6]]), 20, 20)
+    assert corner[0, 0] == 0 and corner[0, 1] == 0
+
+
+def test_federated_view_draws_each_verdict_in_its_style(scene):
+    image_id = next(
+        i
+        for i in scene.image_ids
+        if len(set(scene.verdict(i, 0.3).prediction_status)) >= 3
+        and len(scene.predictions(i, 0.3)) + len(scene.ground_truth(i)) <= 40
+    )  # every label fits under max_labels
+    verdict = scene.verdict(image_id, 0.3)
+    fig, ax = plt.subplots()
+    overlay.draw_federated(ax, scene.image(image_id), verdict, scene.frequency, scene.names)
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    counts = verdict.counts()
+    for status in (*federated.PREDICTION_STATUSES, federated.MISSED):
+        assert f"{status} ({counts[status]})" in legend
+    labels = [t.get_text() for t in ax.texts]
+    tags = {"TP": federated.MATCHED, "FP": federated.FALSE_POSITIVE,
+            "ignored": federated.IGNORED_NOT_EXHAUSTIVE,
+            "unverified": federated.IGNORED_UNVERIFIED}  # fmt: skip
+    for tag, status in tags.items():
+        shown = sum(label.split(" [NE]")[0].endswith(" " + tag) for label in labels)
+        assert shown == counts[status], (tag, shown, counts)
     plt.close(fig)
