@@ -19,9 +19,12 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import nullcontext
 from dataclasses import fields
+from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pycocotools.mask as mask_utils
@@ -34,9 +37,11 @@ from lvisnb.categories import check_same_version
 from lvisnb.dataset import CategoryMapping, LVISDetection, collate, read_record_image
 from lvisnb.detections import MAX_DETS_PER_IMAGE
 from lvisnb.model import Preset, autocast_dtype, build_model
-from lvisnb.outputs import atomic_path
+from lvisnb.outputs import atomic_path, check_output
 
-__all__ = ["load_trained_model", "predict", "save_results", "masks_to_rle"]
+__all__ = [
+    "load_trained_model", "predict", "save_results", "masks_to_rle", "results_for_evaluation",
+]  # fmt: skip
 
 
 class _Images(Dataset):
@@ -204,3 +209,86 @@ def save_results(path: str | os.PathLike, records: Iterable[dict]) -> int:
             count += 1
         handle.write("\n]\n")
     return count
+
+
+# ----------------------------------------------------------------------------- for notebook 03
+
+RESULTS_FILE = "results.json"  # what results_for_evaluation writes into a run directory
+DEFAULT_CHECKPOINT = "checkpoints/final.pt"  # under run_dir: what notebook 02 trains
+
+
+class ResultsFile(NamedTuple):
+    """What :func:`results_for_evaluation` returns."""
+
+    path: Path  # the LVIS results JSON to evaluate
+    seconds: float | None  # model loading + inference + writing, s; None: an existing file
+    description: str  # one line saying where the results came from
+
+
+def _is_saved_results(path: Path) -> bool:
+    """Whether ``path`` starts as :func:`save_results` writes (``[`` then a record or ``]``)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            head = handle.read(16)
+    except (OSError, ValueError):
+        return False
+    return head.startswith(('[\n{"image_id":', "[\n]"))
+
+
+def results_for_evaluation(
+    run_dir: str | os.PathLike,
+    ann_path: str | os.PathLike,
+    image_root: str | os.PathLike,
+    checkpoint: str | os.PathLike | None = None,
+    results_file: str | os.PathLike | None = None,
+    device: str = "auto",
+    max_dets: int | None = None,
+    progress: bool = True,
+) -> ResultsFile:
+    """The LVIS results file to evaluate on ``ann_path``: ``results_file`` as it is, or the
+    predictions of a trained model written to ``run_dir/results.json``.
+
+    With ``results_file`` nothing runs (``seconds`` is ``None``). Otherwise the model of
+    ``checkpoint`` (``None``: ``run_dir/checkpoints/final.pt``, notebook 02's) runs on
+    ``device`` (``"auto"``: cuda when available) over every image of ``ann_path`` (images
+    under ``image_root``), keeping ``max_dets`` detections per image (``None``: the preset's,
+    see :func:`predict`), and ``seconds`` is the wall-clock time of loading, inference and
+    writing.
+
+    Raises ``ValueError`` when both ``checkpoint`` and ``results_file`` are given,
+    ``FileNotFoundError`` naming a missing ``results_file`` or checkpoint, and
+    ``FileExistsError`` when ``run_dir/results.json`` exists and was not written by
+    :func:`save_results` (a user's file is never replaced), besides what
+    :func:`load_trained_model` and :func:`predict` raise.
+    """
+    if results_file is not None:
+        if checkpoint is not None:
+            raise ValueError(
+                "give checkpoint (run the model) or results_file (evaluate it), not both"
+            )
+        path = Path(results_file)
+        if not path.is_file():
+            raise FileNotFoundError(f"results_file not found: {path}")
+        return ResultsFile(path, None, f"existing results {path}")
+    from lvisnb.train import resolve_device
+
+    weights = Path(checkpoint) if checkpoint is not None else Path(run_dir) / DEFAULT_CHECKPOINT
+    if not weights.is_file():
+        raise FileNotFoundError(
+            f"no checkpoint at {weights}: train one (notebook 02 into this run_dir), or pass "
+            "checkpoint or results_file"
+        )
+    path = check_output(
+        Path(run_dir) / RESULTS_FILE, [ann_path, weights], written_by_kit=_is_saved_results,
+        what="results file",
+    )  # fmt: skip
+    started = time.perf_counter()
+    model, mapping = load_trained_model(weights, device=resolve_device(device))
+    dataset = LVISDetection(ann_path, image_root, mapping=mapping)
+    records = predict(model, dataset, mapping, max_dets=max_dets, progress=progress)
+    count = save_results(path, records)
+    seconds = time.perf_counter() - started
+    description = (
+        f"{count:,} detections on {len(dataset):,} images from {weights} in {seconds:.1f} s"
+    )
+    return ResultsFile(path, seconds, description)

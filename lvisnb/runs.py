@@ -11,18 +11,33 @@
   resuming with any difference is refused;
 - a log line cut short by a crash (the last line, not valid JSON) is dropped on resume; any
   other bad line is an error naming the file and line.
+
+What a finished run reports, beside them (written atomically, never over a file the kit did not
+write; see :mod:`lvisnb.outputs`):
+
+- ``training.json`` (:func:`write_training_summary`, notebook 02): the experiment, iterations,
+  throughput and the mean loss at the start and at the end of the log;
+- ``evaluation.json`` (:func:`write_evaluation_summary`, notebook 03): what was evaluated, how
+  long inference took, and box / mask AP, APr, APc, APf.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from lvisnb.outputs import write_text_atomic
+from lvisnb.outputs import check_output, write_text_atomic
+
+if TYPE_CHECKING:
+    from lvisnb.evaluate import Evaluation
 
 LOG_FILE = "train_log.jsonl"
 CONFIG_FILE = "config.json"
+TRAINING_FILE = "training.json"
+EVALUATION_FILE = "evaluation.json"
 CHECKPOINT_DIR = "checkpoints"
 LAST, FINAL = "last.pt", "final.pt"
 SAMPLES_GLOB = "samples_rank*.jsonl"
@@ -141,3 +156,155 @@ def config_differences(saved: dict, current: dict) -> list[str]:
 def _short(value) -> str:
     text = json.dumps(value)
     return text if len(text) <= 80 else f"{text[:60]}... ({len(value)} items)"
+
+
+# ----------------------------------------------------------------------------- summaries
+
+
+def loss_windows(losses: Sequence[float], window: int = 20) -> tuple[float, float]:
+    """``(first, last)``: the mean of the first and of the last ``w`` values of ``losses``
+    (total loss per iteration, in log order), ``w = max(1, min(window, len(losses) // 4))``, so
+    that a short run compares its first and last quarters. ``ValueError`` when empty."""
+    if not losses:
+        raise ValueError("no losses to average: the run logged no iteration")
+    w = _window(len(losses), window)
+    return sum(losses[:w]) / w, sum(losses[-w:]) / w
+
+
+def _window(count: int, window: int) -> int:
+    return max(1, min(window, count // 4))
+
+
+def read_config(run_dir: str | os.PathLike) -> dict:
+    """``run_dir/config.json`` (sections ``train``, ``preset``, ``resolved``, written by
+    :func:`lvisnb.train.train`); ``FileNotFoundError`` when the directory holds no run."""
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: {run_dir} holds no training run")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def training_summary(
+    run_dir: str | os.PathLike, wall_seconds: float | None = None, window: int = 20
+) -> dict:
+    """What the run in ``run_dir`` did, from its ``config.json`` and ``train_log.jsonl``:
+
+    ``preset`` (name), ``sampler``, ``rfs_threshold``, ``iterations`` (the last logged),
+    ``batch_size`` (images per iteration over all processes), ``train_seconds`` (the logged
+    iterations' own seconds, data loading included, summed over resumed parts),
+    ``images_per_second`` (logged iterations x batch_size / train_seconds), ``minutes``
+    (``wall_seconds`` / 60: the caller's clock around training, model building and
+    checkpoints included; ``None`` when not given), ``loss_first`` / ``loss_last`` /
+    ``loss_window`` (:func:`loss_windows` of the total loss, and its ``w``) and
+    ``checkpoint`` (``checkpoints/final.pt``, else ``last.pt``, else ``None``).
+
+    Raises ``FileNotFoundError`` without ``config.json``, ``ValueError`` for an empty or
+    invalid log (:func:`read_log`).
+    """
+    run_dir = Path(run_dir)
+    config, log = read_config(run_dir), read_log(run_dir)
+    losses = [record["loss"] for record in log]
+    first, last = loss_windows(losses, window)
+    resolved = config["resolved"]
+    seconds = sum(record["time"] for record in log)
+    checkpoints = [run_dir / CHECKPOINT_DIR / n for n in (FINAL, LAST)]
+    checkpoint = next((str(p) for p in checkpoints if p.is_file()), None)
+    return {
+        "preset": config["preset"]["name"],
+        "sampler": resolved["sampler"],
+        "rfs_threshold": resolved["rfs_threshold"],
+        "iterations": log[-1]["iter"],
+        "batch_size": resolved["total_batch"],
+        "train_seconds": seconds,
+        "images_per_second": len(log) * resolved["total_batch"] / seconds if seconds else None,
+        "minutes": None if wall_seconds is None else wall_seconds / 60,
+        "loss_first": first,
+        "loss_last": last,
+        "loss_window": _window(len(losses), window),
+        "checkpoint": checkpoint,
+    }
+
+
+def _json_object_with(path: Path, keys: Iterable[str]) -> bool:
+    """Whether ``path`` holds a JSON object with every one of ``keys`` (a summary the kit
+    wrote); ``False`` for anything unreadable."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and set(keys) <= set(data)
+
+
+# the keys that make a JSON object one of the kit's summaries (written by every version)
+TRAINING_KEYS = ("preset", "sampler", "iterations", "loss_first", "loss_last")
+EVALUATION_KEYS = ("ann_file", "results_file", "backend", "inference_seconds")
+
+
+def _write_summary(path: Path, summary: dict, keys: tuple, what: str, overwrite: bool) -> Path:
+    """Write ``summary`` as indented JSON at ``path``, atomically, unless ``path`` exists and is
+    not a summary the kit wrote (a JSON object with ``keys``): ``FileExistsError`` then."""
+    check_output(
+        path, written_by_kit=lambda p: _json_object_with(p, keys), overwrite=overwrite,
+        what=what,
+    )  # fmt: skip
+    return write_text_atomic(path, json.dumps(summary, indent=2) + "\n")
+
+
+def write_training_summary(
+    run_dir: str | os.PathLike,
+    wall_seconds: float | None = None,
+    extra: dict | None = None,
+    overwrite: bool = False,
+    window: int = 20,
+) -> Path:
+    """Write ``run_dir/training.json``: :func:`training_summary` plus ``extra`` (JSON-plain
+    values a notebook adds, e.g. the epoch composition); returns its path.
+
+    Raises what :func:`training_summary` raises, ``ValueError`` when ``extra`` would replace a
+    key of the summary, and ``FileExistsError`` when ``training.json`` exists and is not a
+    summary the kit wrote (unless ``overwrite``).
+    """
+    summary = training_summary(run_dir, wall_seconds, window)
+    clash = sorted(set(summary) & set(extra or {}))
+    if clash:
+        raise ValueError(f"extra would replace the summary's own {clash}")
+    path = Path(run_dir) / TRAINING_FILE
+    return _write_summary(
+        path, {**summary, **(extra or {})}, TRAINING_KEYS, "training summary", overwrite
+    )
+
+
+SUMMARY_METRICS = ("AP", "APr", "APc", "APf")  # per IoU type in evaluation.json
+_IOU_NAMES = {"bbox": "box", "segm": "mask"}
+
+
+def evaluation_summary(evaluation: Evaluation, inference_seconds: float | None = None) -> dict:
+    """The headline of an :class:`lvisnb.evaluate.Evaluation`: ``ann_file`` and ``results_file``
+    (the paths evaluated), ``backend``, ``inference_seconds`` (seconds the model took to write
+    the results; ``None`` when an existing results file was evaluated), and for each evaluated
+    IoU type ``box`` (bbox) / ``mask`` (segm): ``{"AP", "APr", "APc", "APf"}`` as in
+    ``metrics.json`` (-1 where undefined, LVIS's convention)."""
+    info = evaluation.info
+    summary = {
+        "ann_file": str(info["gt"]),
+        "results_file": str(info["results"]),
+        "backend": info["backend"],
+        "inference_seconds": inference_seconds,
+    }
+    for iou_type, values in evaluation.metrics.items():
+        summary[_IOU_NAMES[iou_type]] = {k: float(values[k]) for k in SUMMARY_METRICS}
+    return summary
+
+
+def write_evaluation_summary(
+    run_dir: str | os.PathLike,
+    evaluation: Evaluation,
+    inference_seconds: float | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write :func:`evaluation_summary` to ``run_dir/evaluation.json``, atomically; returns its
+    path. ``FileExistsError`` when that file exists and is not a summary the kit wrote (unless
+    ``overwrite``)."""
+    summary = evaluation_summary(evaluation, inference_seconds)
+    path = Path(run_dir) / EVALUATION_FILE
+    return _write_summary(path, summary, EVALUATION_KEYS, "summary of an evaluation", overwrite)

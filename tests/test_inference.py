@@ -11,7 +11,7 @@ from torch import nn
 
 from lvisnb.data import load_lvis
 from lvisnb.dataset import LVISDetection
-from lvisnb.inference import masks_to_rle, predict, save_results
+from lvisnb.inference import masks_to_rle, predict, results_for_evaluation, save_results
 from lvisnb.lvis_api import LVISEval
 from lvisnb.model import build_model
 
@@ -112,3 +112,83 @@ def test_save_results_streams_a_generator(tmp_path):
     assert [r["image_id"] for r in json.loads(path.read_text())] == list(range(5))
     assert save_results(path, iter(())) == 0
     assert json.loads(path.read_text()) == []
+
+
+# ---------------------------------------------------------------- results_for_evaluation
+
+SMALL = {"train_scales": (128,), "test_scale": 128, "max_size": 160}  # quick on a CPU
+
+
+def _val_subset(toy_val, folder, n_images=2):
+    """The first ``n_images`` of toy val with their annotations, written into ``folder``."""
+    data = json.loads(toy_val.read_text())
+    keep = {image["id"] for image in data["images"][:n_images]}
+    data["images"] = [image for image in data["images"] if image["id"] in keep]
+    data["annotations"] = [a for a in data["annotations"] if a["image_id"] in keep]
+    path = folder / "lvis_v1_val.json"
+    path.write_text(json.dumps(data))
+    return path, keep
+
+
+def _untrained_checkpoint(path, ann):
+    """A kit checkpoint (the fields load_trained_model reads) of an untrained toy model."""
+    from dataclasses import asdict
+
+    from lvisnb.checkpoint import save_checkpoint
+    from lvisnb.model import get_preset
+
+    mapping = LVISDetection(ann, ann.parent).mapping
+    preset = get_preset("toy", **SMALL)
+    torch.manual_seed(0)
+    model = build_model(preset, num_classes=mapping.num_classes, weights=False)
+    config = {"preset": json.loads(json.dumps(asdict(preset))),
+              "resolved": {"lvis_version": mapping.lvis_version}}  # fmt: skip
+    payload = {"config": config, "category_ids": list(mapping.category_ids)}
+    return save_checkpoint(path, {**payload, "model": model.state_dict()})
+
+
+def test_an_existing_results_file_is_taken_as_it_is(tmp_path):
+    given = tmp_path / "mine.json"
+    given.write_text("[]")
+    path, seconds, description = results_for_evaluation(
+        tmp_path / "run", "val.json", tmp_path, results_file=given
+    )
+    assert (path, seconds) == (given, None) and str(given) in description
+    assert not (tmp_path / "run").exists()  # nothing ran, nothing was written
+    with pytest.raises(ValueError, match="not both"):
+        results_for_evaluation(tmp_path, "val.json", tmp_path, "final.pt", results_file=given)
+    with pytest.raises(FileNotFoundError, match="results_file not found: .*absent.json"):
+        results_for_evaluation(tmp_path, "val.json", tmp_path, results_file="absent.json")
+
+
+def test_without_a_checkpoint_the_run_directorys_is_asked_for(tmp_path):
+    expected = str(tmp_path / "checkpoints" / "final.pt")
+    with pytest.raises(FileNotFoundError, match=f"no checkpoint at {expected}: train one"):
+        results_for_evaluation(tmp_path, "val.json", tmp_path)
+
+
+def test_a_checkpoint_is_run_into_results_json(toy_root, toy_val, tmp_path):
+    ann, kept = _val_subset(toy_val, tmp_path)
+    run_dir = tmp_path / "run"
+    _untrained_checkpoint(run_dir / "checkpoints" / "final.pt", ann)
+    produced = results_for_evaluation(
+        run_dir, ann, toy_root, device="cpu", max_dets=5, progress=False
+    )
+    assert produced.path == run_dir / "results.json" and produced.seconds > 0
+    records = json.loads(produced.path.read_text())
+    per_image = {}
+    for record in records:
+        per_image[record["image_id"]] = per_image.get(record["image_id"], 0) + 1
+    assert records and set(per_image) <= kept and max(per_image.values()) <= 5
+    assert produced.description.startswith(f"{len(records):,} detections on 2 images from ")
+    # a second run replaces the kit's own results.json; a user's file there is refused
+    other = tmp_path / "other.pt"
+    (run_dir / "checkpoints" / "final.pt").rename(other)
+    assert results_for_evaluation(run_dir, ann, toy_root, other, device="cpu", max_dets=1,
+                                  progress=False).seconds > 0  # fmt: skip
+    again = json.loads(produced.path.read_text())
+    assert again and len(again) <= len({r["image_id"] for r in again}) <= 2  # 1 per image
+    produced.path.write_text('[{"my": "results"}]')
+    with pytest.raises(FileExistsError, match="results.json exists and is not a results file"):
+        results_for_evaluation(run_dir, ann, toy_root, other, device="cpu", progress=False)
+    assert produced.path.read_text() == '[{"my": "results"}]'

@@ -51,6 +51,14 @@ def check_02(run_dir: Path, toy_train: Path) -> None:
     log = [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines()]
     assert [r["iter"] for r in log] == [1, 2, 3]
     assert all(0 < r["loss"] < 100 for r in log)
+    # rfs_threshold=none: the preset's; 3 iterations compare the first and the last one
+    assert summary["preset"] == "toy" and summary["rfs_threshold"] == 0.1
+    assert summary["loss_window"] == 1
+    assert (summary["loss_first"], summary["loss_last"]) == (log[0]["loss"], log[-1]["loss"])
+    assert summary["batch_size"] == 2 and summary["minutes"] > 0
+    seconds = sum(r["time"] for r in log)
+    assert summary["images_per_second"] == pytest.approx(3 * 2 / seconds)
+    assert summary["checkpoint"] == str(run_dir / "checkpoints" / "final.pt")
     checkpoint = torch.load(run_dir / "checkpoints" / "final.pt", weights_only=True)
     assert checkpoint["iteration"] == 3
     raw = json.loads(toy_train.read_text())
@@ -121,6 +129,14 @@ def check_03(run_dir: Path, toy_train: Path) -> None:
         assert row["train_image_count"] == train_counts[row["id"]]
     for name in ("ap_by_group", "ap_vs_train_images"):
         assert _png_ok(run_dir / f"eval_{name}.png"), name
+    # evaluation.json: what was evaluated, how long inference took, the headline metrics
+    summary = json.loads((run_dir / "evaluation.json").read_text())
+    assert summary["ann_file"] == saved["info"]["gt"] == str(val)
+    assert summary["results_file"] == str(run_dir / "results.json")
+    assert summary["backend"] == "fast" and summary["inference_seconds"] > 0
+    for name, iou_type in (("box", "bbox"), ("mask", "segm")):
+        expected = {k: saved["metrics"][iou_type][k] for k in ("AP", "APr", "APc", "APf")}
+        assert summary[name] == expected, name
 
 
 def params_04(toy: dict) -> dict:
@@ -168,7 +184,9 @@ def check_04(run_dir: Path, toy_train: Path) -> None:
 CASES = {
     "01_long_tail_analysis.ipynb": (lambda toy: {"ann_file": str(toy["train"])}, check_01),
     "02_training.ipynb": (
-        lambda toy: {"train_ann": str(toy["train"]), "max_iters": 3, "batch_size": 2},
+        # text, as `lvisnb run -p max_iters=3 -p rfs_threshold=none` passes them
+        lambda toy: {"train_ann": str(toy["train"]), "max_iters": "3", "batch_size": 2,
+                     "rfs_threshold": "none"},  # fmt: skip
         check_02,
     ),
     "03_per_frequency_ap.ipynb": (params_03, check_03),

@@ -70,3 +70,24 @@ def test_parameters_that_may_be_none_are_declared_in_the_cells_order():
     assert declared["image_ids"]["inferred_type_name"] == "str | None"
     assert declared["image_ids"]["default"] == "None" and declared["image_ids"]["help"]
     assert declared["n_images"]["inferred_type_name"] == "int"
+
+
+@pytest.mark.parametrize(
+    ("notebook", "name", "kind", "text", "expected"),
+    [
+        ("02_training.ipynb", "max_iters", "int | None", "5", 5),
+        ("02_training.ipynb", "max_iters", "int | None", "none", None),
+        ("02_training.ipynb", "rfs_threshold", "float | None", "none", None),
+        ("02_training.ipynb", "rfs_threshold", "float | None", "0.01", 0.01),
+        ("02_training.ipynb", "train_ann", "str | None", "123.json", "123.json"),
+        ("03_per_frequency_ap.ipynb", "max_dets", "int | None", "20", 20),
+        ("03_per_frequency_ap.ipynb", "checkpoint", "str | None", "null", None),
+        ("03_per_frequency_ap.ipynb", "results_file", "str | None", "r.json", "r.json"),
+    ],
+)
+def test_notebooks_02_and_03_say_the_default_with_none(notebook, name, kind, text, expected):
+    path = Path(runner.NOTEBOOKS_DIR) / notebook
+    spec = runner.declared_parameters(path)[name]
+    assert spec["inferred_type_name"] == kind and spec["default"] == "None"
+    value = runner.coerce_parameter(name, text, spec, path)
+    assert value == expected and type(value) is type(expected)
