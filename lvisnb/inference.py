@@ -66,7 +66,9 @@ def load_trained_model(
 
     The checkpoint is read with ``weights_only=True``; its ``config["preset"]`` rebuilds the
     architecture (no backbone weights are fetched), ``category_ids`` gives the label mapping
-    (label ``k`` = ``category_ids[k - 1]``).
+    (label ``k`` = ``category_ids[k - 1]``). The box classifier's loss, which scores the
+    detections, is the preset's ``cls_loss``; its buffers (e.g. the federated class weights)
+    come from the checkpoint.
     """
     from lvisnb.checkpoint import load_checkpoint
 
@@ -83,7 +85,11 @@ def load_trained_model(
     preset = Preset(**{k: v for k, v in preset_fields.items() if k in known})
     version = state["config"].get("resolved", {}).get("lvis_version")
     mapping = CategoryMapping(tuple(category_ids), lvis_version=version)
-    model = build_model(preset, num_classes=mapping.num_classes, weights=False)
+    # the federated loss is built with placeholder counts; load_state_dict sets its weights
+    counts = [0] * mapping.num_classes if preset.cls_loss == "federated" else None
+    model = build_model(
+        preset, num_classes=mapping.num_classes, weights=False, class_image_counts=counts
+    )
     model.load_state_dict(weights)
     return model.to(device).eval(), mapping
 
@@ -116,13 +122,15 @@ def _records(output: dict, image_id: int, mapping: CategoryMapping, mask_thresh:
 
 
 def _check_classes(model: torch.nn.Module, mapping: CategoryMapping, source: str) -> None:
-    """``ValueError`` when the model's classifier has not ``mapping``'s K + 1 outputs (a model
-    of another category set, e.g. LVIS v1's 1,203 run with a v0.5 file's 1,230 ids)."""
+    """``ValueError`` when the model's box regressor has not ``mapping``'s (K + 1) x 4 outputs
+    (a model of another category set, e.g. LVIS v1's 1,203 run with a v0.5 file's 1,230 ids).
+    The regressor, not the classifier: Seesaw's classifier has K + 2 outputs."""
     predictor = getattr(getattr(model, "roi_heads", None), "box_predictor", None)
-    outputs = getattr(getattr(predictor, "cls_score", None), "out_features", None)
-    if outputs is not None and outputs != mapping.num_classes + 1:
+    outputs = getattr(getattr(predictor, "bbox_pred", None), "out_features", None)
+    classes = None if outputs is None else outputs // 4 - 1
+    if classes is not None and classes != mapping.num_classes:
         raise ValueError(
-            f"the model predicts {outputs - 1} categories, but the mapping used for {source} has "
+            f"the model predicts {classes} categories, but the mapping used for {source} has "
             f"{mapping.num_classes}: pass the mapping saved with the model (load_trained_model)"
         )
 

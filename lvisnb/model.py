@@ -9,11 +9,19 @@ every field to its mmdetection config key and value; it is generated from these 
 :data:`lvisnb.preset_table.MMDETECTION`, where a new field needs its entry (then
 ``python -m lvisnb.preset_table --write README.md``).
 
-Rows (``PRESETS``), named exactly as mmdetection's ``configs/lvis/`` files::
+Rows (``PRESETS``), named exactly as mmdetection's ``configs/lvis/`` (``SEED_PRESETS``) and
+``configs/seesaw_loss/`` (``SEESAW_PRESETS``) files::
 
     mask_rcnn_{r50,r101,x101_32x4d,x101_64x4d}_fpn_sample1e-3_mstrain_1x_lvis_v1     1203 classes
     mask_rcnn_{r50,r101,x101_32x4d,x101_64x4d}_fpn_sample1e-3_mstrain_2x_lvis_v0.5   1230 classes
+    mask_rcnn_r50_fpn_{sample1e-3,random}_seesaw_loss[_normed_mask]_mstrain_2x_lvis_v1
+            Seesaw loss + cosine classifier, with / without RFS, [cosine mask logits]
     toy     ResNet-10 + GroupNorm from scratch, small images; trains on a 2-core CPU
+
+The box classification loss is a field like any other (``cls_loss``: ``"ce"``, ``"seesaw"``,
+``"eqlv2"``, ``"federated"``, with its parameters), so every row, ``toy`` included, trains with
+any of them: ``get_preset(name, cls_loss="eqlv2")``, ``TrainConfig(overrides={"cls_loss":
+"federated"})``, ``lvisnb train --overrides '{cls_loss: seesaw}'``.
 
 How mmdetection maps onto torchvision's ``MaskRCNN`` (:func:`build_model`):
 
@@ -35,6 +43,10 @@ How mmdetection maps onto torchvision's ``MaskRCNN`` (:func:`build_model`):
   only normalises and pads in ``train()`` mode, and in ``eval()`` mode resizes to
   ``test_scale`` / ``max_size`` (mmdetection's ``(1333, 800)``) and maps detections back to the
   input image's pixels. Padding to a multiple of 32 is the same.
+- Box classification: :class:`lvisnb.roi_heads.ClsLossRoIHeads` replaces torchvision's softmax
+  cross-entropy and softmax scores by ``preset.cls_loss`` (:mod:`lvisnb.losses`); ``"ce"`` is
+  torchvision's exactly. Seesaw widens the classifier to ``K + 2`` outputs (mmdetection's
+  objectness pair) and, as mmdetection's Seesaw configs, makes it a cosine ``NormedLinear``.
 - RPN and RoI settings map one to one (``rpn_pre_nms_top_n_*`` is per FPN level and
   ``rpn_post_nms_top_n_*`` per image, as mmdetection's ``nms_pre`` / ``max_per_img``).
   Remaining implementation differences (not settings): torchvision's RoIAlign uses
@@ -61,12 +73,13 @@ import dataclasses
 import math
 import os
 import pickle
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from urllib.parse import urlparse
 
+import numpy as np
 import torch
 from torch import nn
 from torchvision.models import get_weight
@@ -74,14 +87,16 @@ from torchvision.models._utils import IntermediateLayerGetter
 from torchvision.models.detection import MaskRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
-from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.faster_rcnn import TwoMLPHead
 from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
-from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+from torchvision.models.detection.mask_rcnn import MaskRCNNHeads
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from torchvision.ops.misc import FrozenBatchNorm2d
 
+from lvisnb.losses import CLS_LOSSES, ClsLoss, build_cls_loss
+from lvisnb.roi_heads import ClsLossRoIHeads, box_predictor, mask_predictor
 from lvisnb.sampler import ROUNDINGS
 
 # name -> (block, blocks per stage, groups, width_per_group): torchvision ResNet arguments
@@ -124,14 +139,18 @@ _RANGES = {
     **dict.fromkeys(("rpn_positive_fraction", "box_positive_fraction", "warmup_ratio", "gamma"),
                     (0.0, 1.0, True, False)),
     "momentum": (0.0, 1.0, False, True),
-    **dict.fromkeys(("lr", "grad_clip", "anchor_sizes", "anchor_ratios", "image_std"), _POSITIVE),
-    **dict.fromkeys(("weight_decay", "rfs_threshold", "warmup_iters"), _NON_NEGATIVE),
+    **dict.fromkeys(("lr", "grad_clip", "anchor_sizes", "anchor_ratios", "image_std",
+                     "seesaw_cls_temperature", "normed_mask_temperature", "eqlv2_gamma"),
+                    _POSITIVE),
+    "seesaw_eps": (0.0, 1.0, True, False),
+    **dict.fromkeys(("weight_decay", "rfs_threshold", "warmup_iters", "seesaw_p", "seesaw_q",
+                     "eqlv2_mu", "eqlv2_alpha", "fed_freq_weight_power"), _NON_NEGATIVE),
     **dict.fromkeys(("gn_groups", "fpn_channels", "box_head_dim", "mask_head_channels",
                      "train_scales", "max_size", "test_scale", "samples_per_gpu", "num_gpus",
                      "lr_batch", "max_epochs", "rpn_pre_nms_top_n_train", "rpn_pre_nms_top_n_test",
                      "rpn_post_nms_top_n_train", "rpn_post_nms_top_n_test",
                      "rpn_batch_size_per_image", "box_batch_size_per_image",
-                     "box_detections_per_img"), (1.0, None, False, False)),
+                     "box_detections_per_img", "fed_num_classes"), (1.0, None, False, False)),
 }  # fmt: skip
 
 
@@ -232,6 +251,20 @@ class Preset:
     box_nms_thresh: float = 0.5  # per-class NMS IoU threshold
     box_detections_per_img: int = 300  # detections kept per image (LVIS allows 300)
     mask_thresh: float = 0.5  # mask probability -> binary mask threshold
+    # ---- box classification loss (lvisnb.losses) and cosine predictors (lvisnb.roi_heads)
+    cls_loss: str = "ce"  # "ce" | "seesaw" | "eqlv2" | "federated" (lvisnb.losses.CLS_LOSSES)
+    seesaw_p: float = 0.8  # Seesaw mitigation exponent: negatives of rarer classes * (N_j/N_i)^p
+    seesaw_q: float = 2.0  # Seesaw compensation exponent: misclassified RoIs * (s_j/s_i)^q
+    seesaw_eps: float = 1e-2  # floor of the own-class score s_i in the compensation ratio
+    # with seesaw only: the classifier is a NormedLinear (cosine) with this temperature;
+    # None = nn.Linear
+    seesaw_cls_temperature: float | None = 20.0
+    normed_mask_temperature: float | None = None  # mask logits NormedConv2d; None = nn.Conv2d
+    eqlv2_gamma: float = 12.0  # EQLv2 slope of f(g) = sigmoid(gamma * (g - mu))
+    eqlv2_mu: float = 0.8  # EQLv2 centre of f: the positive/negative gradient ratio g
+    eqlv2_alpha: float = 4.0  # EQLv2 positive weight 1 + alpha * (1 - f(g))
+    fed_num_classes: int = 50  # federated: classes trained per batch (gt + drawn negatives)
+    fed_freq_weight_power: float = 0.5  # federated: negatives drawn ~ train image count ** power
 
     def __post_init__(self) -> None:
         for name in ("anchor_sizes", "anchor_ratios", "train_scales", "image_mean", "image_std"):
@@ -271,6 +304,10 @@ class Preset:
             problems.append(f"rfs_rounding {self.rfs_rounding!r} is not one of {ROUNDINGS}")
         if self.optimizer != "sgd":
             problems.append(f"optimizer {self.optimizer!r}: only 'sgd' (as mmdetection)")
+        if self.cls_loss not in CLS_LOSSES:
+            problems.append(f"cls_loss {self.cls_loss!r} is not one of {sorted(CLS_LOSSES)}")
+        if isinstance(self.fed_num_classes, bool) or not isinstance(self.fed_num_classes, int):
+            problems.append(f"fed_num_classes must be an int, got {self.fed_num_classes!r}")
         problems += _range_problems(self)
         if problems:
             raise ValueError(f"preset {self.name!r}: " + "; ".join(problems))
@@ -317,6 +354,28 @@ def _seed_presets() -> dict[str, Preset]:
     return rows
 
 
+def _seesaw_presets() -> dict[str, Preset]:
+    """mmdetection v2's ``configs/seesaw_loss/`` Mask R-CNN R-50 rows (LVIS v1, 2x = 24 epochs,
+    steps after 16 and 22): Seesaw loss (``p=0.8, q=2.0``) on a ``NormedLinear`` classifier
+    (``tempearture=20``). ``sample1e-3`` builds on ``_base_/datasets/lvis_v1_instance.py``
+    (``ClassBalancedDataset``, ``oversample_thr=1e-3``); ``random`` on ``coco_instance.py`` with
+    a plain ``LVISV1Dataset`` (no RFS); ``normed_mask`` adds ``mask_head.predictor_cfg=
+    dict(type='NormedConv2d', tempearture=20)``."""
+    rows = {}
+    for sampling, threshold in (("sample1e-3", 1e-3), ("random", None)):
+        for mask, temperature in (("", None), ("_normed_mask", 20.0)):
+            name = f"mask_rcnn_r50_fpn_{sampling}_seesaw_loss{mask}_mstrain_2x_lvis_v1"
+            rows[name] = Preset(
+                name=name,
+                rfs_threshold=threshold,
+                max_epochs=24,
+                lr_steps=(16, 22),
+                cls_loss="seesaw",
+                normed_mask_temperature=temperature,
+            )
+    return rows
+
+
 TOY = Preset(
     name="toy",
     backbone="resnet10",  # BasicBlock x [1, 1, 1, 1], trained from scratch
@@ -355,8 +414,10 @@ TOY = Preset(
     box_detections_per_img=100,
 )
 
-PRESETS: dict[str, Preset] = {**_seed_presets(), "toy": TOY}
-SEED_PRESETS: tuple[str, ...] = tuple(name for name in PRESETS if name != "toy")
+_SEED_ROWS, _SEESAW_ROWS = _seed_presets(), _seesaw_presets()
+PRESETS: dict[str, Preset] = {**_SEED_ROWS, **_SEESAW_ROWS, "toy": TOY}
+SEED_PRESETS: tuple[str, ...] = tuple(_SEED_ROWS)  # mmdetection's configs/lvis rows
+SEESAW_PRESETS: tuple[str, ...] = tuple(_SEESAW_ROWS)  # mmdetection's configs/seesaw_loss rows
 
 
 def get_preset(name: str, **overrides: object) -> Preset:
@@ -465,6 +526,7 @@ def build_model(
     *,
     weights: bool = True,
     device: torch.device | str | None = None,
+    class_image_counts: Sequence[float] | np.ndarray | torch.Tensor | None = None,
 ) -> MaskRCNN:
     """torchvision ``MaskRCNN`` for ``preset`` (a :class:`Preset` or a name in ``PRESETS``).
 
@@ -474,6 +536,12 @@ def build_model(
     category ids to that range). ``weights=True`` loads ``preset.pretrained`` into the ResNet
     (which may download once; see :func:`load_backbone_weights`); ``weights=False`` leaves it
     randomly initialised. ``device="meta"`` builds shapes only (no memory, no weights).
+
+    The box classifier is trained and scored with ``preset.cls_loss``
+    (:func:`build_preset_cls_loss`, held as ``model.roi_heads.cls_loss``; see
+    :mod:`lvisnb.roi_heads`). ``class_image_counts`` ``(K,)``: training images per class in
+    label order ``1..K``, required by ``"federated"`` (whose weights a checkpoint then
+    overwrites with its own), not read otherwise.
 
     Training: ``model(images, targets)`` with ``images`` a list of float ``(3, H, W)`` tensors
     in ``[0, 1]`` and ``targets`` dicts of ``boxes`` ``(N, 4)`` float XYXY pixels, ``labels``
@@ -493,6 +561,8 @@ def build_model(
         )
     classes = preset.num_classes_with_background
     levels = len(preset.anchor_sizes)
+    cls_loss = build_preset_cls_loss(preset, class_image_counts)  # on the CPU, then moved
+    temperature = preset.seesaw_cls_temperature if preset.cls_loss == "seesaw" else None
     with torch.device(device) if device is not None else contextlib.nullcontext():
         backbone = build_backbone(preset)
         model = MaskRCNN(
@@ -516,7 +586,9 @@ def build_model(
             rpn_batch_size_per_image=preset.rpn_batch_size_per_image,
             rpn_positive_fraction=preset.rpn_positive_fraction,
             box_head=TwoMLPHead(preset.fpn_channels * 7 * 7, preset.box_head_dim),
-            box_predictor=FastRCNNPredictor(preset.box_head_dim, classes),
+            box_predictor=box_predictor(
+                preset.box_head_dim, classes, cls_loss.num_outputs, temperature
+            ),
             box_score_thresh=preset.box_score_thresh,
             box_nms_thresh=preset.box_nms_thresh,
             box_detections_per_img=preset.box_detections_per_img,
@@ -525,10 +597,12 @@ def build_model(
             box_batch_size_per_image=preset.box_batch_size_per_image,
             box_positive_fraction=preset.box_positive_fraction,
             mask_head=MaskRCNNHeads(preset.fpn_channels, (preset.mask_head_channels,) * 4, 1),
-            mask_predictor=MaskRCNNPredictor(
-                preset.mask_head_channels, preset.mask_head_channels, classes
+            mask_predictor=mask_predictor(
+                preset.mask_head_channels, classes, preset.normed_mask_temperature
             ),
         )
+        cls_loss = cls_loss.to(device) if device is not None else cls_loss
+        model.roi_heads = ClsLossRoIHeads(model.roi_heads, cls_loss)
         model.transform = PresizedRCNNTransform(
             preset.test_scale,
             preset.max_size,
@@ -539,6 +613,23 @@ def build_model(
     if weights and preset.pretrained is not None and torch.device(device or "cpu").type != "meta":
         load_backbone_weights(model, preset.pretrained)
     return model
+
+
+def build_preset_cls_loss(
+    preset: Preset,
+    class_image_counts: Sequence[float] | np.ndarray | torch.Tensor | None = None,
+) -> ClsLoss:
+    """``preset.cls_loss`` for ``preset.num_classes`` classes with the preset's parameters
+    (:func:`lvisnb.losses.build_cls_loss`); ``class_image_counts`` as :func:`build_model`."""
+    params = {
+        "seesaw": {"p": preset.seesaw_p, "q": preset.seesaw_q, "eps": preset.seesaw_eps},
+        "eqlv2": {"gamma": preset.eqlv2_gamma, "mu": preset.eqlv2_mu, "alpha": preset.eqlv2_alpha},
+        "federated": {
+            "fed_loss_num_classes": preset.fed_num_classes,
+            "freq_weight_power": preset.fed_freq_weight_power,
+        },
+    }.get(preset.cls_loss, {})
+    return build_cls_loss(preset.cls_loss, preset.num_classes, class_image_counts, **params)
 
 
 AMP_MODES = ("auto", "bf16", "fp16", "off")  # mixed precision: TrainConfig.amp, predict(amp=)

@@ -41,6 +41,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Sampler
@@ -353,7 +354,8 @@ def setup_training(cfg: TrainConfig) -> tuple[TrainSetup, Progress]:
 
     The order is fixed, so that a seed gives the same run: process group and device, preset,
     the run-directory check (every rank refuses together), seeding with ``cfg.seed``, data and
-    sampler, the model (the same initial weights on every rank; DDP also broadcasts them),
+    sampler, the model (the same initial weights on every rank; DDP also broadcasts them; the
+    federated loss gets the training set's per-class image counts, :func:`class_image_counts`),
     reseeding with ``cfg.seed + rank`` (each rank draws its own augmentations and RoI samples),
     optimiser, scheduler, AMP, DDP, then the checkpoint. Raises ``ValueError`` for a training
     file of another LVIS version than the preset, an epoch shorter than one batch, or a resume
@@ -373,7 +375,8 @@ def setup_training(cfg: TrainConfig) -> tuple[TrainSetup, Progress]:
             f"{data['train_ann']}: an epoch has {len(sampler)} images per process, fewer than "
             f"batch_size {cfg.batch_size}; training would never take a step"
         )
-    model = build_model(preset, num_classes=dataset.mapping.num_classes).to(device)
+    counts = class_image_counts(dataset) if preset.cls_loss == "federated" else None
+    model = build_model(preset, dataset.mapping.num_classes, class_image_counts=counts).to(device)
     random.seed(cfg.seed + rank)
     torch.manual_seed(cfg.seed + rank)
     amp_dtype = autocast_dtype(cfg.amp, device)
@@ -395,6 +398,17 @@ def setup_training(cfg: TrainConfig) -> tuple[TrainSetup, Progress]:
     progress = _resume(setup) if cfg.resume else Progress()
     _prepare_run_dir(setup, progress.iteration)
     return setup, progress
+
+
+def class_image_counts(dataset: LVISDetection) -> np.ndarray:
+    """Training images annotated with each class, ``(K,)`` int64 in label order ``1..K``.
+
+    Counted from ``dataset``'s annotations (each image counts once per category it holds),
+    not read from the file's ``image_count`` field; the federated loss draws its negatives
+    with these counts (:func:`lvisnb.losses.federated_class_weights`)."""
+    ids = [c for categories in dataset.category_sets() for c in categories]
+    labels = dataset.mapping.to_labels(ids).numpy()
+    return np.bincount(labels - 1, minlength=dataset.mapping.num_classes)
 
 
 def _placement(device: str) -> tuple[int, int, torch.device]:

@@ -1,9 +1,11 @@
-"""Synthetic LVIS results for tests: a perturbed copy of a ground truth plus false positives."""
+"""Synthetic test data: LVIS results (a perturbed copy of a ground truth plus false positives)
+and Mask R-CNN training batches."""
 
 import math
 
 import numpy as np
 import pycocotools.mask as mask_utils
+import torch
 
 
 def rle(mask: np.ndarray) -> dict:
@@ -71,3 +73,19 @@ def toy_detections(gt: dict, seed: int = 0) -> list[dict]:
                 }
             )
     return results
+
+
+def detection_batch(seed=0, sizes=((160, 200), (176, 144))):
+    """Mask R-CNN training inputs: random images of ``sizes`` (H, W) and two box-shaped
+    instances each, labels ``1 + i`` and ``5`` (boxes XYXY pixels, uint8 masks)."""
+    g = torch.Generator().manual_seed(seed)
+    images, targets = [], []
+    for i, (h, w) in enumerate(sizes):
+        images.append(torch.rand(3, h, w, generator=g))
+        boxes = torch.tensor([[10.0, 20.0, 90.0, 120.0], [50.0, 30.0, w - 5.0, h - 10.0]])
+        masks = torch.zeros(2, h, w, dtype=torch.uint8)
+        for k, (x0, y0, x1, y1) in enumerate(boxes.int().tolist()):
+            masks[k, y0:y1, x0:x1] = 1
+        labels = torch.tensor([1 + i, 5], dtype=torch.int64)
+        targets.append({"boxes": boxes, "labels": labels, "masks": masks})
+    return images, targets

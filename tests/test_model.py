@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision
+from synthetic import detection_batch
 from torch import nn
 from torchvision.ops.misc import FrozenBatchNorm2d
 
@@ -17,6 +18,7 @@ from lvisnb import model as M
 from lvisnb.model import (
     PRESETS,
     SEED_PRESETS,
+    SEESAW_PRESETS,
     TOY,
     Preset,
     PresizedRCNNTransform,
@@ -51,6 +53,13 @@ def _seed_name(arch: str, dataset: str) -> str:
 
 
 SEED_NAMES = [_seed_name(a, d) for d in ("v1", "v0.5") for a in ARCHS]
+# mmdetection v2 configs/seesaw_loss/ Mask R-CNN R-50 rows -> (RFS threshold, normed mask)
+SEESAW_NAMES = {
+    "mask_rcnn_r50_fpn_sample1e-3_seesaw_loss_mstrain_2x_lvis_v1": (1e-3, False),
+    "mask_rcnn_r50_fpn_sample1e-3_seesaw_loss_normed_mask_mstrain_2x_lvis_v1": (1e-3, True),
+    "mask_rcnn_r50_fpn_random_seesaw_loss_mstrain_2x_lvis_v1": (None, False),
+    "mask_rcnn_r50_fpn_random_seesaw_loss_normed_mask_mstrain_2x_lvis_v1": (None, True),
+}
 
 
 @pytest.fixture(autouse=True)
@@ -87,10 +96,11 @@ def _trunk_state_shapes(module: nn.Module) -> dict[str, tuple[int, ...]]:
 # ----------------------------------------------------------------------------- presets
 
 
-def test_preset_names_are_mmdetections_eight_rows_plus_toy():
+def test_preset_names_are_mmdetections_rows_plus_toy():
     assert set(SEED_PRESETS) == set(SEED_NAMES)
     assert len(SEED_PRESETS) == 8
-    assert set(PRESETS) == set(SEED_NAMES) | {"toy"}
+    assert set(SEESAW_PRESETS) == set(SEESAW_NAMES)
+    assert list(PRESETS) == [*SEED_PRESETS, *SEESAW_PRESETS, "toy"]
     assert PRESETS["toy"] is TOY
     assert all(PRESETS[name].name == name for name in PRESETS)
 
@@ -140,6 +150,64 @@ def test_seed_presets_equal_mmdetection_lvis_configs(name):
     assert (p.box_batch_size_per_image, p.box_positive_fraction) == (512, 0.25)
 
 
+@pytest.mark.parametrize("name", sorted(SEESAW_NAMES))
+def test_seesaw_presets_equal_mmdetection_seesaw_configs(name):
+    """configs/seesaw_loss/<name>.py: the r50 LVIS v1 model with Seesaw(p=0.8, q=2.0) on a
+    NormedLinear(tempearture=20) classifier, schedule_2x (24 epochs, steps 16 / 22),
+    lvis_v1_instance (RFS 1e-3) or coco_instance with LVISV1Dataset ("random": no RFS);
+    *_normed_mask_* adds mask_head predictor_cfg NormedConv2d(tempearture=20)."""
+    threshold, normed_mask = SEESAW_NAMES[name]
+    p = get_preset(name)
+    assert (p.cls_loss, p.seesaw_p, p.seesaw_q, p.seesaw_eps) == ("seesaw", 0.8, 2.0, 1e-2)
+    assert p.seesaw_cls_temperature == 20.0
+    assert p.normed_mask_temperature == (20.0 if normed_mask else None)
+    assert (p.max_epochs, p.lr_steps, p.rfs_threshold) == (24, (16, 22), threshold)
+    # everything else is the r50 1x LVIS v1 row's
+    changed = {
+        f.name
+        for f in dataclasses.fields(Preset)
+        if getattr(p, f.name) != getattr(Preset(), f.name)
+    }
+    assert changed <= {"name", "cls_loss", "max_epochs", "lr_steps", "rfs_threshold",
+                       "normed_mask_temperature"}  # fmt: skip
+
+
+def test_loss_fields_default_to_their_sources_values():
+    p = Preset()
+    assert p.cls_loss == "ce" and TOY.cls_loss == "ce"
+    # mmdetection SeesawLoss and its NormedLinear(tempearture=20)
+    assert (p.seesaw_p, p.seesaw_q, p.seesaw_eps, p.seesaw_cls_temperature) == (0.8, 2, 1e-2, 20)
+    assert p.normed_mask_temperature is None  # nn.Conv2d mask logits, as the seed rows
+    assert (p.eqlv2_gamma, p.eqlv2_mu, p.eqlv2_alpha) == (12.0, 0.8, 4.0)  # tztztztztz/eqlv2
+    assert (p.fed_num_classes, p.fed_freq_weight_power) == (50, 0.5)  # detectron2 LVIS configs
+
+
+@pytest.mark.parametrize("loss", ["seesaw", "eqlv2", "federated"])
+def test_every_seed_row_builds_with_every_loss(loss):
+    counts = torch.ones(1230)
+    for name in SEED_PRESETS:
+        preset = get_preset(name, cls_loss=loss)
+        model = build_model(preset, weights=False, device="meta",
+                            class_image_counts=counts[: preset.num_classes])  # fmt: skip
+        heads = model.roi_heads
+        assert heads.cls_loss.name == loss and heads.cls_loss.num_classes == preset.num_classes
+        width = preset.num_classes + (2 if loss == "seesaw" else 1)
+        assert heads.box_predictor.cls_score.out_features == width
+        assert heads.box_predictor.bbox_pred.out_features == 4 * (preset.num_classes + 1)
+
+
+@pytest.mark.parametrize("name", sorted(SEESAW_NAMES))
+def test_seesaw_models_have_the_cosine_predictors(name):
+    model = build_model(name, weights=False, device="meta")
+    heads = model.roi_heads
+    assert type(heads.box_predictor.cls_score).__name__ == "NormedLinear"
+    assert heads.box_predictor.cls_score.out_features == 1203 + 2
+    assert heads.box_predictor.bbox_pred.out_features == 4 * 1204
+    mask_logits = type(heads.mask_predictor.mask_fcn_logits).__name__
+    assert mask_logits == ("NormedConv2d" if SEESAW_NAMES[name][1] else "Conv2d")
+    assert heads.cls_loss.cum_samples.shape == (1204,)
+
+
 def test_seed_rows_differ_from_the_r50_1x_defaults_only_in_row_fields():
     row_fields = {"name", "backbone", "pretrained", "dataset", "num_classes"}
     row_fields |= {"max_epochs", "lr_steps"}
@@ -186,6 +254,8 @@ def test_get_preset_errors_name_the_problem():
         ({"max_iters": 1000}, r"max_iters and lr_steps_iters are set together"),
         ({"lr_steps_iters": (5,)}, r"max_iters and lr_steps_iters are set together"),
         ({"optimizer": "adamw"}, r"optimizer 'adamw'"),
+        ({"cls_loss": "focal"}, r"cls_loss 'focal' is not one of \['ce', 'eqlv2', 'federated'"),
+        ({"fed_num_classes": 2.5}, r"fed_num_classes must be an int, got 2.5"),
     ],
 )
 def test_invalid_preset_fields_raise(fields, message):
@@ -318,20 +388,6 @@ def test_toy_needs_num_classes():
 # ----------------------------------------------------------------------------- toy model
 
 
-def _toy_batch(seed=0, sizes=((160, 200), (176, 144))):
-    g = torch.Generator().manual_seed(seed)
-    images, targets = [], []
-    for i, (h, w) in enumerate(sizes):
-        images.append(torch.rand(3, h, w, generator=g))
-        boxes = torch.tensor([[10.0, 20.0, 90.0, 120.0], [50.0, 30.0, w - 5.0, h - 10.0]])
-        masks = torch.zeros(2, h, w, dtype=torch.uint8)
-        for k, (x0, y0, x1, y1) in enumerate(boxes.int().tolist()):
-            masks[k, y0:y1, x0:x1] = 1
-        labels = torch.tensor([1 + i, 5], dtype=torch.int64)
-        targets.append({"boxes": boxes, "labels": labels, "masks": masks})
-    return images, targets
-
-
 def test_toy_model_structure(toy_model):
     assert toy_model.preset.num_classes == 5
     assert backbone_name(toy_model) == "resnet10"
@@ -348,7 +404,7 @@ def test_toy_model_structure(toy_model):
 
 
 def test_toy_train_step_returns_five_finite_losses_and_backpropagates(toy_model):
-    images, targets = _toy_batch()
+    images, targets = detection_batch()
     toy_model.train()
     toy_model.zero_grad()
     losses = toy_model(images, targets)
@@ -369,7 +425,7 @@ def test_toy_train_step_returns_five_finite_losses_and_backpropagates(toy_model)
 
 
 def test_presized_transform_keeps_train_sizes_and_resizes_in_eval(toy_model):
-    images, targets = _toy_batch()
+    images, targets = detection_batch()
     toy_model.train()
     batch, out_targets = toy_model.transform(images, targets)
     assert batch.image_sizes == [(160, 200), (176, 144)]
@@ -396,7 +452,7 @@ def test_presized_transform_keeps_train_sizes_and_resizes_in_eval(toy_model):
 
 
 def test_toy_eval_returns_detections_in_input_pixels(toy_model):
-    images, _ = _toy_batch(seed=1)
+    images, _ = detection_batch(seed=1)
     toy_model.eval()
     try:
         with torch.no_grad():
@@ -625,6 +681,16 @@ def test_planted_hub_files_and_weights_files_are_never_unpickled(tmp_path, monke
         ("train_scales", (640, -1), "[1, inf)"),
         ("weight_decay", -1e-4, "[0, inf)"),
         ("box_detections_per_img", 0, "[1, inf)"),
+        ("seesaw_p", -0.8, "[0, inf)"),
+        ("seesaw_q", float("nan"), "[0, inf)"),
+        ("seesaw_eps", 0.0, "(0, 1]"),
+        ("seesaw_cls_temperature", 0.0, "(0, inf)"),
+        ("normed_mask_temperature", -20.0, "(0, inf)"),
+        ("eqlv2_gamma", 0.0, "(0, inf)"),
+        ("eqlv2_mu", -0.1, "[0, inf)"),
+        ("eqlv2_alpha", -4.0, "[0, inf)"),
+        ("fed_num_classes", 0, "[1, inf)"),
+        ("fed_freq_weight_power", -0.5, "[0, inf)"),
     ],
 )
 def test_preset_numbers_out_of_range_are_named(field, value, interval):

@@ -627,3 +627,68 @@ def test_a_mapping_of_another_size_is_refused_before_predicting(tmp_path):
     dataset = LVISDetection(_lvis_file(tmp_path, "v0.5"), tmp_path)
     with pytest.raises(ValueError, match="the model predicts 3 categories, but the mapping"):
         next(predict(model, dataset, CategoryMapping(tuple(range(1, 1231)))))
+
+
+@pytest.mark.parametrize("loss", ["seesaw", "federated"])
+def test_a_loss_preset_field_trains_checkpoints_and_resumes_exactly(
+    loss, tiny_train, toy_root, tmp_path
+):
+    """The loss's state (Seesaw's class counts; the federated draw, which takes torch's global
+    RNG, saved per rank in every checkpoint) resumes exactly; load_trained_model rebuilds it."""
+    from lvisnb.inference import load_trained_model
+
+    overrides = {**FAST, "cls_loss": loss}
+    if loss == "federated":  # fewer than toy's 40 classes: every batch draws negatives
+        overrides["fed_num_classes"] = 8
+    full = train(_config(tiny_train, toy_root, tmp_path / "full", max_iters=6, overrides=overrides))
+
+    def stop_at_5(record):
+        if record["iter"] == 5:
+            raise _Stop
+
+    cut = tmp_path / "cut"
+    with pytest.raises(_Stop):
+        train(_config(tiny_train, toy_root, cut, max_iters=6, overrides=overrides), stop_at_5)
+    resumed = train(
+        _config(tiny_train, toy_root, cut, max_iters=6, overrides=overrides, resume=True)
+    )
+    assert resumed.losses == pytest.approx(full.losses[3:], rel=1e-5, abs=1e-6)
+    final = torch.load(cut / "checkpoints" / "final.pt", weights_only=True)
+    reference = load_checkpoint(tmp_path / "full" / "checkpoints" / "final.pt")
+    assert final["config"]["preset"]["cls_loss"] == loss
+    buffers = [k for k in reference["model"] if k.startswith("roi_heads.cls_loss.")]
+    assert buffers == [
+        {"seesaw": "roi_heads.cls_loss.cum_samples",
+         "federated": "roi_heads.cls_loss.class_weights"}[loss]
+    ]  # fmt: skip
+    for key, value in reference["model"].items():
+        torch.testing.assert_close(final["model"][key], value, rtol=1e-4, atol=1e-5)
+    dataset = LVISDetection(tiny_train, toy_root, skip_empty=True)
+    state = reference["model"][buffers[0]]
+    if loss == "seesaw":  # every sampled RoI of 6 iterations x 2 images, background included
+        assert int(state.sum()) == 6 * 2 * FAST["box_batch_size_per_image"]
+    else:
+        expected = torch.from_numpy(train_mod.class_image_counts(dataset)).float().sqrt()
+        torch.testing.assert_close(state, expected)
+    model, _ = load_trained_model(cut / "checkpoints" / "final.pt")
+    assert model.roi_heads.cls_loss.name == loss
+    torch.testing.assert_close(model.state_dict()[buffers[0]], state)
+
+
+def test_class_image_counts_come_from_the_annotations(tiny_train, toy_root):
+    data = json.loads(tiny_train.read_text())
+    dataset = LVISDetection(tiny_train, toy_root, skip_empty=True)
+    counts = train_mod.class_image_counts(dataset)
+    assert counts.shape == (dataset.mapping.num_classes,) and counts.dtype.kind == "i"
+    for label, category_id in enumerate(dataset.mapping.category_ids, start=1):
+        images = {a["image_id"] for a in data["annotations"] if a["category_id"] == category_id}
+        assert counts[label - 1] == len(images), category_id
+    assert counts.sum() > 0
+
+
+def test_the_loss_is_chosen_from_the_command_line():
+    cfg = train_mod.config_from_args(["--overrides", "{cls_loss: eqlv2, eqlv2_gamma: 6}"])
+    preset = train_mod._run_preset(cfg)
+    assert (preset.cls_loss, preset.eqlv2_gamma, preset.eqlv2_mu) == ("eqlv2", 6, 0.8)
+    with pytest.raises(ValueError, match="cls_loss 'softmax' is not one of"):
+        train_mod._run_preset(train_mod.config_from_args(["--overrides", "{cls_loss: softmax}"]))
