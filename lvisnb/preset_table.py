@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-from lvisnb.model import PRESETS, SEED_PRESETS, TOY, Preset
+from lvisnb.model import PRESETS, TOY, Preset
 from lvisnb.outputs import write_text_atomic
 
 START, END = "<!-- presets:start -->", "<!-- presets:end -->"
@@ -259,6 +259,43 @@ MMDETECTION: dict[str, Entry] = {
         "LVIS allows 300 per image (base: `100`)",
     ),
     "mask_thresh": Entry("`model.test_cfg.rcnn.mask_thr_binary`", "`0.5`"),
+    "cls_loss": Entry(
+        "`model.roi_head.bbox_head.loss_cls.type`",
+        "`'CrossEntropyLoss'`",
+        "`configs/seesaw_loss/` rows: `'SeesawLoss'`; also `'eqlv2'` (tztztztztz/eqlv2, "
+        "`type='EQLv2'`) and `'federated'` (detectron2 `USE_FED_LOSS=True` with sigmoid CE); "
+        "see `lvisnb.losses`",
+    ),
+    "seesaw_p": Entry("`loss_cls.p` (`SeesawLoss`)", "`0.8`", "mitigation exponent"),
+    "seesaw_q": Entry("`loss_cls.q` (`SeesawLoss`)", "`2.0`", "compensation exponent"),
+    "seesaw_eps": Entry(
+        "`loss_cls.eps` (`SeesawLoss` default)",
+        "`1e-2`",
+        "floor of the own-class score in the compensation ratio",
+    ),
+    "seesaw_cls_temperature": Entry(
+        "`model.roi_head.bbox_head.cls_predictor_cfg`",
+        "`dict(type='NormedLinear', tempearture=20)`",
+        "read with `cls_loss='seesaw'` only; `None` = `nn.Linear` (`dict(type='Linear')`)",
+    ),
+    "normed_mask_temperature": Entry(
+        "`model.roi_head.mask_head.predictor_cfg`",
+        "`dict(type='Conv')`",
+        "`*_normed_mask_*` rows: `dict(type='NormedConv2d', tempearture=20)`; any loss",
+    ),
+    "eqlv2_gamma": Entry("eqlv2 `loss_cls.gamma` (not in mmdetection v2)", "`12`", "slope of f(g)"),
+    "eqlv2_mu": Entry("eqlv2 `loss_cls.mu`", "`0.8`", "centre of f(g)"),
+    "eqlv2_alpha": Entry("eqlv2 `loss_cls.alpha`", "`4.0`", "positive-weight gain"),
+    "fed_num_classes": Entry(
+        "detectron2 `MODEL.ROI_BOX_HEAD.FED_LOSS_NUM_CLASSES`",
+        "`50`",
+        "classes trained per batch: the batch's ground truth plus drawn negatives",
+    ),
+    "fed_freq_weight_power": Entry(
+        "detectron2 `MODEL.ROI_BOX_HEAD.FED_LOSS_FREQ_WEIGHT_POWER`",
+        "`0.5`",
+        "negatives drawn in proportion to train image count ** power",
+    ),
 }
 
 _INTRO = """\
@@ -267,10 +304,14 @@ _INTRO = """\
 ## Presets
 
 `lvisnb.model.PRESETS` holds mmdetection's LVIS Mask R-CNN rows as frozen `Preset` dataclasses,
-named exactly as mmdetection's `configs/lvis/` files, plus `toy` (ResNet-10 + GroupNorm from
-scratch, small images, trains on a 2-core CPU). `get_preset(name, **overrides)` returns a
-validated copy with fields replaced; `build_model(name_or_preset, num_classes=None)` builds the
-torchvision `MaskRCNN` (`num_classes` is required for `toy`, whose classes come from the data).
+named exactly as mmdetection's `configs/lvis/` and `configs/seesaw_loss/` files, plus `toy`
+(ResNet-10 + GroupNorm from scratch, small images, trains on a 2-core CPU).
+`get_preset(name, **overrides)` returns a validated copy with fields replaced;
+`build_model(name_or_preset, num_classes=None)` builds the torchvision `MaskRCNN` (`num_classes`
+is required for `toy`, whose classes come from the data). The box classification loss is a
+field like the others (`cls_loss`: `'ce'`, `'seesaw'`, `'eqlv2'`, `'federated'`, with its
+parameters below; `lvisnb.losses`), so every row, `toy` included, trains with any of them:
+`get_preset(name, cls_loss='eqlv2')`, `lvisnb train --overrides '{cls_loss: federated}'`.
 
 The rows differ only in these fields (values as `Preset` holds them):
 """
@@ -287,7 +328,7 @@ _ROUNDING = """\
 fraction of training images containing `c`), but `r(i)` is fractional and the codebases round it
 differently; `rfs_rounding` picks which (`lvisnb.sampler.RepeatFactorSampler(rounding=...)`):
 
-- the eight `mask_rcnn_*` rows use **`'ceil'`**: mmdetection's `ClassBalancedDataset` lists
+- the `mask_rcnn_*` rows use **`'ceil'`**: mmdetection's `ClassBalancedDataset` lists
   image `i` `ceil(r(i))` times, so an epoch is `sum_i ceil(r(i))` images, the same every epoch.
   Their schedules are in epochs (12 or 24), and an epoch's length sets how many iterations they
   train; with stochastic rounding an epoch is only `sum_i r(i)` long on average, which on LVIS v1
@@ -333,14 +374,15 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def row_fields() -> list[str]:
-    """The fields besides ``name`` in which some mmdetection row differs from ``Preset()``'s
-    defaults, in declaration order: the columns of :func:`rows_table`."""
+    """The fields besides ``name`` in which some mmdetection row (``configs/lvis`` or
+    ``configs/seesaw_loss``) differs from ``Preset()``'s defaults, in declaration order: the
+    columns of :func:`rows_table`."""
     default = Preset()
+    rows = [preset for name, preset in PRESETS.items() if name != TOY.name]
     return [
         f.name
         for f in dataclasses.fields(Preset)
-        if f.name != "name"
-        and any(getattr(PRESETS[n], f.name) != getattr(default, f.name) for n in SEED_PRESETS)
+        if f.name != "name" and any(getattr(p, f.name) != getattr(default, f.name) for p in rows)
     ]
 
 

@@ -38,11 +38,11 @@ def test_every_preset_field_has_an_mmdetection_entry():
 
 
 def test_a_field_without_an_entry_fails_naming_it():
-    # what the loss fields will look like: a new Preset field with no MMDETECTION entry
-    with_loss = dataclasses.make_dataclass(
-        "WithLoss", [("cls_loss", str, "ce")], bases=(Preset,), frozen=True
+    # a new Preset field with no MMDETECTION entry
+    with_new = dataclasses.make_dataclass(
+        "WithNew", [("new_loss_weight", float, 1.0)], bases=(Preset,), frozen=True
     )
-    assert T.undocumented(with_loss) == ["cls_loss"]
+    assert T.undocumented(with_new) == ["new_loss_weight"]
     without_lr = {k: v for k, v in T.MMDETECTION.items() if k != "lr"}
     with pytest.raises(ValueError, match=r"no entry for Preset field\(s\) \['lr'\]"):
         T.fields_table(without_lr)
@@ -53,8 +53,12 @@ def test_a_field_without_an_entry_fails_naming_it():
 
 def test_rows_table_lists_exactly_the_presets_and_what_their_rows_change():
     header, *rows = _cells(T.rows_table())
-    # the fields mmdetection's eight rows change (test_model checks they change nothing else)
-    fields = ["backbone", "pretrained", "dataset", "num_classes", "max_epochs", "lr_steps"]
+    # the fields mmdetection's rows change (test_model checks they change nothing else): the
+    # eight configs/lvis rows, and the four configs/seesaw_loss rows (loss, RFS, mask head)
+    fields = [
+        *("backbone", "pretrained", "dataset", "num_classes", "rfs_threshold", "max_epochs"),
+        *("lr_steps", "cls_loss", "normed_mask_temperature"),
+    ]
     assert header == ["preset", *fields]
     assert [row[0] for row in rows] == [f"`{name}`" for name in PRESETS]
     for row in rows:
