@@ -202,12 +202,17 @@ def predict(
         model.train(was_training)
 
 
-def save_results(path: str | os.PathLike, records: Iterable[dict]) -> int:
+def save_results(
+    path: str | os.PathLike, records: Iterable[dict], overwrite: bool = False
+) -> int:
     """Stream ``records`` to an LVIS results JSON array at ``path``; return how many.
 
     Records are written one at a time as they come (a generator from :func:`predict` is never
     held in memory as a whole), into a temporary file that is renamed at the end.
+    ``FileExistsError`` when ``path`` is a folder or an existing file that this function did
+    not write (unless ``overwrite``): a user's file is never replaced.
     """
+    check_output(path, written_by_kit=_is_saved_results, overwrite=overwrite, what="results file")
     count = 0
     with atomic_path(path) as tmp, open(tmp, "w") as handle:
         handle.write("[")

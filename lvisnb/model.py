@@ -135,7 +135,7 @@ _NON_NEGATIVE = (0.0, None, False, False)
 _RANGES = {
     **dict.fromkeys(("flip_prob", "rpn_nms_thresh", "rpn_fg_iou_thresh", "rpn_bg_iou_thresh",
                      "box_fg_iou_thresh", "box_bg_iou_thresh", "box_score_thresh",
-                     "box_nms_thresh", "mask_thresh"), _UNIT),
+                     "box_nms_thresh", "mask_thresh", "image_mean", "rfs_threshold"), _UNIT),
     **dict.fromkeys(("rpn_positive_fraction", "box_positive_fraction", "warmup_ratio", "gamma"),
                     (0.0, 1.0, True, False)),
     "momentum": (0.0, 1.0, False, True),
@@ -143,7 +143,7 @@ _RANGES = {
                      "seesaw_cls_temperature", "normed_mask_temperature", "eqlv2_gamma"),
                     _POSITIVE),
     "seesaw_eps": (0.0, 1.0, True, False),
-    **dict.fromkeys(("weight_decay", "rfs_threshold", "warmup_iters", "seesaw_p", "seesaw_q",
+    **dict.fromkeys(("weight_decay", "warmup_iters", "seesaw_p", "seesaw_q",
                      "eqlv2_mu", "eqlv2_alpha", "fed_freq_weight_power"), _NON_NEGATIVE),
     **dict.fromkeys(("gn_groups", "fpn_channels", "box_head_dim", "mask_head_channels",
                      "train_scales", "max_size", "test_scale", "samples_per_gpu", "num_gpus",

@@ -110,21 +110,26 @@ def clear_run(run_dir: str | os.PathLike) -> None:
 def read_log(run_dir: str | os.PathLike, drop_torn: bool = True) -> list[dict]:
     """The records of ``run_dir/train_log.jsonl`` (``[]`` when there is none).
 
-    A last line that is not valid JSON (a write cut short by a crash) is left out when
-    ``drop_torn``; any other invalid line is a ``ValueError`` naming the file and line number.
+    A last non-blank line that is not valid JSON (a write cut short by a crash) is left out when
+    ``drop_torn``; any other line that is not a JSON object with an integer ``iter`` is a
+    ``ValueError`` naming the file and line number.
     """
     path = Path(run_dir) / LOG_FILE
     lines = _log_lines(path)
+    last = max((n for n, line in enumerate(lines, start=1) if line.strip()), default=0)
     records = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError as error:
-            if drop_torn and number == len(lines):
+            if drop_torn and number == last:
                 break
             raise ValueError(f"{path}: line {number} is not a log record ({error})") from None
+        if not isinstance(record, dict) or not isinstance(record.get("iter"), int):
+            raise ValueError(f"{path}: line {number} is not a log record (no 'iter' object)")
+        records.append(record)
     return records
 
 

@@ -119,24 +119,27 @@ class TrainConfig:
 def _number_problems(cfg: TrainConfig) -> list[str]:
     """Range problems of ``cfg``'s numeric fields (``None`` means the preset's value)."""
     problems = []
-    for name, low, strict in (("lr", 0.0, True), ("grad_clip", 0.0, True),
-                              ("rfs_threshold", 0.0, False)):  # fmt: skip
+    bounds = {"lr": (0.0, True, math.inf), "grad_clip": (0.0, True, math.inf),
+              "rfs_threshold": (0.0, False, 1.0)}  # (low, low excluded, high)
+    for name, (low, strict, high) in bounds.items():
         value = getattr(cfg, name)
         if value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, int | float):
             problems.append(f"{name} must be a number, got {value!r}")
-        elif not math.isfinite(value) or value < low or (strict and value == low):
-            problems.append(f"{name} must be a finite number {'>' if strict else '>='} {low:g}, "
-                            f"got {value!r}")  # fmt: skip
+        elif not math.isfinite(value) or value < low or (strict and value == low) or value > high:
+            close = ")" if high == math.inf else "]"
+            interval = f"{'(' if strict else '['}{low:g}, {high:g}{close}"
+            problems.append(f"{name} must be a finite number in {interval}, got {value!r}")
     for name in ("warmup_iters", "seed"):
         value = getattr(cfg, name)
         integer = isinstance(value, int) and not isinstance(value, bool)
         if value is not None and not (integer and value >= 0):
             problems.append(f"{name} must be an integer >= 0, got {value!r}")
     steps = cfg.lr_steps or ()
-    if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in steps):
-        problems.append(f"lr_steps must be integers >= 0, got {cfg.lr_steps!r}")
+    integers = all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in steps)
+    if not integers or list(steps) != sorted(set(steps)):
+        problems.append(f"lr_steps must be increasing integers >= 0, got {cfg.lr_steps!r}")
     return problems
 
 
@@ -769,12 +772,29 @@ def config_from_args(argv: list[str] | None = None) -> TrainConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    result = train(config_from_args(argv))  # a non-finite loss raises FloatingPointError
-    if int(os.environ.get("RANK", "0")) == 0:
-        print(f"checkpoint: {result.checkpoint} ({result.iterations} iterations)")
-    if dist.is_initialized():
-        dist.destroy_process_group()
-    return 0
+    """``lvisnb train`` / ``torchrun -m lvisnb.train``: exit status 0 when training finished,
+    1 when it stopped on non-finite losses or weights (one line naming the last good
+    checkpoint), 2 for an input the kit refuses (one line naming file and field);
+    ``LVISNB_TRACEBACK=1`` raises instead."""
+    from lvisnb.data import ImageReadError
+
+    rank = int(os.environ.get("RANK", "0"))
+    try:
+        result = train(config_from_args(argv))
+        if rank == 0:
+            print(f"checkpoint: {result.checkpoint} ({result.iterations} iterations)")
+        return 0
+    except (FloatingPointError, ValueError, FileNotFoundError, FileExistsError,
+            ImageReadError) as error:  # fmt: skip
+        if os.environ.get("LVISNB_TRACEBACK"):
+            raise
+        if rank == 0:
+            stopped = isinstance(error, FloatingPointError)
+            print(f"lvisnb train: {'stopped' if stopped else 'error'}: {error}", file=sys.stderr)
+        return 1 if isinstance(error, FloatingPointError) else 2
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
 
 
 if __name__ == "__main__":

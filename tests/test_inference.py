@@ -192,3 +192,18 @@ def test_a_checkpoint_is_run_into_results_json(toy_root, toy_val, tmp_path):
     with pytest.raises(FileExistsError, match="results.json exists and is not a results file"):
         results_for_evaluation(run_dir, ann, toy_root, other, device="cpu", progress=False)
     assert produced.path.read_text() == '[{"my": "results"}]'
+
+
+def test_save_results_never_replaces_a_users_file(tmp_path):
+    from lvisnb.inference import save_results
+
+    record = {"image_id": 1, "category_id": 2, "bbox": [0, 0, 1, 1], "score": 0.5}
+    mine = tmp_path / "mine.json"
+    mine.write_text("my notes")
+    with pytest.raises(FileExistsError, match="not a results file the kit wrote"):
+        save_results(mine, [record])
+    assert mine.read_text() == "my notes"
+    assert save_results(mine, [record], overwrite=True) == 1
+    assert save_results(mine, [record, record]) == 2  # its own file: replaced
+    with pytest.raises(FileExistsError, match="is a folder"):
+        save_results(tmp_path, [record])

@@ -691,6 +691,9 @@ def test_planted_hub_files_and_weights_files_are_never_unpickled(tmp_path, monke
         ("eqlv2_alpha", -4.0, "[0, inf)"),
         ("fed_num_classes", 0, "[1, inf)"),
         ("fed_freq_weight_power", -0.5, "[0, inf)"),
+        ("image_mean", (0.485, float("nan"), 0.406), "[0, 1]"),  # images are scaled to [0, 1]
+        ("image_std", (0.229, 0.0, 0.225), "(0, inf)"),
+        ("rfs_threshold", 2.0, "[0, 1]"),  # a fraction of the training images
     ],
 )
 def test_preset_numbers_out_of_range_are_named(field, value, interval):

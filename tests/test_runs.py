@@ -150,3 +150,17 @@ def test_write_evaluation_summary_refuses_a_users_file(tmp_path):
     with pytest.raises(FileExistsError, match="not a summary of an evaluation the kit wrote"):
         runs.write_evaluation_summary(tmp_path, _evaluation())
     assert path.read_text() == "[1, 2]"
+
+
+def test_log_lines_must_be_records_and_a_torn_last_line_may_trail_blank_lines(tmp_path):
+    from lvisnb.runs import LOG_FILE, read_log
+
+    log = tmp_path / LOG_FILE
+    log.write_text('{"iter": 1, "loss": 2.0}\n{"iter": 2, "lo\n\n\n')
+    assert [r["iter"] for r in read_log(tmp_path)] == [1]  # torn last line, then blank lines
+    with pytest.raises(ValueError, match="line 2 is not a log record"):
+        read_log(tmp_path, drop_torn=False)
+    for bad in ("[1, 2]", '"text"', '{"loss": 2.0}', '{"iter": "2"}'):
+        log.write_text(f'{{"iter": 1, "loss": 2.0}}\n{bad}\n{{"iter": 3, "loss": 1.0}}\n')
+        with pytest.raises(ValueError, match="line 2 is not a log record"):
+            read_log(tmp_path)

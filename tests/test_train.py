@@ -294,7 +294,7 @@ NAN_ON_RANK_1 = textwrap.dedent(
 
     train_mod.build_model = build_poisoned
     try:
-        train_mod.main(sys.argv[1:])
+        train_mod.train(train_mod.config_from_args(sys.argv[1:]))
     except FloatingPointError as error:
         Path(os.environ["ERROR_DIR"], f"error_rank{rank}.txt").write_text(str(error))
         dist.barrier()
@@ -322,6 +322,28 @@ def test_torchrun_a_nan_on_one_rank_stops_both(tiny_train, toy_root, tmp_path, m
     assert "nan" not in own_0.split("}")[0]  # rank 0's own loss was finite: the mean stopped it
     assert [r["iter"] for r in read_log(run_dir)] == [1]
     assert not (run_dir / "checkpoints" / "final.pt").exists()
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "line"),
+    [
+        (FloatingPointError("non-finite loss at iteration 2"), 1, "stopped: non-finite loss"),
+        (ValueError("lr must be a finite number"), 2, "error: lr must be"),
+    ],
+)
+def test_the_command_line_stops_with_one_line(monkeypatch, capsys, error, status, line):
+    def fail(cfg):
+        raise error
+
+    monkeypatch.setattr(train_mod, "train", fail)
+    monkeypatch.delenv("LVISNB_TRACEBACK", raising=False)
+    assert train_mod.main(["--preset", "toy"]) == status
+    err = capsys.readouterr().err
+    assert err.startswith(f"lvisnb train: {line}") and err.count("\n") == 1
+    assert "Traceback" not in err
+    monkeypatch.setenv("LVISNB_TRACEBACK", "1")
+    with pytest.raises(type(error)):
+        train_mod.main(["--preset", "toy"])
 
 
 class _Categories:
@@ -515,13 +537,16 @@ def test_weights_that_broke_are_never_saved_as_good(tiny_train, toy_root, tmp_pa
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("lr", float("nan"), "lr must be a finite number > 0"),
-        ("lr", -0.02, "lr must be a finite number > 0"),
-        ("grad_clip", -1.0, "grad_clip must be a finite number > 0"),
-        ("rfs_threshold", float("inf"), "rfs_threshold must be a finite number >= 0"),
+        ("lr", float("nan"), r"lr must be a finite number in \(0, inf\)"),
+        ("lr", -0.02, r"lr must be a finite number in \(0, inf\)"),
+        ("grad_clip", -1.0, r"grad_clip must be a finite number in \(0, inf\)"),
+        ("rfs_threshold", float("inf"), r"rfs_threshold must be a finite number in \[0, 1\]"),
+        ("rfs_threshold", 1.5, r"rfs_threshold must be a finite number in \[0, 1\]"),
         ("warmup_iters", -5, "warmup_iters must be an integer >= 0"),
         ("seed", 1.5, "seed must be an integer >= 0"),
-        ("lr_steps", (3, -1), "lr_steps must be integers >= 0"),
+        ("lr_steps", (3, -1), "lr_steps must be increasing integers >= 0"),
+        ("lr_steps", (8, 3), "lr_steps must be increasing integers >= 0"),
+        ("lr_steps", (3, 3), "lr_steps must be increasing integers >= 0"),
     ],
 )
 def test_config_numbers_are_checked_before_training(field, value, message):
