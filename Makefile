@@ -10,7 +10,7 @@ RUN_DIR ?= runs/demo
 export LVISNB_TOY_ROOT ?= $(CURDIR)/data/toy-lvis
 export MPLBACKEND ?= Agg
 
-.PHONY: demo test lint install toy bench clean browser-deps
+.PHONY: demo test lint install toy bench bench-gpu clean browser-deps
 
 install: $(STAMP)
 
@@ -61,6 +61,11 @@ bench: $(STAMP)
 	$(PY) benchmarks/eval_scale.py --skip-lvis --max-rss-gb 15
 	$(PY) benchmarks/eval_scale.py --summary eval_scale_5k eval_scale_10k eval_scale
 	@echo 'learning check: make demo, then $(PY) benchmarks/learning_check.py'
+
+# seed presets x classification losses x AMP on/off on a CUDA GPU (benchmarks/gpu_run.sh: the
+# few-iteration run that fits ~8 minutes of an H200)
+bench-gpu: $(STAMP)
+	$(PY) benchmarks/gpu_presets.py --write
 
 clean:
 	rm -rf runs data .pytest_cache .ruff_cache
