@@ -32,7 +32,13 @@ Only true-positive rows are needed per replicate: a recall point is read at a tr
 envelope at a true positive is the maximum over the true positives from there on (a false
 positive's precision is below the preceding true positive's). So per threshold the work is
 one cumulative sum over the false positives and one over the true positives, for all
-replicates at once ([B, rows] arrays, int32 counts, float64 precision as ``LVISEval``).
+replicates at once ([B, rows] arrays, int32 counts, float64 precision as ``LVISEval``),
+block by block of whole categories. False positives after a category's last true positive
+are left out: they lower no precision that is read.
+
+The matching comes from the fast backend (:meth:`lvisnb.fast_eval.FastBackend.standard` with
+``matches=True``: hotcoco's per-detection status of the same evaluation, area "all");
+``evaluate(..., backend="lvis", bootstrap=B)`` raises ``ValueError``.
 
 Resampled AP runs high. The interpolated precision is a running maximum (the envelope),
 and resampling makes the precision curve rougher: an image drawn twice puts its true positives

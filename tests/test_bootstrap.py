@@ -312,3 +312,16 @@ def test_unit_weights_reproduce_the_metrics_on_awkward_cases(seed, monkeypatch):
             assert values[name][0] == pytest.approx(
                 evaluation.metrics[iou_type][name], abs=1e-12
             ), (iou_type, name)
+
+
+def test_results_without_a_true_positive_give_zero_intervals(toy_gt, toy_val):
+    """Only false positives (a negative category of each image that has one): AP 0 in every
+    replicate, so the intervals are (0, 0)."""
+    records = [
+        {"image_id": image["id"], "category_id": image["neg_category_ids"][0], "score": 0.5,
+         "bbox": [1.0, 1.0, 10.0, 10.0]}
+        for image in toy_gt["images"] if image["neg_category_ids"]
+    ]  # fmt: skip
+    evaluation = _evaluate(toy_val, records, iou_types=["bbox"], fixed=False, bootstrap=5)
+    assert evaluation.metrics["bbox"]["AP"] == 0
+    assert evaluation.intervals["bbox"] == {name: (0.0, 0.0) for name in boot.METRICS}
