@@ -1,7 +1,7 @@
 """What bootstrap intervals cost: ``evaluate(..., bootstrap=B)`` beside the plain evaluation.
 
     python benchmarks/bootstrap_scale.py [--images 5000] [--dets 300] [--replicates 200]
-        [--iou-types bbox segm] [--repeat 1] [--no-write]
+        [--iou-types bbox segm] [--repeat 1] [--out-section bootstrap_scale] [--no-write]
 
 On the synthetic LVIS-v1-like case of ``benchmarks/eval_scale.py`` (same generator, cached
 under ``data/eval-scale/``), each measurement in a fresh process, one IoU type per process:
@@ -13,8 +13,9 @@ under ``data/eval-scale/``), each measurement in a fresh process, one IoU type p
 
 Wall time from reading the files to the metrics (imports excluded), as in ``eval_scale.py``.
 The target (issue 14): the bootstrap costs at most as much again as the plain evaluation.
-Figures go to the ``bootstrap_scale`` section of RESULTS.md (``--no-write`` leaves it alone),
-with the machine's load average, since a loaded machine slows both sides.
+Figures go to the ``bootstrap_scale`` section of RESULTS.md (``--out-section``; ``--no-write``
+leaves the file alone), with the machine's load average, since a loaded machine slows both
+sides; CPU time (all threads) is reported beside wall time, as the steadier of the two.
 """
 
 from __future__ import annotations
@@ -141,6 +142,7 @@ def main() -> None:
         "--iou-types", nargs="+", choices=("bbox", "segm"), default=["bbox", "segm"]
     )
     parser.add_argument("--repeat", type=int, default=1, help="fresh processes per cell")
+    parser.add_argument("--out-section", default="bootstrap_scale", help="RESULTS.md section")
     parser.add_argument("--no-write", action="store_true", help="leave RESULTS.md alone")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -163,7 +165,7 @@ def main() -> None:
     if not args.no_write:
         from _results import write_section
 
-        write_section("bootstrap_scale", section)
+        write_section(args.out_section, section)
 
 
 if __name__ == "__main__":

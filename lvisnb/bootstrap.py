@@ -192,7 +192,8 @@ def weighted_gt(matches: Matches, weights: np.ndarray) -> np.ndarray:
     """int64 [B, K]: GT instances per category in each replicate, sum_i w[b, i] g_ik."""
     out = np.zeros((len(weights), matches.num_categories), dtype=np.int64)
     if len(matches.gt_count):
-        values = weights[:, matches.gt_image].astype(np.int64) * matches.gt_count
+        by_image = np.ascontiguousarray(weights.T)
+        values = _gather(by_image, matches.gt_image).astype(np.int64) * matches.gt_count
         categories, starts = np.unique(matches.gt_category, return_index=True)
         out[:, categories] = np.add.reduceat(values, starts, axis=1)
     return out
@@ -229,15 +230,23 @@ def _restarted(cumulative: np.ndarray, starts: np.ndarray, segment: np.ndarray) 
     return cumulative - before[:, segment]
 
 
-def _block_sums(block: _Block, weights: np.ndarray, gt: np.ndarray) -> np.ndarray:
+def _gather(by_image: np.ndarray, images: np.ndarray) -> np.ndarray:
+    """[B, n] weights of ``images`` from [I, B] ``by_image``: whole rows are copied, then
+    transposed (``weights[:, images]`` reads one column at a time, several times slower
+    once a replicate's I weights outgrow the cache)."""
+    return np.ascontiguousarray(by_image[images].T)
+
+
+def _block_sums(block: _Block, by_image: np.ndarray, gt: np.ndarray) -> np.ndarray:
     """Sum over the 101 recall points of the interpolated precision, per replicate and
-    segment of ``block``: float64 [B, s] (one IoU threshold). ``weights``: int32 [B, I];
-    ``gt``: int64 [B, K]. (int32 cumulative sums and float64 arithmetic on float64 arrays:
-    numpy is many times slower on int64 sums of int32 and on mixed int/float operands.)"""
-    tp = np.cumsum(weights[:, block.tp_image], axis=1, dtype=np.int32)
+    segment of ``block``: float64 [B, s] (one IoU threshold). ``by_image``: int32 [I, B]
+    image weights; ``gt``: int64 [B, K]. (int32 cumulative sums and float64 arithmetic on
+    float64 arrays: numpy is many times slower on int64 sums of int32 and on mixed int/float
+    operands.)"""
+    tp = np.cumsum(_gather(by_image, block.tp_image), axis=1, dtype=np.int32)
     tp = _restarted(tp, block.starts, block.segment).astype(np.float64)  # TP(n)
-    fp = np.zeros((len(weights), len(block.fp_image) + 1), dtype=np.int32)
-    np.cumsum(weights[:, block.fp_image], axis=1, dtype=np.int32, out=fp[:, 1:])
+    fp = np.zeros((by_image.shape[1], len(block.fp_image) + 1), dtype=np.int32)
+    np.cumsum(_gather(by_image, block.fp_image), axis=1, dtype=np.int32, out=fp[:, 1:])
     fp = _restarted(fp[:, block.fp_upto], block.starts, block.segment)  # FP(n)
     precision = tp / (fp.astype(np.float64) + tp + np.spacing(1))  # as LVISEval
     num_gt = np.maximum(gt[:, block.categories], 1).astype(np.float64)  # G = 0: dropped later
@@ -254,9 +263,10 @@ def precision_sums(matches: Matches, weights: np.ndarray) -> tuple[np.ndarray, n
     [B, K]). ``weights``: int [B, I] image multiplicities (:func:`image_weights`)."""
     weights = np.asarray(weights, dtype=np.int32)
     gt = weighted_gt(matches, weights)
+    by_image = np.ascontiguousarray(weights.T)
     sums = np.zeros(gt.shape)
     for block in _blocks(matches, len(weights)):
-        sums[:, block.categories] += _block_sums(block, weights, gt)
+        sums[:, block.categories] += _block_sums(block, by_image, gt)
     return sums, gt
 
 
