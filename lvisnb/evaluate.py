@@ -39,6 +39,11 @@ is in the Details" (and their code, ``large-vocab-devil``), with ``fixed=True``:
   ``APpool = mean_{t, r} P_t(r)``. Ties in score keep (image, category) order, as their
   ``LVISPooledEval``. It rewards detectors whose scores are calibrated across categories.
 
+With ``bootstrap=B`` (fast backend), AP, APr, APc and APf of each IoU type also get 95%
+percentile intervals from B image resamples that reuse the evaluation's matching
+(:mod:`lvisnb.bootstrap`); :func:`compare` gives the paired interval of the difference of two
+results files on the same ground truth.
+
 Results are validated first (:func:`lvisnb.detections.validate_detections`); more than 300
 detections on an image are cut to the top 300 by score with a warning, as ``LVISResults`` does.
 """
@@ -56,6 +61,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lvisnb import bootstrap as boot
 from lvisnb import outputs
 from lvisnb.categories import lvis_version_of, other_version_ids
 from lvisnb.data import gc_paused
@@ -130,29 +136,40 @@ class Evaluation:
       instances of the evaluated file that take part, area > 0).
     - ``precision``: ``{iou_type: [T, R, K, A]}`` of the standard protocol
       (:class:`~lvisnb.metrics.Accumulated`).
-    - ``info``: sources, backend, detection counts, the caps applied, seconds per stage.
+    - ``info``: sources, backend, detection counts, the caps applied, seconds per stage;
+      with a bootstrap, ``info["bootstrap"]``: replicates, seed, confidence, method and
+      ``bias`` (``{iou_type: {metric: mean of the replicates - estimate}}``).
+    - ``intervals``: with ``bootstrap=B``, ``{iou_type: {metric: (low, high)}}`` for AP, APr,
+      APc, APf (95% percentile intervals; ``None`` for a metric undefined, -1), else ``None``.
+    - ``replicates``: with a bootstrap, ``{iou_type: {metric: float64 (B,)}}``, the metric in
+      each image resample (-1 where undefined), for paired comparisons; else ``None``.
     """
 
     metrics: dict[str, dict[str, float]]
     per_category: pd.DataFrame
     precision: dict[str, np.ndarray] = field(repr=False)
     info: dict
+    intervals: dict[str, dict[str, tuple[float, float] | None]] | None = None
+    replicates: dict[str, dict[str, np.ndarray]] | None = field(default=None, repr=False)
 
     def summary(self) -> pd.DataFrame:
         """Metrics as a table: one row per metric, one column per IoU type."""
         return pd.DataFrame(self.metrics)
 
     def to_dict(self) -> dict:
-        """JSON-ready: ``info``, ``metrics`` and ``per_category`` (records, NaN as null)."""
+        """JSON-ready: ``info``, ``metrics``, ``intervals`` (``[low, high]`` lists, only with a
+        bootstrap) and ``per_category`` (records, NaN as null)."""
         table = self.per_category.astype(object).where(self.per_category.notna(), None)
-        return {
-            "info": self.info,
-            "metrics": self.metrics,
-            "per_category": table.to_dict(orient="records"),
-        }
+        out = {"info": self.info, "metrics": self.metrics}
+        if self.intervals is not None:
+            out["intervals"] = {
+                iou_type: {name: list(pair) if pair else None for name, pair in values.items()}
+                for iou_type, values in self.intervals.items()
+            }
+        return out | {"per_category": table.to_dict(orient="records")}
 
 
-def _check_options(iou_types, backend, max_dets, dets_per_class, segm_area) -> tuple:
+def _check_options(iou_types, backend, max_dets, dets_per_class, segm_area, bootstrap=0) -> tuple:
     if isinstance(iou_types, str):
         iou_types = (iou_types,)
     iou_types = tuple(dict.fromkeys(iou_types))
@@ -165,6 +182,13 @@ def _check_options(iou_types, backend, max_dets, dets_per_class, segm_area) -> t
         raise ValueError(f"segm_area must be one of {SEGM_AREAS}, got {segm_area!r}")
     if max_dets < 1 or dets_per_class < 1:
         raise ValueError("max_dets_per_image and dets_per_class must be at least 1")
+    if isinstance(bootstrap, bool) or not isinstance(bootstrap, int | np.integer) or bootstrap < 0:
+        raise ValueError(f"bootstrap must be a whole number of replicates >= 0, got {bootstrap!r}")
+    if bootstrap and backend != "fast":
+        raise ValueError(
+            'bootstrap needs backend="fast": it resamples the matching that hotcoco\'s engine '
+            "reports per detection (the intervals do not depend on the backend otherwise)"
+        )
     return iou_types
 
 
@@ -179,6 +203,8 @@ def evaluate(
     dets_per_class: int = DETS_PER_CLASS,
     segm_area: str = "mask",
     train_ann: str | os.PathLike | None = None,
+    bootstrap: int = 0,
+    seed: int = 0,
 ) -> Evaluation:
     """Evaluate LVIS results against an LVIS ground truth.
 
@@ -192,15 +218,23 @@ def evaluate(
     result's area comes from for segm, see :func:`result_areas`. Results and GT instances of
     area 0 take no part, as in ``LVISEval``. ``train_ann``: the train annotation file whose
     image counts ``per_category["train_image_count"]`` reports (default: LVIS v1 train's,
-    embedded, for a whole LVIS category set; else unknown).
+    embedded, for a whole LVIS category set; else unknown). ``bootstrap``: B > 0 adds
+    ``Evaluation.intervals``, 95% percentile intervals of AP, APr, APc, APf per IoU type from
+    B resamples of the images (multiplicities drawn with ``seed``, the same for every IoU
+    type and for every results file of the same ground truth), reusing the standard
+    evaluation's matching (:mod:`lvisnb.bootstrap`); fast backend only (``ValueError`` with
+    ``backend="lvis"``).
 
     Raises ``ValueError`` naming the first invalid record; warns when an image has more than
     ``max_dets_per_image`` detections (the lowest-scored are dropped, as ``LVISResults``).
     """
-    iou_types = _check_options(iou_types, backend, max_dets_per_image, dets_per_class, segm_area)
-    options = _Options(
-        iou_types, backend, fixed, max_dets_per_image, dets_per_class, segm_area, train_ann
+    iou_types = _check_options(
+        iou_types, backend, max_dets_per_image, dets_per_class, segm_area, bootstrap
     )
+    options = _Options(
+        iou_types, backend, fixed, max_dets_per_image, dets_per_class, segm_area, train_ann,
+        int(bootstrap), int(seed),
+    )  # fmt: skip
     with gc_paused():
         return _evaluate(gt, results, options)
 
@@ -258,6 +292,8 @@ class _Options:
     dets_per_class: int
     segm_area: str
     train_ann: str | os.PathLike | None
+    bootstrap: int = 0
+    seed: int = 0
 
 
 @dataclass
@@ -299,8 +335,32 @@ def _evaluate(gt, results, options: _Options):
     runner = _runner(prepared, options)
     seconds["prepare"] = time.perf_counter() - start
     metrics, precision, table = _run(runner, prepared, options, seconds)
+    intervals, replicates, bias = _bootstrap(runner, prepared.truth, metrics, options, seconds)
     info = _info(prepared, options, seconds)
-    return Evaluation(metrics=metrics, per_category=table, precision=precision, info=info)
+    if bias is not None:
+        info["bootstrap"]["bias"] = bias
+    return Evaluation(metrics, table, precision, info, intervals, replicates)
+
+
+def _bootstrap(runner, truth: GroundTruth, metrics: dict, options: _Options, seconds: dict):
+    """``(intervals, replicates, bias)`` from the matches the runner kept (bias: mean of the
+    replicates minus the estimate), or ``(None, None, None)``."""
+    if not options.bootstrap:
+        return None, None, None
+    weights = boot.image_weights(len(truth.image_ids), options.bootstrap, options.seed)
+    intervals, replicates, bias = {}, {}, {}
+    for iou_type in options.iou_types:
+        start = time.perf_counter()
+        matches = runner.matches.pop(iou_type)
+        replicates[iou_type] = boot.replicate_metrics(matches, weights, truth.frequency)
+        intervals[iou_type], bias[iou_type] = {}, {}
+        for name, values in replicates[iou_type].items():
+            estimate, defined = metrics[iou_type][name], values[values > -1]
+            known = estimate > -1 and defined.size
+            intervals[iou_type][name] = boot.percentile_interval(values) if known else None
+            bias[iou_type][name] = float(defined.mean() - estimate) if known else None
+        seconds[f"{iou_type}_bootstrap"] = time.perf_counter() - start
+    return intervals, replicates, bias
 
 
 def _prepare(truth: GroundTruth, det: Detections, source: str, options: _Options) -> _Prepared:
@@ -339,7 +399,8 @@ def _runner(prepared: _Prepared, options: _Options):
     if options.backend == "fast":
         candidate = prepared.caps["candidate"]
         evaluable = {t: candidate & (prepared.areas[t] > 0) for t in options.iou_types}
-        return FastRunner(FastBackend(prepared.truth, prepared.det, evaluable, prepared.areas))
+        backend = FastBackend(prepared.truth, prepared.det, evaluable, prepared.areas)
+        return FastRunner(backend, keep_matches=options.bootstrap > 0)
     from lvisnb.lvis_api import LvisBackend  # imports lvis, only when asked for
 
     return LvisBackend(prepared.truth, prepared.det, options.segm_area)
@@ -393,6 +454,14 @@ def _info(prepared: _Prepared, options: _Options, seconds: dict) -> dict:
         "train_count_source": prepared.truth.train_count_source,
         "seconds": {k: round(v, 4) for k, v in seconds.items()},
     }
+    if options.bootstrap:
+        info["bootstrap"] = {
+            "replicates": options.bootstrap,
+            "seed": options.seed,
+            "confidence": boot.CONFIDENCE,
+            "method": "percentile; images resampled with replacement, matching reused",
+            "metrics": list(boot.METRICS),
+        }
     if options.fixed:
         info |= {"dets_per_class": options.dets_per_class} | {
             f"{k}_by_class_limit" if k == "dropped" else k: v
@@ -412,6 +481,73 @@ def _category_table(truth: GroundTruth) -> pd.DataFrame:
             "val_images": truth.image_count,
         }
     )
+
+
+@dataclass
+class Comparison:
+    """What :func:`compare` returns.
+
+    - ``table``: one row per IoU type and metric (AP, APr, APc, APf): ``iou_type``,
+      ``metric``, ``A``, ``B`` (the plain metrics of each results file), ``difference``
+      (B - A), ``low``, ``high`` (its paired-bootstrap percentile interval); NaN where the
+      metric is undefined (no GT of the group).
+    - ``a``, ``b``: the two :class:`Evaluation` s (with their own intervals).
+    - ``info``: the sources, replicates, seed and confidence.
+    """
+
+    table: pd.DataFrame
+    a: Evaluation = field(repr=False)
+    b: Evaluation = field(repr=False)
+    info: dict
+
+    def to_dict(self) -> dict:
+        """JSON-ready: ``info`` and ``table`` (records, NaN as null)."""
+        table = self.table.astype(object).where(self.table.notna(), None)
+        return {"info": self.info, "table": table.to_dict(orient="records")}
+
+
+def compare(
+    gt,
+    results_a,
+    results_b,
+    iou_types=IOU_TYPES,
+    *,
+    bootstrap: int = 200,
+    seed: int = 0,
+    **options,
+) -> Comparison:
+    """Paired comparison of two results on the same ground truth: B - A and its interval.
+
+    Both results are evaluated (:func:`evaluate`, fast backend, ``options`` passed on; AP-fixed
+    off unless ``fixed=True``) with ``bootstrap`` replicates drawn with the same ``seed``: the
+    same image resamples are applied to both, so replicate b gives ``B_b - A_b`` and the
+    interval is the 95% percentile interval of those differences (the paired bootstrap, as
+    hotcoco's ``compare``, but with full resamples; see :mod:`lvisnb.bootstrap`). The ground
+    truth is loaded once.
+    """
+    if not bootstrap:
+        raise ValueError("compare needs bootstrap >= 1 replicates")
+    options.setdefault("fixed", False)
+    truth = load_ground_truth(gt, train_ann=options.get("train_ann"))
+    a, b = (
+        evaluate(truth, results, iou_types, bootstrap=bootstrap, seed=seed, **options)
+        for results in (results_a, results_b)
+    )
+    rows = []
+    for iou_type in a.metrics:
+        for name in boot.METRICS:
+            value_a, value_b = a.metrics[iou_type][name], b.metrics[iou_type][name]
+            defined = value_a > -1 and value_b > -1
+            interval = boot.difference_interval(
+                a.replicates[iou_type][name], b.replicates[iou_type][name]
+            )
+            low, high = interval if defined and interval else (np.nan, np.nan)
+            rows.append((iou_type, name, value_a, value_b,
+                         value_b - value_a if defined else np.nan, low, high))  # fmt: skip
+    columns = ["iou_type", "metric", "A", "B", "difference", "low", "high"]
+    info = {"gt": truth.source, "a": a.info["results"], "b": b.info["results"]}
+    info |= {k: v for k, v in a.info["bootstrap"].items() if k != "metrics"}
+    return Comparison(pd.DataFrame(rows, columns=columns), a, b, info)
 
 
 def best_and_worst(per_category: pd.DataFrame, column: str = "AP_segm", n: int = 3) -> pd.DataFrame:
@@ -498,7 +634,33 @@ def format_summary(evaluation: Evaluation) -> str:
     summary = evaluation.summary()
     table = summary.to_string(float_format=_metric_text)
     undefined = bool((summary == -1).to_numpy().any())
-    return "\n".join([*lines, table] + ["– : no ground truth in the group (LVIS's -1)"] * undefined)
+    lines += [table] + ["– : no ground truth in the group (LVIS's -1)"] * undefined
+    return "\n".join(lines + _interval_lines(evaluation))
+
+
+def _interval_lines(evaluation: Evaluation) -> list[str]:
+    """The bootstrap intervals as a table (``[low, high]`` per metric and IoU type), if any."""
+    if evaluation.intervals is None:
+        return []
+    settings = evaluation.info["bootstrap"]
+    bias = settings.get("bias", {})
+    table = pd.DataFrame(
+        {
+            iou_type: {
+                name: f"[{pair[0]:.4f}, {pair[1]:.4f}] bias {bias[iou_type][name]:+.4f}"
+                if pair
+                else "–"
+                for name, pair in values.items()
+            }
+            for iou_type, values in evaluation.intervals.items()
+        }
+    )
+    return [
+        f"{settings['confidence']:.0%} bootstrap intervals (percentile; {settings['replicates']} "
+        f"resamples of the images, seed {settings['seed']}; bias: mean of the resamples minus "
+        "the estimate; resampled AP runs high, see lvisnb.bootstrap):",
+        table.to_string(),
+    ]
 
 
 def _metric_text(value: float) -> str:
@@ -546,6 +708,16 @@ def build_evaluate_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentP
         help="segm size ranges from the mask's area (default, as detectron2) or from the "
         "box's w*h (raw LVISEval on records that carry a bbox)",
     )
+    parser.add_argument(
+        "--bootstrap",
+        type=int,
+        default=0,
+        metavar="B",
+        help="add 95%% percentile intervals of AP, APr, APc, APf from B resamples of the "
+        "images (e.g. 200; fast backend; reuses the matching, so it costs at most about one "
+        "more evaluation)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resamples")
     parser.set_defaults(func=_cmd_evaluate)
     return parser
 
@@ -580,6 +752,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         fixed=not args.no_fixed,
         segm_area=args.segm_area,
         train_ann=args.train_ann,
+        bootstrap=args.bootstrap,
+        seed=args.seed,
     )
     print(format_summary(evaluation))
     out = save_metrics(args.out, evaluation, overwrite=args.overwrite)

@@ -168,25 +168,64 @@ class FastBackend:
         return dt.cap_detections_per_image(None)
 
     @staticmethod
-    def _accumulate(gt, dt, iou_type: str, max_dets: int):
-        """Precision [T, R, K, A] and recall [T, K, A] of ``LVISEval`` (-1 where no GT)."""
+    def _evaluated(gt, dt, iou_type: str, max_dets: int):
+        """A ``hotcoco.COCOeval`` in LVIS mode, evaluated and accumulated."""
         import hotcoco
 
         ev = hotcoco.COCOeval(gt, dt, iou_type, lvis_style=True)
         ev.params.max_dets = [max(int(max_dets), 1)]
         ev.evaluate()
         ev.accumulate()
+        return ev
+
+    @classmethod
+    def _accumulate(cls, gt, dt, iou_type: str, max_dets: int):
+        """Precision [T, R, K, A] and recall [T, K, A] of ``LVISEval`` (-1 where no GT)."""
+        ev = cls._evaluated(gt, dt, iou_type, max_dets)
         return ev.eval["precision"][..., -1], ev.eval["recall"][..., -1]
 
     # -- evaluations
 
-    def standard(self, iou_type: str, indices: np.ndarray, max_dets: int):
-        """Precision/recall of detections ``indices`` (already limited per image)."""
+    def standard(self, iou_type: str, indices: np.ndarray, max_dets: int, matches: bool = False):
+        """Precision/recall of detections ``indices`` (already limited per image); with
+        ``matches``, also their :class:`~lvisnb.bootstrap.Matches` from the same matching."""
         det, index = self.det, self._dt_index(iou_type, indices)
         gt = self.gt(iou_type)
         row, col = det.image_row[index] + 1, det.category_col[index] + 1
         dt = self._load_results(gt, iou_type, index, row, col)
-        return self._accumulate(gt, dt, iou_type, max_dets)
+        ev = self._evaluated(gt, dt, iou_type, max_dets)
+        result = (ev.eval["precision"][..., -1], ev.eval["recall"][..., -1])
+        return (*result, self._matches(ev, index)) if matches else result
+
+    def _matches(self, ev, index: np.ndarray):
+        """The matching of ``ev`` (detections ``index``, hotcoco ids 1..n) at area "all".
+
+        Read with hotcoco's ``image_diagnostics`` once per IoU threshold: its ``dt_status``
+        names each detection that is not ignored "tp" or "fp" (area "all", the evaluation's own
+        matching), far cheaper than ``eval_imgs``, which builds Python lists for every area
+        and threshold. GT instances: the evaluated ones of area <= 1e10 (LVIS's "all").
+        """
+        from lvisnb.bootstrap import sorted_matches
+
+        det, truth = self.det, self.truth
+        n, thresholds = len(index), ev.params.iou_thrs
+        tp = np.zeros((len(thresholds), n), dtype=bool)
+        fp = np.zeros_like(tp)
+        for t, threshold in enumerate(thresholds if n else []):
+            status = ev.image_diagnostics(iou_thr=float(threshold), score_thr=np.inf)
+            status = status["dt_status"]
+            ids = np.fromiter(status.keys(), dtype=np.int64, count=len(status)) - 1
+            kind = np.array(list(status.values()))
+            if not np.isin(kind, ["tp", "fp"]).all():
+                raise RuntimeError(f"hotcoco dt_status has unknown values: {set(kind)}")
+            tp[t, ids[kind == "tp"]] = True
+            fp[t, ids[kind == "fp"]] = True
+        gt_index = self.gt_index[truth.ann_area[self.gt_index] <= 1e10]
+        return sorted_matches(
+            len(truth.image_ids), truth.num_categories,
+            (det.image_row[index], det.category_col[index], det.score[index], np.arange(n)),
+            tp, fp, (truth.ann_row[gt_index], truth.ann_col[gt_index], np.ones(len(gt_index))),
+        )  # fmt: skip
 
     def fixed(self, iou_type: str, indices: np.ndarray):
         """AP-fixed precision/recall and AP-pool per pool of detections ``indices`` (already
@@ -262,12 +301,17 @@ class FastRunner:
     ``standard`` and ``fixed`` return (:class:`~lvisnb.metrics.Accumulated`, metrics), as
     :class:`lvisnb.lvis_api.LvisBackend` does."""
 
-    def __init__(self, backend: FastBackend):
+    def __init__(self, backend: FastBackend, keep_matches: bool = False):
         self.backend = backend
         self.frequency = backend.truth.frequency
+        self.keep_matches = keep_matches
+        self.matches = {}  # iou_type -> Matches of the standard evaluation, with keep_matches
 
     def standard(self, iou_type: str, indices: np.ndarray, max_dets: int):
-        acc = Accumulated(*self.backend.standard(iou_type, indices, max_dets))
+        result = self.backend.standard(iou_type, indices, max_dets, matches=self.keep_matches)
+        if self.keep_matches:
+            self.matches[iou_type] = result[2]
+        acc = Accumulated(*result[:2])
         return acc, summarize(acc, self.frequency, max_dets)
 
     def fixed(self, iou_type: str, indices: np.ndarray):

@@ -89,12 +89,19 @@ def per_category_ap(precision: np.ndarray) -> np.ndarray:
         return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
-def interpolated_precision(tps: np.ndarray, fps: np.ndarray, num_gt: int) -> np.ndarray:
+def interpolated_precision(
+    tps: np.ndarray, fps: np.ndarray, num_gt: int, weights: np.ndarray | None = None
+) -> np.ndarray:
     """[T, R] precision at ``RECALL_POINTS`` from score-sorted TP/FP flags [T, N].
 
     ``P(n) = TP(n) / (TP(n) + FP(n) + eps)`` made monotone (``P(n) = max_{m >= n} P(m)``), read
     at the first n with ``TP(n) / num_gt >= r``, 0 where recall never reaches r (COCO/LVIS).
+    ``weights`` (N,): each detection counts that many times in ``TP(n)`` and ``FP(n)`` (an
+    image's multiplicity in a bootstrap resample; ``num_gt`` is then the weighted GT count);
+    :mod:`lvisnb.bootstrap` computes the same for many weight vectors at once.
     """
+    if weights is not None:
+        tps, fps = tps * weights, fps * weights
     tp = np.cumsum(tps, axis=1, dtype=np.float64)
     fp = np.cumsum(fps, axis=1, dtype=np.float64)
     out = np.zeros((tps.shape[0], len(RECALL_POINTS)))
