@@ -142,9 +142,7 @@ def main() -> None:
             runs[name].append(rate)
             print(f"round {round_index + 1} {name}: {rate:.2f} images/s", flush=True)
     bare, kit = statistics.median(runs["bare"]), statistics.median(runs["kit"])
-    pipeline = {
-        w: data_pipeline(args.preset, paths, args.pipeline_images, w) for w in (0, 1, 2)
-    }
+    pipeline = {w: data_pipeline(args.preset, paths, args.pipeline_images, w) for w in (0, 1, 2)}
     print(json.dumps({"bare": bare, "kit": kit, "pipeline": pipeline}))
 
     threads = torch.get_num_threads()

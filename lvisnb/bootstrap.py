@@ -123,11 +123,16 @@ def sorted_matches(
     counts = np.bincount(inverse.ravel(), weights=gt_count, minlength=len(pairs))
     keep = counts > 0
     return Matches(
-        num_images, num_categories,
-        image[order].astype(np.int64), category[order].astype(np.int64),
-        np.asarray(tp, dtype=bool)[:, order], np.asarray(fp, dtype=bool)[:, order],
-        pairs[keep] % num_images, pairs[keep] // num_images, counts[keep].astype(np.int64),
-    )  # fmt: skip
+        num_images,
+        num_categories,
+        image[order].astype(np.int64),
+        category[order].astype(np.int64),
+        np.asarray(tp, dtype=bool)[:, order],
+        np.asarray(fp, dtype=bool)[:, order],
+        pairs[keep] % num_images,
+        pairs[keep] // num_images,
+        counts[keep].astype(np.int64),
+    )
 
 
 def image_weights(num_images: int, replicates: int, seed: int) -> np.ndarray:
@@ -182,9 +187,13 @@ def _blocks(matches: Matches, replicates: int):
             categories, starts = np.unique(category[start:end], return_index=True)
             segment = np.repeat(np.arange(len(starts)), np.diff(np.append(starts, end - start)))
             yield _Block(
-                matches.image[tp_at[start:end]], matches.image[fp_at[f0:f1]], upto,
-                categories, starts, segment,
-            )  # fmt: skip
+                matches.image[tp_at[start:end]],
+                matches.image[fp_at[f0:f1]],
+                upto,
+                categories,
+                starts,
+                segment,
+            )
             start = end
 
 

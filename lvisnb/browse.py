@@ -53,8 +53,16 @@ def draw_view(
     try:
         image = scene.image(image_id)
     except ImageReadError as error:
-        ax.text(0.5, 0.5, f"image {image_id} could not be read:\n{error}", ha="center",
-                va="center", fontsize=7, wrap=True, transform=ax.transAxes)  # fmt: skip
+        ax.text(
+            0.5,
+            0.5,
+            f"image {image_id} could not be read:\n{error}",
+            ha="center",
+            va="center",
+            fontsize=7,
+            wrap=True,
+            transform=ax.transAxes,
+        )
         ax.set_axis_off()
         return ax
     if view == "gt":
@@ -92,9 +100,12 @@ def view_grid(
         raise ValueError("view_grid needs at least one image id")
     category_id = None if category in (None, "") else scene.category_id(category)
     fig, axes = plt.subplots(
-        len(image_ids), len(views), figsize=(panel_size * len(views), panel_size * len(image_ids)),
-        squeeze=False, layout="constrained",
-    )  # fmt: skip
+        len(image_ids),
+        len(views),
+        figsize=(panel_size * len(views), panel_size * len(image_ids)),
+        squeeze=False,
+        layout="constrained",
+    )
     for row, image_id in zip(axes, image_ids, strict=True):
         for ax, view in zip(row, views, strict=True):
             draw_view(ax, scene, image_id, view, score_thr, category_id, iou_type)
@@ -149,36 +160,45 @@ class Browser(widgets.VBox):
         if start is not None and start not in self.image_ids:
             raise ValueError(f"start image id {start} is not among the images browsed")
         first = 0 if start is None else self.image_ids.index(start)
-        self.index = widgets.IntSlider(first, 0, max(len(self.image_ids) - 1, 0),
-                                       description="image", continuous_update=False)  # fmt: skip
+        self.index = widgets.IntSlider(
+            first, 0, max(len(self.image_ids) - 1, 0), description="image", continuous_update=False
+        )
         self.image_id = widgets.IntText(self.image_ids[first], description="image id")
         self.group = widgets.ToggleButtons(
             options=[("all", "")] + [(FREQUENCY_NAMES[g], g) for g in FREQUENCY_GROUPS],
             description="group",
         )
         self.category = widgets.Combobox(
-            options=self._category_options(""), placeholder="type to search; empty: all",
-            description="category", ensure_option=True,
-        )  # fmt: skip
-        self.score = widgets.FloatSlider(score_thr, min=0.0, max=1.0, step=0.05,
-                                         description="score >=", continuous_update=False)
+            options=self._category_options(""),
+            placeholder="type to search; empty: all",
+            description="category",
+            ensure_option=True,
+        )
+        self.score = widgets.FloatSlider(
+            score_thr, min=0.0, max=1.0, step=0.05, description="score >=", continuous_update=False
+        )
         with_results = scene.has_results
         self.show = {
             view: widgets.ToggleButton(
-                value=view == "gt" or with_results, description=VIEW_TITLES[view],
+                value=view == "gt" or with_results,
+                description=VIEW_TITLES[view],
                 disabled=view != "gt" and not with_results,
             )
             for view in VIEWS
-        }  # fmt: skip
+        }
         self.next_button = widgets.Button(
             description="next with category", tooltip="next image with the chosen category"
         )
         # panels share the row and shrink to fit it (min_width 0 lets flex items shrink)
         self.panels = {
-            view: widgets.Image(format="png", layout=widgets.Layout(
-                flex="1 1 0%", min_width="0", width="auto", object_fit="contain"))
+            view: widgets.Image(
+                format="png",
+                layout=widgets.Layout(
+                    flex="1 1 0%", min_width="0", width="auto", object_fit="contain"
+                ),
+            )
             for view in VIEWS
-        }  # fmt: skip
+        }
         self.status = widgets.HTML()
         if category not in (None, ""):
             self.category.value = category_option(scene, scene.category_id(category))
@@ -192,11 +212,13 @@ class Browser(widgets.VBox):
             toggle.observe(lambda _, view=view: self._refresh((view,)), "value")
         self.next_button.on_click(lambda _: self.next_with_category())
 
-        controls = widgets.VBox([
-            widgets.HBox([self.index, self.image_id]),
-            widgets.HBox([self.group, self.category]),
-            widgets.HBox([self.score, *self.show.values(), self.next_button]),
-        ])  # fmt: skip
+        controls = widgets.VBox(
+            [
+                widgets.HBox([self.index, self.image_id]),
+                widgets.HBox([self.group, self.category]),
+                widgets.HBox([self.score, *self.show.values(), self.next_button]),
+            ]
+        )
         row = widgets.HBox(list(self.panels.values()), layout=widgets.Layout(width="100%"))
         super().__init__([controls, self.status, row])
         self.add_class("lvisnb-browser")
@@ -214,8 +236,11 @@ class Browser(widgets.VBox):
         return self._option_to_id.get(self.category.value)
 
     def _category_options(self, group: str) -> list[str]:
-        return [o for o, c in self._option_to_id.items()
-                if not group or self.scene.frequency[c] == group]  # fmt: skip
+        return [
+            o
+            for o, c in self._option_to_id.items()
+            if not group or self.scene.frequency[c] == group
+        ]
 
     # ------------------------------------------------------------------ callbacks
 
@@ -228,8 +253,10 @@ class Browser(widgets.VBox):
         if change["new"] in self.image_ids:
             self.index.value = self.image_ids.index(change["new"])
         else:
-            self.status.value = (f"<b>image id {change['new']} is not among the "
-                                 f"{len(self.image_ids)} images browsed</b>")  # fmt: skip
+            self.status.value = (
+                f"<b>image id {change['new']} is not among the "
+                f"{len(self.image_ids)} images browsed</b>"
+            )
 
     def _on_group(self, change) -> None:
         self.category.options = self._category_options(change["new"])
@@ -268,8 +295,15 @@ class Browser(widgets.VBox):
                 key += (self.score.value,)
             if self._drawn.get(view) == key:
                 continue
-            panel.value = _png(self.scene, self.current_image_id, view, self.score.value,
-                               self.category_id, self.iou_type, self.panel_size)  # fmt: skip
+            panel.value = _png(
+                self.scene,
+                self.current_image_id,
+                view,
+                self.score.value,
+                self.category_id,
+                self.iou_type,
+                self.panel_size,
+            )
             self._drawn[view] = key
             self.render_counts[view] += 1
         self._update_status()
@@ -277,11 +311,14 @@ class Browser(widgets.VBox):
     def _update_status(self) -> None:
         image_id = self.current_image_id
         annotated = len(self.scene.ground_truth(image_id, self.category_id))
-        parts = [f"image {image_id} ({self.index.value + 1} of {len(self.image_ids)})",
-                 f"{annotated} annotated"]  # fmt: skip
+        parts = [
+            f"image {image_id} ({self.index.value + 1} of {len(self.image_ids)})",
+            f"{annotated} annotated",
+        ]
         if self.scene.has_results:
-            counts = self.scene.verdict(image_id, self.score.value, self.category_id,
-                                        self.iou_type).counts()  # fmt: skip
+            counts = self.scene.verdict(
+                image_id, self.score.value, self.category_id, self.iou_type
+            ).counts()
             parts.append(", ".join(f"{n} {s}" for s, n in counts.items()))
         self.status.value = " · ".join(parts)
 
@@ -291,8 +328,7 @@ class Browser(widgets.VBox):
         start = self.index.value
         ids = self.image_ids[start : start + n_images]
         views = tuple(v for v in VIEWS if self.show[v].value)
-        return view_grid(self.scene, ids, views, self.score.value, self.category_id,
-                         self.iou_type)  # fmt: skip
+        return view_grid(self.scene, ids, views, self.score.value, self.category_id, self.iou_type)
 
 
 def browse(

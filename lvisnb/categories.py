@@ -170,8 +170,9 @@ def find_category(
         return found[0]
     if found:
         listed = ", ".join(f"{names[i]} (id {i})" for i in found)
-        raise ValueError(f"{text!r} names {len(found)} categories in {source}: {listed}; "
-                         "give the id instead")  # fmt: skip
+        raise ValueError(
+            f"{text!r} names {len(found)} categories in {source}: {listed}; give the id instead"
+        )
     close = difflib.get_close_matches(_folded(text), list(owners), n=5, cutoff=0.6)
     hint = f"; did you mean {', '.join(_alias_of(a, owners[a], names) for a in close)}?"
     raise ValueError(f"no category named {text!r} in {source}" + (hint if close else ""))

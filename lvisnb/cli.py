@@ -92,9 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run_p.add_argument("--only", action="append", default=None, help="notebook name prefix")
     run_p.add_argument(
-        "-p", "--param", action="append", default=[],
+        "-p",
+        "--param",
+        action="append",
+        default=[],
         help="NAME=VALUE, read as the type the notebook declares (str, int, float, bool)",
-    )  # fmt: skip
+    )
     run_p.add_argument("--html", action="store_true", help="also render executed notebooks")
     run_p.set_defaults(func=_cmd_run)
 

@@ -345,10 +345,11 @@ def _check_images(images: _Records) -> tuple[np.ndarray, np.ndarray]:
     bad = np.flatnonzero(pixels > MAX_IMAGE_PIXELS)
     if bad.size:
         raise images.fault(
-            int(bad[0]), "height",
+            int(bad[0]),
+            "height",
             f"x width is {pixels[bad[0]]} pixels; masks (pycocotools RLE) count pixels in "
             f"32 bits, at most {MAX_IMAGE_PIXELS}",
-        )  # fmt: skip
+        )
     _check_optional(images)
     file_name, coco_url = images.optional("file_name"), images.optional("coco_url")
     for index, (name, url) in enumerate(zip(file_name, coco_url, strict=True)):
@@ -479,9 +480,11 @@ def _check_no_ignore(anns: _Records) -> None:
     bad = next((i for i, v in enumerate(flags) if v is not _ABSENT and v not in (0, None)), None)
     if bad is not None:
         raise anns.fault(
-            bad, "ignore", f"is {_short(flags[bad])}; LVIS annotations have no ignore flag "
+            bad,
+            "ignore",
+            f"is {_short(flags[bad])}; LVIS annotations have no ignore flag "
             "(remove the instance, or give it area 0, which LVISEval leaves out)",
-        )  # fmt: skip
+        )
 
 
 @dataclass
@@ -513,9 +516,18 @@ def _check_records(images: _Records, categories: _Records, annotations: _Records
     bbox = _check_boxes(annotations)
     _check_no_ignore(annotations)
     return _Columns(
-        image_id, height, width, category_id, ann_id, ann_image, ann_category, area, bbox,
-        height[rows], width[rows],
-    )  # fmt: skip
+        image_id,
+        height,
+        width,
+        category_id,
+        ann_id,
+        ann_image,
+        ann_category,
+        area,
+        bbox,
+        height[rows],
+        width[rows],
+    )
 
 
 # ----------------------------------------------------------------------------- segmentations

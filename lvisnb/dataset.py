@@ -118,10 +118,14 @@ def read_record_image(info: dict, image_root: str | os.PathLike) -> torch.Tensor
 def _root_hint(info: dict, image_root: Path) -> str:
     """Where the path came from and what ``image_root`` should be, for a missing image."""
     if info.get("coco_url"):
-        return (f"its path is coco_url's last two parts under image_root {image_root}, which "
-                "should be the folder holding train2017/ and val2017/")  # fmt: skip
-    return (f"its path is file_name under image_root {image_root}, which should be the folder "
-            "holding the split's images (e.g. .../val2017)")  # fmt: skip
+        return (
+            f"its path is coco_url's last two parts under image_root {image_root}, which "
+            "should be the folder holding train2017/ and val2017/"
+        )
+    return (
+        f"its path is file_name under image_root {image_root}, which should be the folder "
+        "holding the split's images (e.g. .../val2017)"
+    )
 
 
 class LVISDetection(torch.utils.data.Dataset):

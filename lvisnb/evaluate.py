@@ -232,9 +232,16 @@ def evaluate(
         iou_types, backend, max_dets_per_image, dets_per_class, segm_area, bootstrap
     )
     options = _Options(
-        iou_types, backend, fixed, max_dets_per_image, dets_per_class, segm_area, train_ann,
-        int(bootstrap), int(seed),
-    )  # fmt: skip
+        iou_types,
+        backend,
+        fixed,
+        max_dets_per_image,
+        dets_per_class,
+        segm_area,
+        train_ann,
+        int(bootstrap),
+        int(seed),
+    )
     with gc_paused():
         return _evaluate(gt, results, options)
 
@@ -542,8 +549,17 @@ def compare(
                 a.replicates[iou_type][name], b.replicates[iou_type][name]
             )
             low, high = interval if defined and interval else (np.nan, np.nan)
-            rows.append((iou_type, name, value_a, value_b,
-                         value_b - value_a if defined else np.nan, low, high))  # fmt: skip
+            rows.append(
+                (
+                    iou_type,
+                    name,
+                    value_a,
+                    value_b,
+                    value_b - value_a if defined else np.nan,
+                    low,
+                    high,
+                )
+            )
     columns = ["iou_type", "metric", "A", "B", "difference", "low", "high"]
     info = {"gt": truth.source, "a": a.info["results"], "b": b.info["results"]}
     info |= {k: v for k, v in a.info["bootstrap"].items() if k != "metrics"}
@@ -586,9 +602,12 @@ def save_metrics(path: str | os.PathLike, evaluation: Evaluation, overwrite: boo
     existing file that is not a metrics file the kit wrote (unless ``overwrite``; see
     :mod:`lvisnb.outputs`)."""
     path = outputs.check_output(
-        path, _inputs(evaluation), written_by_kit=outputs.is_metrics_file,
-        overwrite=overwrite, what="metrics file",
-    )  # fmt: skip
+        path,
+        _inputs(evaluation),
+        written_by_kit=outputs.is_metrics_file,
+        overwrite=overwrite,
+        what="metrics file",
+    )
     text = json.dumps(evaluation.to_dict(), indent=1, default=_json_default)
     return outputs.write_text_atomic(path, text)
 
@@ -599,9 +618,12 @@ def save_per_category(
     """Write ``evaluation.per_category`` as CSV, atomically; refuses paths as
     :func:`save_metrics` (an existing file must be a per-category CSV the kit wrote)."""
     path = outputs.check_output(
-        path, _inputs(evaluation), written_by_kit=outputs.is_per_category_csv,
-        overwrite=overwrite, what="per-category table",
-    )  # fmt: skip
+        path,
+        _inputs(evaluation),
+        written_by_kit=outputs.is_per_category_csv,
+        overwrite=overwrite,
+        what="per-category table",
+    )
     return outputs.write_text_atomic(path, evaluation.per_category.to_csv(index=False))
 
 

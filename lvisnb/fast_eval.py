@@ -46,12 +46,17 @@ POOLS = ("all",) + FREQUENCY_GROUPS  # AP-pool categories: 1 = all, 2.. = r, c, 
 def _image_records(truth: GroundTruth, negative: list, not_exhaustive: list) -> list[dict]:
     """hotcoco image dicts of ``truth``'s images (sorted ids) with the given label lists."""
     return [
-        {"id": row + 1, "height": int(h), "width": int(w),
-         "neg_category_ids": neg, "not_exhaustive_category_ids": ne}
+        {
+            "id": row + 1,
+            "height": int(h),
+            "width": int(w),
+            "neg_category_ids": neg,
+            "not_exhaustive_category_ids": ne,
+        }
         for row, ((h, w), neg, ne) in enumerate(
             zip(truth.image_sizes, negative, not_exhaustive, strict=True)
         )
-    ]  # fmt: skip
+    ]
 
 
 def _label_lists(truth: GroundTruth) -> tuple[list, list]:
@@ -143,9 +148,13 @@ class FastBackend:
         if iou_type not in self._gt:
             columns = self._gt_columns(iou_type)
             self._gt[iou_type] = hotcoco.COCO.from_arrays(
-                self.images, self.categories, columns.pop("image_ids"),
-                columns.pop("category_ids"), columns.pop("boxes"), **columns,
-            )  # fmt: skip
+                self.images,
+                self.categories,
+                columns.pop("image_ids"),
+                columns.pop("category_ids"),
+                columns.pop("boxes"),
+                **columns,
+            )
         return self._gt[iou_type]
 
     def _dt_index(self, iou_type: str, indices: np.ndarray) -> np.ndarray:
@@ -222,10 +231,13 @@ class FastBackend:
             fp[t, ids[kind == "fp"]] = True
         gt_index = self.gt_index[truth.ann_area[self.gt_index] <= 1e10]
         return sorted_matches(
-            len(truth.image_ids), truth.num_categories,
+            len(truth.image_ids),
+            truth.num_categories,
             (det.image_row[index], det.category_col[index], det.score[index], np.arange(n)),
-            tp, fp, (truth.ann_row[gt_index], truth.ann_col[gt_index], np.ones(len(gt_index))),
-        )  # fmt: skip
+            tp,
+            fp,
+            (truth.ann_row[gt_index], truth.ann_col[gt_index], np.ones(len(gt_index))),
+        )
 
     def fixed(self, iou_type: str, indices: np.ndarray):
         """AP-fixed precision/recall and AP-pool per pool of detections ``indices`` (already
@@ -249,9 +261,12 @@ class FastBackend:
         gt = self._pool_gt(iou_type, pairs, pool_of_column)
         dt_pool = pool_of_column[keys % k]
         dt = self._load_results(
-            gt, iou_type, _twice(index), _twice(np.searchsorted(pairs, keys) + 1),
+            gt,
+            iou_type,
+            _twice(index),
+            _twice(np.searchsorted(pairs, keys) + 1),
             np.concatenate([np.ones_like(dt_pool), dt_pool]),
-        )  # fmt: skip
+        )
         precision, _ = self._accumulate(gt, dt, iou_type, most)
         pooled = {}
         for column, name in enumerate(POOLS):
@@ -270,13 +285,17 @@ class FastBackend:
         not_exhaustive = np.isin(pairs, truth.not_exhaustive).tolist()
         sizes = truth.image_sizes[pairs // k].tolist()
         images = [
-            {"id": j + 1, "height": h, "width": w,
-             "neg_category_ids": [1, label] if neg else [],
-             "not_exhaustive_category_ids": [1, label] if ne else []}
+            {
+                "id": j + 1,
+                "height": h,
+                "width": w,
+                "neg_category_ids": [1, label] if neg else [],
+                "not_exhaustive_category_ids": [1, label] if ne else [],
+            }
             for j, ((h, w), label, neg, ne) in enumerate(
                 zip(sizes, pool, negative, not_exhaustive, strict=True)
             )
-        ]  # fmt: skip
+        ]
         categories = [{"id": i + 1, "name": p, "frequency": "f"} for i, p in enumerate(POOLS)]
         gt_pool = pool_of_column[self.gt_keys % k]
         columns = self._gt_columns(iou_type)
@@ -284,9 +303,13 @@ class FastBackend:
         columns = {name: _twice(value) for name, value in columns.items()}
         columns["ids"] = np.arange(1, 2 * len(self.gt_keys) + 1)
         return hotcoco.COCO.from_arrays(
-            images, categories, _twice(np.searchsorted(pairs, self.gt_keys) + 1),
-            np.concatenate([np.ones_like(gt_pool), gt_pool]), columns.pop("boxes"), **columns,
-        )  # fmt: skip
+            images,
+            categories,
+            _twice(np.searchsorted(pairs, self.gt_keys) + 1),
+            np.concatenate([np.ones_like(gt_pool), gt_pool]),
+            columns.pop("boxes"),
+            **columns,
+        )
 
 
 def _twice(values):

@@ -93,10 +93,11 @@ def _regions(records: Sequence[Mapping], iou_type: str, height: int, width: int)
     """The boxes (XYWH lists) or RLEs of ``records``, as ``pycocotools.mask.iou`` takes them."""
     if iou_type == "bbox":  # a box-less result's box is its mask's (as lvis.LVISResults)
         return [
-            list(map(float, r["bbox"])) if "bbox" in r
+            list(map(float, r["bbox"]))
+            if "bbox" in r
             else mask_utils.toBbox(segmentation_rle(r["segmentation"], height, width)).tolist()
             for r in records
-        ]  # fmt: skip
+        ]
     return [segmentation_rle(r["segmentation"], height, width) for r in records]
 
 
@@ -224,7 +225,8 @@ def verdict_table(verdicts: Sequence[ImageVerdict], frequency: Mapping[int, str]
     columns = (*PREDICTION_STATUSES, MISSED)
     table = pd.DataFrame(
         [[counted[group, status] for status in columns] for group in FREQUENCY_GROUPS],
-        index=list(FREQUENCY_GROUPS), columns=list(columns),
-    )  # fmt: skip
+        index=list(FREQUENCY_GROUPS),
+        columns=list(columns),
+    )
     table.loc["total"] = table.sum()
     return table

@@ -68,8 +68,7 @@ def gallery_tiles(
     for image_id in sorted({i for _, i in found[:limit]}):
         verdict = scene.verdict(image_id, score_thr, category_id, iou_type)
         for record, status in zip(verdict.predictions, verdict.prediction_status, strict=True):
-            tiles.append(Tile(record, image_id, f"img {image_id} · {record['score']:.2f}",
-                              status))  # fmt: skip
+            tiles.append(Tile(record, image_id, f"img {image_id} · {record['score']:.2f}", status))
     tiles.sort(key=lambda t: -float(t.record["score"]))
     return tiles[:limit]
 
@@ -78,8 +77,12 @@ def _crop_window(record: dict, height: int, width: int, pad: float, min_size: in
     x, y, w, h = instance_box(record, height, width)
     side_x, side_y = max(w * (1 + 2 * pad), min_size), max(h * (1 + 2 * pad), min_size)
     cx, cy = x + w / 2, y + h / 2
-    return (max(cx - side_x / 2, 0), min(cx + side_x / 2, width),
-            max(cy - side_y / 2, 0), min(cy + side_y / 2, height))  # fmt: skip
+    return (
+        max(cx - side_x / 2, 0),
+        min(cx + side_x / 2, width),
+        max(cy - side_y / 2, 0),
+        min(cy + side_y / 2, height),
+    )
 
 
 def plot_gallery(
@@ -105,9 +108,17 @@ def plot_gallery(
             image = scene.image(tile.image_id)
         except ImageReadError as error:
             unreadable.append((tile.image_id, str(error)))
-            ax.text(0.5, 0.5, f"image {tile.image_id}\ncould not be read:\n{error}",
-                    ha="center", va="center", fontsize=5, wrap=True, color="0.3",
-                    transform=ax.transAxes)  # fmt: skip
+            ax.text(
+                0.5,
+                0.5,
+                f"image {tile.image_id}\ncould not be read:\n{error}",
+                ha="center",
+                va="center",
+                fontsize=5,
+                wrap=True,
+                color="0.3",
+                transform=ax.transAxes,
+            )
             ax.set_axis_off()
             continue
         height, width = image.shape[:2]
@@ -118,8 +129,9 @@ def plot_gallery(
             else STATUS_COLOURS[tile.status]
         )
         fill = tile.status is None or tile.status in federated.COUNTED
-        draw_shapes(ax, image, [Shape(tile.record, colour, fill=fill, box=False)],
-                    show_labels=False)  # fmt: skip
+        draw_shapes(
+            ax, image, [Shape(tile.record, colour, fill=fill, box=False)], show_labels=False
+        )
         x0, x1, y0, y1 = _crop_window(tile.record, height, width, pad, min_size)
         ax.set(xlim=(x0, x1), ylim=(y1, y0))
         caption = tile.caption if tile.status is None else f"{tile.caption}\n{tile.status}"
@@ -127,8 +139,9 @@ def plot_gallery(
     for ax in list(axes.flat)[len(tiles) :]:
         ax.set_axis_off()
     if not tiles:
-        axes.flat[0].text(0.5, 0.5, "no instances", ha="center", va="center",
-                          transform=axes.flat[0].transAxes)  # fmt: skip
+        axes.flat[0].text(
+            0.5, 0.5, "no instances", ha="center", va="center", transform=axes.flat[0].transAxes
+        )
     if title:
         fig.suptitle(title, fontsize=10)
     fig.unreadable = unreadable
@@ -149,8 +162,11 @@ def category_gallery(
     category_id = scene.category_id(category)
     tiles = gallery_tiles(scene, category_id, source, limit, score_thr, iou_type)
     group = scene.frequency[category_id]
-    what = ("ground truth, largest first" if source == "gt"
-            else f"predictions with score >= {score_thr:g}, best first")  # fmt: skip
+    what = (
+        "ground truth, largest first"
+        if source == "gt"
+        else f"predictions with score >= {score_thr:g}, best first"
+    )
     title = f"{scene.names[category_id]} (id {category_id}, {group}): {what}"
     return plot_gallery(scene, tiles, columns=columns, title=title)
 
@@ -195,6 +211,8 @@ def gallery_category(scene: Scene, category: int | str | None = None) -> int:
     found = rarest_categories(scene, 1, with_predictions=scene.has_results)
     found = found or rarest_categories(scene, 1)
     if not found:
-        raise ValueError(f"{scene.source} has no annotation to choose a gallery category from; "
-                         "give one (parameter category)")  # fmt: skip
+        raise ValueError(
+            f"{scene.source} has no annotation to choose a gallery category from; "
+            "give one (parameter category)"
+        )
     return found[0]

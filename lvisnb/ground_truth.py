@@ -144,8 +144,11 @@ def _check_train_categories(records: list[dict], train: pd.DataFrame, train_ann)
     train_records = train[["id", "name", "synset"]].to_dict("records")
     check_same_version(lvis_version_of(records), train_records, f"the train file {train_ann}")
     names = dict(zip(train["id"].tolist(), train["name"].tolist(), strict=True))
-    clashes = [(int(c["id"]), c["name"], names[int(c["id"])]) for c in records
-               if int(c["id"]) in names and names[int(c["id"])] != c["name"]]  # fmt: skip
+    clashes = [
+        (int(c["id"]), c["name"], names[int(c["id"])])
+        for c in records
+        if int(c["id"]) in names and names[int(c["id"])] != c["name"]
+    ]
     if clashes:
         shown = ", ".join(f"id {i}: {a!r} here, {b!r} there" for i, a, b in clashes[:3])
         raise ValueError(

@@ -40,8 +40,12 @@ from lvisnb.model import Preset, autocast_dtype, build_model
 from lvisnb.outputs import atomic_path, check_output
 
 __all__ = [
-    "load_trained_model", "predict", "save_results", "masks_to_rle", "results_for_evaluation",
-]  # fmt: skip
+    "load_trained_model",
+    "predict",
+    "save_results",
+    "masks_to_rle",
+    "results_for_evaluation",
+]
 
 
 class _Images(Dataset):
@@ -202,9 +206,7 @@ def predict(
         model.train(was_training)
 
 
-def save_results(
-    path: str | os.PathLike, records: Iterable[dict], overwrite: bool = False
-) -> int:
+def save_results(path: str | os.PathLike, records: Iterable[dict], overwrite: bool = False) -> int:
     """Stream ``records`` to an LVIS results JSON array at ``path``; return how many.
 
     Records are written one at a time as they come (a generator from :func:`predict` is never
@@ -292,9 +294,11 @@ def results_for_evaluation(
             "checkpoint or results_file"
         )
     path = check_output(
-        Path(run_dir) / RESULTS_FILE, [ann_path, weights], written_by_kit=_is_saved_results,
+        Path(run_dir) / RESULTS_FILE,
+        [ann_path, weights],
+        written_by_kit=_is_saved_results,
         what="results file",
-    )  # fmt: skip
+    )
     started = time.perf_counter()
     model, mapping = load_trained_model(weights, device=resolve_device(device))
     dataset = LVISDetection(ann_path, image_root, mapping=mapping)

@@ -116,16 +116,28 @@ def draw_shapes(
     ax.set(xlim=(0, width), ylim=(height, 0))
     ax.set_axis_off()
     for mask, shape in outlines:
-        ax.contour(mask, levels=[0.5], colors=[shape.colour], linewidths=shape.linewidth,
-                   linestyles=shape.linestyle)  # fmt: skip
+        ax.contour(
+            mask,
+            levels=[0.5],
+            colors=[shape.colour],
+            linewidths=shape.linewidth,
+            linestyles=shape.linestyle,
+        )
     boxes = np.array([instance_box(s.record, height, width) for s in shapes], dtype=float)
     boxes = boxes.reshape(-1, 4)
     for shape, (x, y, w, h) in zip(shapes, boxes, strict=True):
         if show_boxes and shape.box:
             ax.add_patch(
-                Rectangle((x, y), w, h, fill=False, edgecolor=shape.colour, linewidth=1.0,
-                          linestyle="--" if shape.linestyle == "solid" else shape.linestyle)
-            )  # fmt: skip
+                Rectangle(
+                    (x, y),
+                    w,
+                    h,
+                    fill=False,
+                    edgecolor=shape.colour,
+                    linewidth=1.0,
+                    linestyle="--" if shape.linestyle == "solid" else shape.linestyle,
+                )
+            )
     labelled = [i for i, s in enumerate(shapes) if s.label and show_labels][:max_labels]
     if labelled:
         texts = [shapes[i].label for i in labelled]
@@ -134,11 +146,16 @@ def draw_shapes(
         xyxy[:, 2:] += xyxy[:, :2]
         for i, (x, y) in zip(labelled, place_labels(xyxy, sizes, width, height), strict=True):
             ax.text(
-                x, y, shapes[i].label, fontsize=fontsize, color="white", va="top", ha="left",
+                x,
+                y,
+                shapes[i].label,
+                fontsize=fontsize,
+                color="white",
+                va="top",
+                ha="left",
                 clip_on=True,
-                bbox={"facecolor": shapes[i].colour, "edgecolor": "none", "pad": 1.0,
-                      "alpha": 0.9},
-            )  # fmt: skip
+                bbox={"facecolor": shapes[i].colour, "edgecolor": "none", "pad": 1.0, "alpha": 0.9},
+            )
     return ax
 
 
@@ -153,14 +170,15 @@ def label_sizes(ax: Axes, texts: Sequence[str], width: int, fontsize: float) -> 
     image_per_point = width / axes_pixels * ax.figure.dpi / 72.0
     lengths = np.array([len(t) for t in texts], dtype=float)
     return np.stack(
-        [(0.6 * lengths + 0.6) * fontsize * image_per_point,
-         np.full_like(lengths, 1.6 * fontsize * image_per_point)], axis=1
-    )  # fmt: skip
+        [
+            (0.6 * lengths + 0.6) * fontsize * image_per_point,
+            np.full_like(lengths, 1.6 * fontsize * image_per_point),
+        ],
+        axis=1,
+    )
 
 
-def place_labels(
-    boxes: np.ndarray, sizes: np.ndarray, width: float, height: float
-) -> np.ndarray:
+def place_labels(boxes: np.ndarray, sizes: np.ndarray, width: float, height: float) -> np.ndarray:
     """Top-left corners ``(N, 2)`` for N labels of ``sizes`` (``[w, h]``) beside ``boxes``.
 
     ``boxes``: ``(N, 4)`` XYXY image pixels (y down). Labels are placed in order (put the most
@@ -279,33 +297,62 @@ def federated_shapes(
     for record, status in zip(verdict.instances, verdict.instance_status, strict=True):
         if status == federated.NOT_EVALUATED:
             label = instance_label(record, names, frequency) + " area 0"
-            shapes.append(Shape(record, STATUS_COLOURS[status], fill=False, linestyle="dotted",
-                                linewidth=0.8, label=label))  # fmt: skip
+            shapes.append(
+                Shape(
+                    record,
+                    STATUS_COLOURS[status],
+                    fill=False,
+                    linestyle="dotted",
+                    linewidth=0.8,
+                    label=label,
+                )
+            )
         elif status == federated.MISSED:
             label = instance_label(record, names, frequency) + " missed"
             if int(record["category_id"]) in verdict.not_exhaustive:
                 label += " [NE]"
-            shapes.append(Shape(record, STATUS_COLOURS[federated.MISSED], fill=False,
-                                linestyle="dashed", linewidth=2.0, label=label, box=False))
+            shapes.append(
+                Shape(
+                    record,
+                    STATUS_COLOURS[federated.MISSED],
+                    fill=False,
+                    linestyle="dashed",
+                    linewidth=2.0,
+                    label=label,
+                    box=False,
+                )
+            )
         else:
             shapes.append(Shape(record, (1.0, 1.0, 1.0), fill=False, linewidth=0.8, box=False))
     # label priority: counted before ignored, then by score
     order = sorted(
         range(len(verdict.predictions)),
-        key=lambda i: (verdict.prediction_status[i] not in federated.COUNTED,
-                       -float(verdict.predictions[i]["score"])),
-    )  # fmt: skip
+        key=lambda i: (
+            verdict.prediction_status[i] not in federated.COUNTED,
+            -float(verdict.predictions[i]["score"]),
+        ),
+    )
     for i in order:
         record, status = verdict.predictions[i], verdict.prediction_status[i]
         counted = status in federated.COUNTED
         label = instance_label(record, names, frequency) + " " + _STATUS_TAG[status]
         if int(record["category_id"]) in verdict.not_exhaustive:
             label += " [NE]"
-        linestyle = {federated.IGNORED_NOT_EXHAUSTIVE: "dashed",
-                     federated.IGNORED_UNVERIFIED: "dotted",
-                     federated.NOT_EVALUATED: "dotted"}.get(status, "solid")  # fmt: skip
-        shapes.append(Shape(record, STATUS_COLOURS[status], fill=counted, linestyle=linestyle,
-                            linewidth=1.4, label=label))  # fmt: skip
+        linestyle = {
+            federated.IGNORED_NOT_EXHAUSTIVE: "dashed",
+            federated.IGNORED_UNVERIFIED: "dotted",
+            federated.NOT_EVALUATED: "dotted",
+        }.get(status, "solid")
+        shapes.append(
+            Shape(
+                record,
+                STATUS_COLOURS[status],
+                fill=counted,
+                linestyle=linestyle,
+                linewidth=1.4,
+                label=label,
+            )
+        )
     return shapes
 
 
@@ -324,8 +371,9 @@ def draw_federated(
     with counts under the image and, under the legend, a note naming the image's
     not-exhaustive and negative categories (both outside the image axes). ``image``:
     ``(H, W, 3)`` uint8 RGB; ``frequency`` / ``names`` keyed by LVIS category id."""
-    draw_shapes(ax, image, federated_shapes(verdict, frequency, names), alpha=alpha,
-                show_labels=show_labels)  # fmt: skip
+    draw_shapes(
+        ax, image, federated_shapes(verdict, frequency, names), alpha=alpha, show_labels=show_labels
+    )
     notes = []
     for title, ids in (("not exhaustive", verdict.not_exhaustive), ("negative", verdict.negative)):
         if ids:
@@ -336,15 +384,26 @@ def draw_federated(
     if legend:
         counts = verdict.counts()
         handles = [
-            Patch(facecolor=STATUS_COLOURS[s] if s in federated.COUNTED else "none",
-                  edgecolor=STATUS_COLOURS[s], linewidth=1.5,
-                  linestyle="solid" if s in federated.COUNTED else "--",
-                  label=f"{s} ({counts[s]})")
+            Patch(
+                facecolor=STATUS_COLOURS[s] if s in federated.COUNTED else "none",
+                edgecolor=STATUS_COLOURS[s],
+                linewidth=1.5,
+                linestyle="solid" if s in federated.COUNTED else "--",
+                label=f"{s} ({counts[s]})",
+            )
             for s in (*federated.PREDICTION_STATUSES, federated.MISSED)
-        ]  # fmt: skip
+        ]
         # below the image, so that it hides none of it
-        key = ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=3,
-                        fontsize=6, frameon=False, handlelength=1.5, columnspacing=1.0)
+        key = ax.legend(
+            handles=handles,
+            loc="upper center",
+            bbox_to_anchor=(0.5, 0.0),
+            ncol=3,
+            fontsize=6,
+            frameon=False,
+            handlelength=1.5,
+            columnspacing=1.0,
+        )
     if notes:  # under the legend: outside the image, it covers no prediction's label
         _note_below(ax, "\n".join(notes), key)
     return ax
@@ -358,13 +417,21 @@ def _note_below(ax: Axes, text: str, legend=None):
         xy, coords, ha = (0.0, 0.0), "axes fraction", "left"
     else:  # a fraction of the legend's box, known once it is drawn
         xy, coords, ha = (0.5, 0.0), legend, "center"
-    return ax.annotate(text, xy=xy, xycoords=coords, xytext=(0, -4), textcoords="offset points",
-                       va="top", ha=ha, fontsize=6, bbox=bbox, annotation_clip=False)
+    return ax.annotate(
+        text,
+        xy=xy,
+        xycoords=coords,
+        xytext=(0, -4),
+        textcoords="offset points",
+        va="top",
+        ha=ha,
+        fontsize=6,
+        bbox=bbox,
+        annotation_clip=False,
+    )
 
 
-def instance_box(
-    instance: Mapping, height: int, width: int
-) -> tuple[float, float, float, float]:
+def instance_box(instance: Mapping, height: int, width: int) -> tuple[float, float, float, float]:
     """XYWH box of a record: its ``bbox``, else the extent of its mask, read from the RLE
     without decoding it (``pycocotools.mask.toBbox``; zeros for no or an empty mask)."""
     if instance.get("bbox") is not None:

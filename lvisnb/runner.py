@@ -50,8 +50,12 @@ def declared_parameters(notebook: str | os.PathLike) -> dict[str, dict]:
         if name in found:
             declared[name] = found.pop(name)
         elif match:
-            declared[name] = {"name": name, "inferred_type_name": f"{match['kind']} | None",
-                              "default": match["default"], "help": match["help"]}  # fmt: skip
+            declared[name] = {
+                "name": name,
+                "inferred_type_name": f"{match['kind']} | None",
+                "default": match["default"],
+                "help": match["help"],
+            }
     return declared | found
 
 

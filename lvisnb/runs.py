@@ -46,11 +46,19 @@ SAMPLES_GLOB = "samples_rank*.jsonl"
 EXPERIMENT_KEYS: dict[str, tuple[str, ...] | None] = {
     "preset": None,
     "resolved": (
-        "lr", "max_iters", "lr_steps", "warmup_iters", "total_batch", "sampler",
-        "rfs_threshold", "rfs_rounding", "epoch_images", "category_ids",
+        "lr",
+        "max_iters",
+        "lr_steps",
+        "warmup_iters",
+        "total_batch",
+        "sampler",
+        "rfs_threshold",
+        "rfs_rounding",
+        "epoch_images",
+        "category_ids",
     ),
     "train": ("batch_size", "seed"),
-}  # fmt: skip
+}
 
 
 def _log_lines(path: Path) -> list[str]:
@@ -249,9 +257,11 @@ def _write_summary(path: Path, summary: dict, keys: tuple, what: str, overwrite:
     """Write ``summary`` as indented JSON at ``path``, atomically, unless ``path`` exists and is
     not a summary the kit wrote (a JSON object with ``keys``): ``FileExistsError`` then."""
     check_output(
-        path, written_by_kit=lambda p: _json_object_with(p, keys), overwrite=overwrite,
+        path,
+        written_by_kit=lambda p: _json_object_with(p, keys),
+        overwrite=overwrite,
         what=what,
-    )  # fmt: skip
+    )
     return write_text_atomic(path, json.dumps(summary, indent=2) + "\n")
 
 

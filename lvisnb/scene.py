@@ -95,9 +95,10 @@ class Scene:
     ) -> list[dict]:
         """The image's results scoring at least ``score_thr`` (optionally one category only)."""
         return [
-            r for r in self.results.get(image_id, [])
+            r
+            for r in self.results.get(image_id, [])
             if r["score"] >= score_thr and (category_id is None or r["category_id"] == category_id)
-        ]  # fmt: skip
+        ]
 
     def ground_truth(self, image_id: int, category_id: int | None = None) -> list[dict]:
         """The image's annotations (optionally of one category)."""
@@ -108,8 +109,9 @@ class Scene:
         """Sorted ids of the images where ``category_id`` is annotated or predicted at
         ``score_thr`` or above."""
         found = set(self._annotated_in.get(category_id, ()))
-        found.update(i for i, best in self._best_score.get(category_id, {}).items()
-                     if best >= score_thr)  # fmt: skip
+        found.update(
+            i for i, best in self._best_score.get(category_id, {}).items() if best >= score_thr
+        )
         return sorted(found)
 
     def showcase(self, n: int, among: Iterable[int] | None = None) -> list[int]:
@@ -117,6 +119,7 @@ class Scene:
         rare categories annotated, then most distinct common ones, then most instances, then
         smallest id. (On the real v0.5 val subset of the tests, the one image with a rare
         instance comes first.)"""
+
         def rank(image_id: int):
             anns = self.instances.get(image_id, [])
             groups = Counter(self.frequency[c] for c in {a["category_id"] for a in anns})
@@ -139,11 +142,15 @@ class Scene:
             try:
                 image_id = int(str(word))
             except ValueError:
-                raise ValueError(f"{parameter}: {word!r} is not an image id (an integer); "
-                                 "give ids separated by commas") from None  # fmt: skip
+                raise ValueError(
+                    f"{parameter}: {word!r} is not an image id (an integer); "
+                    "give ids separated by commas"
+                ) from None
             if image_id not in self.images:
-                raise ValueError(f"image id {image_id} ({parameter}) is not in {self.source} "
-                                 f"(ids {self.image_ids[0]}..{self.image_ids[-1]})")  # fmt: skip
+                raise ValueError(
+                    f"image id {image_id} ({parameter}) is not in {self.source} "
+                    f"(ids {self.image_ids[0]}..{self.image_ids[-1]})"
+                )
             if image_id not in ids:
                 ids.append(image_id)
         return ids or None
@@ -163,8 +170,9 @@ class Scene:
             raise ValueError(f"n_images must be at least 1, got {n}")
         given = self.parse_image_ids(image_ids)
         candidates = self.image_ids if given is None else given
-        missing = [i for i in candidates if not image_path(self.images[i], self.image_root)
-                   .is_file()]  # fmt: skip
+        missing = [
+            i for i in candidates if not image_path(self.images[i], self.image_root).is_file()
+        ]
         present = set(candidates).difference(missing)
         ranked = self.showcase(len(present), present) if given is None else sorted(present)
         picked, failed = [], []
@@ -183,9 +191,13 @@ class Scene:
             what = "given as image_ids" if given is not None else f"of {self.source}"
             then = "their panels say why" if given is not None else "the pick skips them"
             example = failed[0] if failed else f"no file {self._expected(missing[0])}"
-            warnings.warn(f"{len(missing) + len(failed)} of the {len(candidates)} images {what} "
-                          f"cannot be read under image_root {self.image_root} ({example}); "
-                          f"{then}", UserWarning, stacklevel=2)  # fmt: skip
+            warnings.warn(
+                f"{len(missing) + len(failed)} of the {len(candidates)} images {what} "
+                f"cannot be read under image_root {self.image_root} ({example}); "
+                f"{then}",
+                UserWarning,
+                stacklevel=2,
+            )
         return given if given is not None else picked
 
     def _expected(self, image_id: int) -> str:
@@ -195,8 +207,9 @@ class Scene:
         """The error of :meth:`pick_images` when it found no image it could read."""
         record = self.images[candidates[0]]
         what = "image given as image_ids" if given else f"image of {self.source}"
-        head = (f"not one {what} ({len(candidates)}) can be read under image_root "
-                f"{self.image_root}: ")  # fmt: skip
+        head = (
+            f"not one {what} ({len(candidates)}) can be read under image_root {self.image_root}: "
+        )
         if failed:
             return ImageReadError(head + failed[0])
         return FileNotFoundError(

@@ -63,8 +63,17 @@ from lvisnb.sampler import ROUNDINGS, EpochShardedSampler, build_sampler
 from lvisnb.schedule import build_scheduler, resolve_schedule, restore_scheduler, scaled_lr
 from lvisnb.transforms import train_transforms
 
-CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "scaler", "iteration", "epoch",
-                   "position", "rng", "config")  # fmt: skip
+CHECKPOINT_KEYS = (
+    "model",
+    "optimizer",
+    "scheduler",
+    "scaler",
+    "iteration",
+    "epoch",
+    "position",
+    "rng",
+    "config",
+)
 
 
 @dataclass
@@ -119,8 +128,11 @@ class TrainConfig:
 def _number_problems(cfg: TrainConfig) -> list[str]:
     """Range problems of ``cfg``'s numeric fields (``None`` means the preset's value)."""
     problems = []
-    bounds = {"lr": (0.0, True, math.inf), "grad_clip": (0.0, True, math.inf),
-              "rfs_threshold": (0.0, False, 1.0)}  # (low, low excluded, high)
+    bounds = {
+        "lr": (0.0, True, math.inf),
+        "grad_clip": (0.0, True, math.inf),
+        "rfs_threshold": (0.0, False, 1.0),
+    }  # (low, low excluded, high)
     for name, (low, strict, high) in bounds.items():
         value = getattr(cfg, name)
         if value is None:
@@ -275,9 +287,11 @@ def _broken_weights(
     iteration: int, path: Path, last_good: int | None, last: Path
 ) -> FloatingPointError:
     """The error raised instead of writing a checkpoint whose weights are not finite."""
-    kept = "no checkpoint was written before" if last_good is None else (
-        f"{last} (iteration {last_good}) was kept"
-    )  # fmt: skip
+    kept = (
+        "no checkpoint was written before"
+        if last_good is None
+        else (f"{last} (iteration {last_good}) was kept")
+    )
     return FloatingPointError(
         f"the weights after iteration {iteration} hold NaN or infinite values (the update "
         f"diverged; lower the learning rate or clip gradients): {path} not written, {kept}"
@@ -396,8 +410,22 @@ def setup_training(cfg: TrainConfig) -> tuple[TrainSetup, Progress]:
         )
     record = {"train": asdict(cfg), "preset": asdict(preset), "resolved": resolved}
     config = json.loads(json.dumps(record, default=str))  # plain: loads with weights_only
-    setup = TrainSetup(cfg, preset, device, world, rank, dataset, sampler, model, optimizer,
-                       scheduler, scaler, amp_dtype, resolved["max_iters"], config)  # fmt: skip
+    setup = TrainSetup(
+        cfg,
+        preset,
+        device,
+        world,
+        rank,
+        dataset,
+        sampler,
+        model,
+        optimizer,
+        scheduler,
+        scaler,
+        amp_dtype,
+        resolved["max_iters"],
+        config,
+    )
     progress = _resume(setup) if cfg.resume else Progress()
     _prepare_run_dir(setup, progress.iteration)
     return setup, progress
@@ -641,8 +669,16 @@ class _RunLogs:
         self.samples = open(samples, "a") if setup.cfg.record_samples else None  # noqa: SIM115
         self.callback = callback
 
-    def write(self, progress: Progress, lr: float, mean: dict, own: dict, targets: list,
-              data_time: float, seconds: float) -> None:  # fmt: skip
+    def write(
+        self,
+        progress: Progress,
+        lr: float,
+        mean: dict,
+        own: dict,
+        targets: list,
+        data_time: float,
+        seconds: float,
+    ) -> None:
         """Append iteration ``progress.iteration``'s lines (seconds: data and whole step)."""
         if self.samples is not None:
             ids = [int(t["image_id"]) for t in targets]
@@ -650,8 +686,14 @@ class _RunLogs:
             self.samples.write(json.dumps(line) + "\n")
         if self.log is None:
             return
-        record = {"iter": progress.iteration, "epoch": progress.epoch, "lr": lr, **mean,
-                  "time": seconds, "data_time": data_time}  # fmt: skip
+        record = {
+            "iter": progress.iteration,
+            "epoch": progress.epoch,
+            "lr": lr,
+            **mean,
+            "time": seconds,
+            "data_time": data_time,
+        }
         self.log.write(json.dumps(record) + "\n")
         self.log.flush()
         if self.callback is not None:
@@ -766,9 +808,12 @@ def config_from_args(argv: list[str] | None = None) -> TrainConfig:
     import tyro
 
     return tyro.cli(
-        TrainConfig, args=argv, prog="lvisnb train", registry=_cli_registry(),
+        TrainConfig,
+        args=argv,
+        prog="lvisnb train",
+        registry=_cli_registry(),
         description=__doc__.splitlines()[0],
-    )  # fmt: skip
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -784,8 +829,13 @@ def main(argv: list[str] | None = None) -> int:
         if rank == 0:
             print(f"checkpoint: {result.checkpoint} ({result.iterations} iterations)")
         return 0
-    except (FloatingPointError, ValueError, FileNotFoundError, FileExistsError,
-            ImageReadError) as error:  # fmt: skip
+    except (
+        FloatingPointError,
+        ValueError,
+        FileNotFoundError,
+        FileExistsError,
+        ImageReadError,
+    ) as error:
         if os.environ.get("LVISNB_TRACEBACK"):
             raise
         if rank == 0:

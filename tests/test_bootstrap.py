@@ -44,9 +44,14 @@ def toy_matches(toy_val, toy_results):
     options = evaluate._Options(evaluate.IOU_TYPES, "fast", False, 300, 10_000, "mask", None, 1)
     records, source = read_results(toy_results, boxes=True, masks=True)
     det = validate_detections(
-        records, truth.image_ids, truth.image_sizes, truth.category_ids,
-        need_boxes=True, need_masks=True, source=source,
-    )  # fmt: skip
+        records,
+        truth.image_ids,
+        truth.image_sizes,
+        truth.category_ids,
+        need_boxes=True,
+        need_masks=True,
+        source=source,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         prepared = evaluate._prepare(truth, det, source, options)
@@ -116,8 +121,9 @@ def test_unit_weights_reproduce_the_plain_metrics(toy_matches):
 
 
 @pytest.mark.parametrize("iou_type", evaluate.IOU_TYPES)
-def test_integer_weights_equal_lvis_eval_on_duplicated_images(toy_gt, toy_results, toy_matches,
-                                                              iou_type):  # fmt: skip
+def test_integer_weights_equal_lvis_eval_on_duplicated_images(
+    toy_gt, toy_results, toy_matches, iou_type
+):
     truth, matches, _ = toy_matches
     rng = np.random.default_rng(3)
     weights = rng.multinomial(len(truth.image_ids), np.full(len(truth.image_ids), 1 / 60))
@@ -245,8 +251,7 @@ def test_bootstrap_options_are_checked(toy_val, toy_results, kwargs, message):
 # ----------------------------------------------------------------------------- compare
 
 
-def test_compare_is_paired_and_its_difference_is_b_minus_a(toy_val, toy_results,
-                                                           with_bootstrap):  # fmt: skip
+def test_compare_is_paired_and_its_difference_is_b_minus_a(toy_val, toy_results, with_bootstrap):
     rng = np.random.default_rng(0)
     worse = [r for r in toy_results if rng.random() > 0.3]  # a third of the detections lost
     with warnings.catch_warnings():
@@ -286,9 +291,20 @@ def test_cli_prints_and_writes_intervals(toy_val, toy_results, tmp_path, capsys)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         code = evaluate.main_evaluate(
-            [str(toy_val), str(results), "--iou-types", "bbox", "--no-fixed", "--out", str(out),
-             "--bootstrap", "30", "--seed", "4"]
-        )  # fmt: skip
+            [
+                str(toy_val),
+                str(results),
+                "--iou-types",
+                "bbox",
+                "--no-fixed",
+                "--out",
+                str(out),
+                "--bootstrap",
+                "30",
+                "--seed",
+                "4",
+            ]
+        )
     assert code == 0
     text = capsys.readouterr().out
     assert "95% bootstrap intervals (percentile; 30 resamples of the images, seed 4;" in text
@@ -318,10 +334,15 @@ def test_results_without_a_true_positive_give_zero_intervals(toy_gt, toy_val):
     """Only false positives (a negative category of each image that has one): AP 0 in every
     replicate, so the intervals are (0, 0)."""
     records = [
-        {"image_id": image["id"], "category_id": image["neg_category_ids"][0], "score": 0.5,
-         "bbox": [1.0, 1.0, 10.0, 10.0]}
-        for image in toy_gt["images"] if image["neg_category_ids"]
-    ]  # fmt: skip
+        {
+            "image_id": image["id"],
+            "category_id": image["neg_category_ids"][0],
+            "score": 0.5,
+            "bbox": [1.0, 1.0, 10.0, 10.0],
+        }
+        for image in toy_gt["images"]
+        if image["neg_category_ids"]
+    ]
     evaluation = _evaluate(toy_val, records, iou_types=["bbox"], fixed=False, bootstrap=5)
     assert evaluation.metrics["bbox"]["AP"] == 0
     assert evaluation.intervals["bbox"] == {name: (0.0, 0.0) for name in boot.METRICS}

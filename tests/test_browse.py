@@ -29,8 +29,13 @@ def drawn(monkeypatch):
         return real_instances(ax, image, shown, *args, **kwargs)
 
     def federated(ax, image, verdict, *args, **kwargs):
-        calls.append(("federated", sorted({r["category_id"] for r in verdict.predictions}),
-                      len(verdict.predictions)))  # fmt: skip
+        calls.append(
+            (
+                "federated",
+                sorted({r["category_id"] for r in verdict.predictions}),
+                len(verdict.predictions),
+            )
+        )
         return real_federated(ax, image, verdict, *args, **kwargs)
 
     monkeypatch.setattr(browse_module, "draw_instances", instances)

@@ -154,7 +154,10 @@ def jupyter_lab(tmp_path: Path, run_dir: Path):
     # so that interactive="auto" finds the front end attached
     env.pop("LVISNB_HEADLESS", None)
     cmd = [
-        sys.executable, "-m", "jupyter", "lab",
+        sys.executable,
+        "-m",
+        "jupyter",
+        "lab",
         "--no-browser",
         "--allow-root",
         "--ServerApp.ip=127.0.0.1",
@@ -166,14 +169,19 @@ def jupyter_lab(tmp_path: Path, run_dir: Path):
         f"--LabApp.user_settings_dir={dirs['settings']}",
         f"--LabApp.workspaces_dir={home / 'workspaces'}",
         "--LabApp.news_url=",
-    ]  # fmt: skip
+    ]
     log = tmp_path / "jupyter.log"
     url = f"http://127.0.0.1:{port}"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            cmd, cwd=run_dir, env=env, stdout=out, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
-        )  # fmt: skip
+            cmd,
+            cwd=run_dir,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     lab = Lab(url, token, log)
     try:
         deadline = time.monotonic() + SERVER_TIMEOUT
@@ -423,13 +431,19 @@ def test_notebook_04_widget_renders_in_jupyterlab(
 
     driver.get(f"{lab.url}/lab/tree/{notebook.name}?token={lab.token}")
     _wait(
-        driver, "notebook open with an idle kernel", PAGE_TIMEOUT,
-        _kernel_ready, lab, run_dir,
-    )  # fmt: skip
+        driver,
+        "notebook open with an idle kernel",
+        PAGE_TIMEOUT,
+        _kernel_ready,
+        lab,
+        run_dir,
+    )
 
     _click_menu(driver, "Run", "runmenu:run-all", run_dir)
     state = _wait(
-        driver, "all cells run and the widget rendered", RUN_TIMEOUT,
+        driver,
+        "all cells run and the widget rendered",
+        RUN_TIMEOUT,
         lambda s: (
             s["kernel"] == "idle"
             and any(re.fullmatch(r"\[\d+\]:", p) for p in s["prompts"])
@@ -439,8 +453,9 @@ def test_notebook_04_widget_renders_in_jupyterlab(
             and s["image"][2]
             and min(s["image"][:2]) > 0
         ),
-        lab, run_dir,
-    )  # fmt: skip
+        lab,
+        run_dir,
+    )
 
     from selenium.webdriver.common.by import By
 

@@ -59,9 +59,14 @@ def test_embedded_train_counts_only_for_a_whole_set():
 
 @pytest.mark.parametrize(
     ("name", "version", "expected"),
-    [("couch", "v1", "sofa"), ("Cat", "v1", "cat"), ("COUCH", "v0.5", "sofa"),
-     ("aerosol can", "v1", "aerosol_can"), ("  Spray_Can ", "v1", "aerosol_can")],
-)  # fmt: skip
+    [
+        ("couch", "v1", "sofa"),
+        ("Cat", "v1", "cat"),
+        ("COUCH", "v0.5", "sofa"),
+        ("aerosol can", "v1", "aerosol_can"),
+        ("  Spray_Can ", "v1", "aerosol_can"),
+    ],
+)
 def test_names_are_found_in_any_case_and_by_lvis_synonym(name, version, expected):
     frame = cats.categories(version)
     expected_id = int(frame.loc[frame["name"] == expected, "id"].iloc[0])
@@ -69,20 +74,28 @@ def test_names_are_found_in_any_case_and_by_lvis_synonym(name, version, expected
 
 
 def test_an_unknown_name_lists_close_names_and_synonyms_say_whose():
-    with pytest.raises(ValueError, match=r"no category named 'cuoch' in LVIS v1; did you mean "
-                                         r"couch \(= sofa\)"):  # fmt: skip
+    with pytest.raises(
+        ValueError,
+        match=r"no category named 'cuoch' in LVIS v1; did you mean "
+        r"couch \(= sofa\)",
+    ):
         cats.find_category("cuoch")
     with pytest.raises(ValueError, match=r"'sofaa' in x.json; did you mean sofa,"):
         cats.find_category("sofaa", "v1", source="x.json")
 
 
 def test_an_ambiguous_name_names_every_category_it_could_be():
-    records = [{"id": 1, "name": "cat", "synonyms": ["kitty"]},
-               {"id": 2, "name": "Cat", "synonyms": []},
-               {"id": 7, "name": "dog", "synonyms": ["kitty"]}]  # fmt: skip
+    records = [
+        {"id": 1, "name": "cat", "synonyms": ["kitty"]},
+        {"id": 2, "name": "Cat", "synonyms": []},
+        {"id": 7, "name": "dog", "synonyms": ["kitty"]},
+    ]
     assert cats.find_category("Cat", records) == 2  # the exact name wins
-    with pytest.raises(ValueError, match=r"'kitty' names 2 categories in f.json: cat \(id 1\), "
-                                         r"dog \(id 7\); give the id"):  # fmt: skip
+    with pytest.raises(
+        ValueError,
+        match=r"'kitty' names 2 categories in f.json: cat \(id 1\), "
+        r"dog \(id 7\); give the id",
+    ):
         cats.find_category("kitty", records, "f.json")
     with pytest.raises(ValueError, match="'CAT' names 2 categories"):
         cats.find_category("CAT", records, "f.json")

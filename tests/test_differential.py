@@ -46,9 +46,7 @@ def _reference(seed: int, iou_type: str) -> dict[str, float]:
     return reference_metrics(gt, results, iou_type)
 
 
-def _kit(
-    gt: dict, results: list[dict], iou_type: str, backend: str, **options
-) -> dict[str, float]:
+def _kit(gt: dict, results: list[dict], iou_type: str, backend: str, **options) -> dict[str, float]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # more than 300 detections on an image
         evaluation = evaluate(

@@ -73,9 +73,10 @@ def test_verdicts_equal_lvis_eval_at_iou_half(toy_val, iou_type):
         for key, ids in expected_gt.items():
             if key[0] == image["id"]:
                 got_ids = sorted(
-                    a["id"] for a, s in zip(verdict.instances, verdict.instance_status, strict=True)
+                    a["id"]
+                    for a, s in zip(verdict.instances, verdict.instance_status, strict=True)
                     if a["category_id"] == key[1] and s == federated.MATCHED
-                )  # fmt: skip
+                )
                 assert got_ids == ids, key
     # the synthetic results exercise every verdict
     assert all(seen[s] > 10 for s in federated.PREDICTION_STATUSES), dict(seen)
@@ -91,8 +92,13 @@ def test_matching_takes_the_best_free_instance_and_later_one_on_ties():
 
 
 def test_verdict_on_a_hand_built_image():
-    image = {"id": 1, "height": 20, "width": 20, "neg_category_ids": [2],
-             "not_exhaustive_category_ids": [3]}  # fmt: skip
+    image = {
+        "id": 1,
+        "height": 20,
+        "width": 20,
+        "neg_category_ids": [2],
+        "not_exhaustive_category_ids": [3],
+    }
     instances = [
         {"id": 10, "image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10], "area": 100},
         {"id": 11, "image_id": 1, "category_id": 1, "bbox": [10, 10, 5, 5], "area": 25},
@@ -110,18 +116,29 @@ def test_verdict_on_a_hand_built_image():
     ]
     verdict = federated.image_verdict(image, instances, predictions, iou_type="bbox")
     assert verdict.prediction_status == [
-        federated.MATCHED, federated.FALSE_POSITIVE, federated.FALSE_POSITIVE,
-        federated.IGNORED_NOT_EXHAUSTIVE, federated.IGNORED_UNVERIFIED, federated.NOT_EVALUATED,
+        federated.MATCHED,
+        federated.FALSE_POSITIVE,
+        federated.FALSE_POSITIVE,
+        federated.IGNORED_NOT_EXHAUSTIVE,
         federated.IGNORED_UNVERIFIED,
-    ]  # fmt: skip
+        federated.NOT_EVALUATED,
+        federated.IGNORED_UNVERIFIED,
+    ]
     assert verdict.prediction_iou[0] == pytest.approx(0.9)
     assert verdict.instance_status == [
-        federated.MATCHED, federated.MISSED, federated.MISSED, federated.NOT_EVALUATED,
-    ]  # fmt: skip
+        federated.MATCHED,
+        federated.MISSED,
+        federated.MISSED,
+        federated.NOT_EVALUATED,
+    ]
     assert verdict.counts() == {
-        federated.MATCHED: 1, federated.FALSE_POSITIVE: 2, federated.IGNORED_NOT_EXHAUSTIVE: 1,
-        federated.IGNORED_UNVERIFIED: 2, federated.NOT_EVALUATED: 1, federated.MISSED: 2,
-    }  # fmt: skip
+        federated.MATCHED: 1,
+        federated.FALSE_POSITIVE: 2,
+        federated.IGNORED_NOT_EXHAUSTIVE: 1,
+        federated.IGNORED_UNVERIFIED: 2,
+        federated.NOT_EVALUATED: 1,
+        federated.MISSED: 2,
+    }
     with pytest.raises(ValueError, match="iou_type"):
         federated.image_verdict(image, instances, predictions, iou_type="keypoints")
 
@@ -144,8 +161,13 @@ def test_verdict_table_counts_by_group(toy_val):
 def test_not_exhaustive_ignores_unmatched_predictions_even_of_a_negative_category():
     """LVISEval ignores an unmatched detection whose category is in the image's
     not_exhaustive_category_ids, whether or not the category is also listed as negative."""
-    image = {"id": 1, "height": 20, "width": 20, "neg_category_ids": [2],
-             "not_exhaustive_category_ids": [2]}  # fmt: skip
+    image = {
+        "id": 1,
+        "height": 20,
+        "width": 20,
+        "neg_category_ids": [2],
+        "not_exhaustive_category_ids": [2],
+    }
     predictions = [{"category_id": 2, "score": 0.7, "bbox": [5, 5, 5, 5]}]
     verdict = federated.image_verdict(image, [], predictions, iou_type="bbox")
     assert verdict.prediction_status == [federated.IGNORED_NOT_EXHAUSTIVE]

@@ -85,10 +85,11 @@ def test_rarest_categories_of_a_toy_file_take_the_rarest_group_first(scene):
 # ----------------------------------------------------------------------------- notebook 04's picks
 
 
-
 def test_gallery_category_falls_back_to_the_rarest_predicted_then_annotated(scene, toy_val):
-    assert gallery.gallery_category(scene, None) == gallery.rarest_categories(
-        scene, 1, with_predictions=True)[0]  # fmt: skip
+    assert (
+        gallery.gallery_category(scene, None)
+        == gallery.rarest_categories(scene, 1, with_predictions=True)[0]
+    )
     name = scene.names[gallery.rarest_categories(scene, 1)[0]]
     assert gallery.gallery_category(scene, name.upper()) == scene.category_id(name)
     without_results = load_scene(toy_val)

@@ -9,22 +9,39 @@ from lvisnb.ground_truth import load_ground_truth, train_image_counts
 def _file(tmp_path, name, categories, annotations):
     path = tmp_path / name
     images = [
-        {"id": i, "height": 10, "width": 10, "coco_url": f"http://x/train2017/{i}.jpg",
-         "neg_category_ids": [], "not_exhaustive_category_ids": []}
+        {
+            "id": i,
+            "height": 10,
+            "width": 10,
+            "coco_url": f"http://x/train2017/{i}.jpg",
+            "neg_category_ids": [],
+            "not_exhaustive_category_ids": [],
+        }
         for i in (1, 2, 3)
-    ]  # fmt: skip
+    ]
     anns = [
-        {"id": n + 1, "image_id": i, "category_id": c, "bbox": [0, 0, 2, 2], "area": 4.0,
-         "segmentation": [[0, 0, 2, 0, 2, 2, 0, 2]]}
+        {
+            "id": n + 1,
+            "image_id": i,
+            "category_id": c,
+            "bbox": [0, 0, 2, 2],
+            "area": 4.0,
+            "segmentation": [[0, 0, 2, 0, 2, 2, 0, 2]],
+        }
         for n, (i, c) in enumerate(annotations)
-    ]  # fmt: skip
+    ]
     path.write_text(json.dumps({"images": images, "categories": categories, "annotations": anns}))
     return path
 
 
 def _category(category_id, image_count):
-    return {"id": category_id, "name": f"c{category_id}", "synset": f"c{category_id}.n.01",
-            "frequency": "r", "image_count": image_count}  # fmt: skip
+    return {
+        "id": category_id,
+        "name": f"c{category_id}",
+        "synset": f"c{category_id}.n.01",
+        "frequency": "r",
+        "image_count": image_count,
+    }
 
 
 def test_counts_from_a_train_file(tmp_path):

@@ -95,9 +95,7 @@ def test_masks_to_rle_round_trips():
     masks[2, 6, 0] = True
     rles = masks_to_rle(masks)
     assert [r["size"] for r in rles] == [[7, 5]] * 3
-    decoded = mask_utils.decode(
-        [{"size": r["size"], "counts": r["counts"].encode()} for r in rles]
-    )
+    decoded = mask_utils.decode([{"size": r["size"], "counts": r["counts"].encode()} for r in rles])
     np.testing.assert_array_equal(decoded.transpose(2, 0, 1), masks.numpy().astype(np.uint8))
     assert masks_to_rle(torch.zeros(0, 4, 4, dtype=torch.bool)) == []
 
@@ -141,8 +139,10 @@ def _untrained_checkpoint(path, ann):
     preset = get_preset("toy", **SMALL)
     torch.manual_seed(0)
     model = build_model(preset, num_classes=mapping.num_classes, weights=False)
-    config = {"preset": json.loads(json.dumps(asdict(preset))),
-              "resolved": {"lvis_version": mapping.lvis_version}}  # fmt: skip
+    config = {
+        "preset": json.loads(json.dumps(asdict(preset))),
+        "resolved": {"lvis_version": mapping.lvis_version},
+    }
     payload = {"config": config, "category_ids": list(mapping.category_ids)}
     return save_checkpoint(path, {**payload, "model": model.state_dict()})
 
@@ -184,8 +184,12 @@ def test_a_checkpoint_is_run_into_results_json(toy_root, toy_val, tmp_path):
     # a second run replaces the kit's own results.json; a user's file there is refused
     other = tmp_path / "other.pt"
     (run_dir / "checkpoints" / "final.pt").rename(other)
-    assert results_for_evaluation(run_dir, ann, toy_root, other, device="cpu", max_dets=1,
-                                  progress=False).seconds > 0  # fmt: skip
+    assert (
+        results_for_evaluation(
+            run_dir, ann, toy_root, other, device="cpu", max_dets=1, progress=False
+        ).seconds
+        > 0
+    )
     again = json.loads(produced.path.read_text())
     assert again and len(again) <= len({r["image_id"] for r in again}) <= 2  # 1 per image
     produced.path.write_text('[{"my": "results"}]')

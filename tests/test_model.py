@@ -168,8 +168,14 @@ def test_seesaw_presets_equal_mmdetection_seesaw_configs(name):
         for f in dataclasses.fields(Preset)
         if getattr(p, f.name) != getattr(Preset(), f.name)
     }
-    assert changed <= {"name", "cls_loss", "max_epochs", "lr_steps", "rfs_threshold",
-                       "normed_mask_temperature"}  # fmt: skip
+    assert changed <= {
+        "name",
+        "cls_loss",
+        "max_epochs",
+        "lr_steps",
+        "rfs_threshold",
+        "normed_mask_temperature",
+    }
 
 
 def test_loss_fields_default_to_their_sources_values():
@@ -187,8 +193,9 @@ def test_every_seed_row_builds_with_every_loss(loss):
     counts = torch.ones(1230)
     for name in SEED_PRESETS:
         preset = get_preset(name, cls_loss=loss)
-        model = build_model(preset, weights=False, device="meta",
-                            class_image_counts=counts[: preset.num_classes])  # fmt: skip
+        model = build_model(
+            preset, weights=False, device="meta", class_image_counts=counts[: preset.num_classes]
+        )
         heads = model.roi_heads
         assert heads.cls_loss.name == loss and heads.cls_loss.num_classes == preset.num_classes
         width = preset.num_classes + (2 if loss == "seesaw" else 1)

@@ -62,14 +62,34 @@ def test_an_image_root_without_annotations_is_an_error(tmp_path, capsys):
 
 
 def _gt_and_results(tmp_path):
-    image = {"id": 1, "height": 100, "width": 100, "coco_url": "http://x/val2017/1.jpg",
-             "neg_category_ids": [], "not_exhaustive_category_ids": []}  # fmt: skip
-    ann = {"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 30, 30], "area": 900.0,
-           "segmentation": [[10, 10, 40, 10, 40, 40, 10, 40]]}  # fmt: skip
-    gt = {"images": [image], "annotations": [ann],
-          "categories": [{"id": 1, "name": "a", "frequency": "r"}]}  # fmt: skip
-    result = {"image_id": 1, "category_id": 1, "score": 0.9, "bbox": [10, 10, 30, 30],
-              "segmentation": rle(box_mask(100, 100, 10, 10, 30, 30))}  # fmt: skip
+    image = {
+        "id": 1,
+        "height": 100,
+        "width": 100,
+        "coco_url": "http://x/val2017/1.jpg",
+        "neg_category_ids": [],
+        "not_exhaustive_category_ids": [],
+    }
+    ann = {
+        "id": 1,
+        "image_id": 1,
+        "category_id": 1,
+        "bbox": [10, 10, 30, 30],
+        "area": 900.0,
+        "segmentation": [[10, 10, 40, 10, 40, 40, 10, 40]],
+    }
+    gt = {
+        "images": [image],
+        "annotations": [ann],
+        "categories": [{"id": 1, "name": "a", "frequency": "r"}],
+    }
+    result = {
+        "image_id": 1,
+        "category_id": 1,
+        "score": 0.9,
+        "bbox": [10, 10, 30, 30],
+        "segmentation": rle(box_mask(100, 100, 10, 10, 30, 30)),
+    }
     gt_path, results_path = tmp_path / "gt.json", tmp_path / "r.json"
     gt_path.write_text(json.dumps(gt))
     results_path.write_text(json.dumps([result]))

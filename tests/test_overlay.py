@@ -100,10 +100,17 @@ def test_federated_note_sits_outside_the_image_and_hides_no_label(legend):
     image's top-left corner; it now sits under the image (under the legend, as the legend is)."""
     from lvisnb import federated
 
-    image = {"id": 1, "height": 100, "width": 120, "neg_category_ids": [2],
-             "not_exhaustive_category_ids": [3]}  # fmt: skip
-    predictions = [{"category_id": 2, "score": 0.9, "bbox": [0.0, 0.0, 30.0, 20.0]},
-                   {"category_id": 4, "score": 0.8, "bbox": [2.0, 2.0, 20.0, 20.0]}]
+    image = {
+        "id": 1,
+        "height": 100,
+        "width": 120,
+        "neg_category_ids": [2],
+        "not_exhaustive_category_ids": [3],
+    }
+    predictions = [
+        {"category_id": 2, "score": 0.9, "bbox": [0.0, 0.0, 30.0, 20.0]},
+        {"category_id": 4, "score": 0.8, "bbox": [2.0, 2.0, 20.0, 20.0]},
+    ]
     verdict = federated.image_verdict(image, [], predictions, iou_type="bbox")
     frequency, names = {2: "r", 3: "c", 4: "f"}, {2: "anvil", 3: "beret", 4: "cup"}
     fig, ax = plt.subplots(figsize=(4, 3.5))
@@ -156,9 +163,12 @@ def test_federated_view_draws_each_verdict_in_its_style(scene):
     for status in (*federated.PREDICTION_STATUSES, federated.MISSED):
         assert f"{status} ({counts[status]})" in legend
     labels = [t.get_text() for t in ax.texts]
-    tags = {"TP": federated.MATCHED, "FP": federated.FALSE_POSITIVE,
-            "ignored": federated.IGNORED_NOT_EXHAUSTIVE,
-            "unverified": federated.IGNORED_UNVERIFIED}  # fmt: skip
+    tags = {
+        "TP": federated.MATCHED,
+        "FP": federated.FALSE_POSITIVE,
+        "ignored": federated.IGNORED_NOT_EXHAUSTIVE,
+        "unverified": federated.IGNORED_UNVERIFIED,
+    }
     for tag, status in tags.items():
         shown = sum(label.split(" [NE]")[0].endswith(" " + tag) for label in labels)
         assert shown == counts[status], (tag, shown, counts)

@@ -90,11 +90,15 @@ def _perfect(gt: dict, rng) -> list[dict]:
         image = images[ann["image_id"]]
         h, w = image["height"], image["width"]
         rle = mask_utils.merge(mask_utils.frPyObjects(ann["segmentation"], h, w))
-        out.append({
-            "image_id": ann["image_id"], "category_id": ann["category_id"],
-            "score": float(rng.uniform(0.05, 1.0)), "bbox": list(ann["bbox"]),
-            "segmentation": {"size": [h, w], "counts": rle["counts"].decode()},
-        })  # fmt: skip
+        out.append(
+            {
+                "image_id": ann["image_id"],
+                "category_id": ann["category_id"],
+                "score": float(rng.uniform(0.05, 1.0)),
+                "bbox": list(ann["bbox"]),
+                "segmentation": {"size": [h, w], "counts": rle["counts"].decode()},
+            }
+        )
     return out
 
 
@@ -125,9 +129,15 @@ def _variants(gt: dict) -> dict[str, list[dict]]:
     box_only = [{k: v for k, v in r.items() if k != "segmentation"} for r in jittered]
     mask_only = [{k: v for k, v in r.items() if k != "bbox"} for r in fewer]
     return {
-        "perfect": perfect, "jittered": jittered, "fewer": fewer, "negatives": negatives,
-        "empty masks": empty, "ties": ties, "box only": box_only, "mask only": mask_only,
-    }  # fmt: skip
+        "perfect": perfect,
+        "jittered": jittered,
+        "fewer": fewer,
+        "negatives": negatives,
+        "empty masks": empty,
+        "ties": ties,
+        "box only": box_only,
+        "mask only": mask_only,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -135,8 +145,16 @@ def variants(real_gt):
     return _variants(real_gt)
 
 
-VARIANTS = ["perfect", "jittered", "fewer", "negatives", "empty masks", "ties", "box only",
-            "mask only"]  # fmt: skip
+VARIANTS = [
+    "perfect",
+    "jittered",
+    "fewer",
+    "negatives",
+    "empty masks",
+    "ties",
+    "box only",
+    "mask only",
+]
 
 
 @pytest.fixture(scope="module")
@@ -167,8 +185,10 @@ def test_real_file_evaluation_equals_lvis_eval(variants, references, variant, ba
         want = references(variant, iou_type)
         for name, value in want.items():
             assert got.metrics[iou_type][name] == pytest.approx(value, abs=1e-12), (
-                variant, iou_type, name,
-            )  # fmt: skip
+                variant,
+                iou_type,
+                name,
+            )
 
 
 def test_real_file_segm_area_box_equals_raw_lvis_eval(real_gt, variants):
@@ -179,8 +199,9 @@ def test_real_file_segm_area_box_equals_raw_lvis_eval(real_gt, variants):
     default = reference_metrics(real_gt, results, "segm")
     assert want["APs"] != default["APs"]  # the rule matters on real records
     for backend in ("fast", "lvis"):
-        got = evaluate(REAL, results, iou_types=("segm",), backend=backend, fixed=False,
-                       segm_area="box")  # fmt: skip
+        got = evaluate(
+            REAL, results, iou_types=("segm",), backend=backend, fixed=False, segm_area="box"
+        )
         for name, value in want.items():
             assert got.metrics["segm"][name] == pytest.approx(value, abs=1e-12), name
 
@@ -192,8 +213,16 @@ def test_a_train_file_of_another_version_or_vocabulary_is_refused(real_gt, tmp_p
     from lvisnb.ground_truth import load_ground_truth
 
     images = [dict(i) for i in real_gt["images"][:1]]
-    anns = [{"id": 1, "image_id": images[0]["id"], "category_id": 3, "bbox": [1, 1, 9, 9],
-             "area": 81.0, "segmentation": [[1, 1, 10, 1, 10, 10, 1, 10]]}]  # fmt: skip
+    anns = [
+        {
+            "id": 1,
+            "image_id": images[0]["id"],
+            "category_id": 3,
+            "bbox": [1, 1, 9, 9],
+            "area": 81.0,
+            "segmentation": [[1, 1, 10, 1, 10, 10, 1, 10]],
+        }
+    ]
     v1 = {"images": images, "annotations": anns, "categories": [dict(c) for c in _raw("v1")]}
     for c in v1["categories"]:
         c.pop("train_image_count", None)
@@ -234,8 +263,11 @@ def test_results_with_the_other_versions_ids_are_flagged(real_gt):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the right ids: no warning
         right = evaluate(REAL, perfect, iou_types=("bbox",), fixed=False)
-    as_v1 = [r | {"category_id": v1_id[synset[r["category_id"]]]} for r in perfect
-             if synset[r["category_id"]] in v1_id]  # fmt: skip
+    as_v1 = [
+        r | {"category_id": v1_id[synset[r["category_id"]]]}
+        for r in perfect
+        if synset[r["category_id"]] in v1_id
+    ]
     with pytest.warns(UserWarning, match=r"look like LVIS v1's, but the ground truth is LVIS v0.5"):
         wrong = evaluate(REAL, as_v1, iou_types=("bbox",), fixed=False)
     assert right.metrics["bbox"]["AP"] == pytest.approx(1.0)

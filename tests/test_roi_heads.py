@@ -18,9 +18,13 @@ K = 5
 COUNTS = [3, 1, 4, 1, 5]  # train images per class, labels 1..5 (the federated loss's input)
 LOSS_NAMES = sorted(CLS_LOSSES)
 # small images, few proposals and RoIs: a forward + backward is a fraction of a second
-SMALL = {"rpn_pre_nms_top_n_train": 100, "rpn_post_nms_top_n_train": 50,
-         "rpn_pre_nms_top_n_test": 100, "rpn_post_nms_top_n_test": 50,
-         "box_batch_size_per_image": 32}  # fmt: skip
+SMALL = {
+    "rpn_pre_nms_top_n_train": 100,
+    "rpn_post_nms_top_n_train": 50,
+    "rpn_pre_nms_top_n_test": 100,
+    "rpn_post_nms_top_n_test": 50,
+    "box_batch_size_per_image": 32,
+}
 
 
 def _toy(loss, **fields):
@@ -64,8 +68,13 @@ def test_each_loss_trains_and_scores_the_toy_model(loss):
     images, targets = detection_batch()
     model.train()
     losses = model(images, targets)
-    assert set(losses) == {"loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness",
-                           "loss_rpn_box_reg"}  # fmt: skip
+    assert set(losses) == {
+        "loss_classifier",
+        "loss_box_reg",
+        "loss_mask",
+        "loss_objectness",
+        "loss_rpn_box_reg",
+    }
     assert all(v.ndim == 0 and torch.isfinite(v) for v in losses.values())
     losses["loss_classifier"].backward()
     for layer in (heads.box_predictor.cls_score, heads.box_head.fc7):
@@ -86,11 +95,14 @@ def test_the_loss_is_a_submodule_whose_buffers_are_in_the_state_dict():
     }
     assert buffers == {
         "ce": [],  # the state_dict of a "ce" model is the one before losses were pluggable
-        "eqlv2": ["roi_heads.cls_loss.neg_grad", "roi_heads.cls_loss.pos_grad",
-                  "roi_heads.cls_loss.pos_neg"],
+        "eqlv2": [
+            "roi_heads.cls_loss.neg_grad",
+            "roi_heads.cls_loss.pos_grad",
+            "roi_heads.cls_loss.pos_neg",
+        ],
         "federated": ["roi_heads.cls_loss.class_weights"],
         "seesaw": ["roi_heads.cls_loss.cum_samples"],
-    }  # fmt: skip
+    }
     federated = _toy("federated").roi_heads.cls_loss
     torch.testing.assert_close(federated.class_weights, torch.tensor(COUNTS).float().sqrt())
     seesaw = _toy("seesaw")

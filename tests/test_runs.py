@@ -41,9 +41,7 @@ def _fake_run(run_dir, losses=LOSSES, first_iter=1, seconds=0.5, total_batch=4, 
         (list(range(100)), 20, (9.5, 89.5)),  # 20 of 100: mean(0..19), mean(80..99)
     ],
 )
-def test_loss_windows_average_the_first_and_last_quarter_up_to_the_window(
-    losses, window, expected
-):
+def test_loss_windows_average_the_first_and_last_quarter_up_to_the_window(losses, window, expected):
     assert runs.loss_windows(losses, window) == pytest.approx(expected)
 
 

@@ -107,10 +107,15 @@ def test_results_with_boxes_on_some_records_only_are_refused(toy_val, val):
 def test_scene_cuts_each_image_to_300_as_lvis_results(toy_val, val):
     image = val["images"][0]
     records = [
-        {"image_id": image["id"], "category_id": val["categories"][0]["id"],
-         "score": (i % 7) / 7, "bbox": [i % 50, 0, 10, 10], "id": i}
+        {
+            "image_id": image["id"],
+            "category_id": val["categories"][0]["id"],
+            "score": (i % 7) / 7,
+            "bbox": [i % 50, 0, 10, 10],
+            "id": i,
+        }
         for i in range(400)
-    ]  # fmt: skip
+    ]
     scene = load_scene(toy_val, results=records)
     expected = lvis.LVISResults.limit_dets_per_image(None, records, 300)
     expected = sorted(expected, key=lambda r: r["score"], reverse=True)  # ties: input order
@@ -178,9 +183,10 @@ def test_images_with_a_category_are_those_annotating_or_predicting_it(scene):
     category_id = gallery.rarest_categories(scene, 1, with_predictions=True)[0]
     for score_thr in (0.0, 0.5):
         expected = sorted(
-            i for i in scene.image_ids
+            i
+            for i in scene.image_ids
             if scene.ground_truth(i, category_id) or scene.predictions(i, score_thr, category_id)
-        )  # fmt: skip
+        )
         assert scene.images_with(category_id, score_thr) == expected
 
 
@@ -204,8 +210,11 @@ def _copy_images(source: Path, target: Path) -> Path:
 
 def test_default_pick_prefers_images_with_rare_categories_on_real_lvis(real_root, recwarn):
     scene = load_scene(REAL, image_root=real_root)
-    rare = [i for i in scene.image_ids
-            if any(scene.frequency[a["category_id"]] == "r" for a in scene.ground_truth(i))]
+    rare = [
+        i
+        for i in scene.image_ids
+        if any(scene.frequency[a["category_id"]] == "r" for a in scene.ground_truth(i))
+    ]
     assert rare == [RARE_IMAGE]  # the fixture as documented in tests/data/README.md
     picked = scene.pick_images(None, 3)
     assert picked[0] == RARE_IMAGE and picked == scene.showcase(3) and len(picked) == 3

@@ -150,9 +150,20 @@ def test_command_line_parses_every_field():
 def test_command_line_values_are_typed_by_the_config(capsys):
     """Not YAML: 'on' stays a string, 0123 keeps its zero, 1e-3 is a float."""
     cfg = train_mod.config_from_args(
-        ["--run-dir", "on", "--train-ann", "0123", "--lr", "1e-3", "--no-progress",
-         "--overrides", "{train_scales: [480, 512]}", "--max-iters", "None"]
-    )  # fmt: skip
+        [
+            "--run-dir",
+            "on",
+            "--train-ann",
+            "0123",
+            "--lr",
+            "1e-3",
+            "--no-progress",
+            "--overrides",
+            "{train_scales: [480, 512]}",
+            "--max-iters",
+            "None",
+        ]
+    )
     assert cfg.run_dir == "on" and cfg.train_ann == "0123" and cfg.lr == 0.001
     assert cfg.progress is False and cfg.max_iters is None
     assert cfg.overrides == {"train_scales": [480, 512]}
@@ -178,13 +189,30 @@ def _torchrun(run_dir, tiny_train, toy_root, *args, script=None, max_iters=2):
     """Run ``lvisnb.train`` (or ``script``) under torchrun: 2 gloo processes on the CPU."""
     target = ["-m", "lvisnb.train"] if script is None else [str(script)]
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-        "--standalone", *target,
-        "--train-ann", str(tiny_train), "--image-root", str(toy_root),
-        "--run-dir", str(run_dir), "--device", "cpu", "--batch-size", "2",
-        "--max-iters", str(max_iters), "--record-samples", "--no-progress",
-        "--overrides", json.dumps(FAST), *args,
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--standalone",
+        *target,
+        "--train-ann",
+        str(tiny_train),
+        "--image-root",
+        str(toy_root),
+        "--run-dir",
+        str(run_dir),
+        "--device",
+        "cpu",
+        "--batch-size",
+        "2",
+        "--max-iters",
+        str(max_iters),
+        "--record-samples",
+        "--no-progress",
+        "--overrides",
+        json.dumps(FAST),
+        *args,
+    ]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
 
@@ -598,10 +626,22 @@ def _lvis_file(tmp_path, version):
     from lvisnb.categories import _raw
 
     categories = [{k: c[k] for k in ("id", "name", "synset", "frequency")} for c in _raw(version)]
-    image = {"id": 9, "height": 64, "width": 64, "coco_url": "http://x/train2017/9.jpg",
-             "neg_category_ids": [], "not_exhaustive_category_ids": []}  # fmt: skip
-    ann = {"id": 1, "image_id": 9, "category_id": 3, "bbox": [4, 4, 20, 20], "area": 400.0,
-           "segmentation": [[4, 4, 24, 4, 24, 24, 4, 24]]}  # fmt: skip
+    image = {
+        "id": 9,
+        "height": 64,
+        "width": 64,
+        "coco_url": "http://x/train2017/9.jpg",
+        "neg_category_ids": [],
+        "not_exhaustive_category_ids": [],
+    }
+    ann = {
+        "id": 1,
+        "image_id": 9,
+        "category_id": 3,
+        "bbox": [4, 4, 20, 20],
+        "area": 400.0,
+        "segmentation": [[4, 4, 24, 4, 24, 24, 4, 24]],
+    }
     path = tmp_path / f"lvis_{version}_train.json"
     path.write_text(json.dumps({"images": [image], "annotations": [ann], "categories": categories}))
     return path
@@ -610,9 +650,13 @@ def _lvis_file(tmp_path, version):
 def test_a_preset_of_one_lvis_version_refuses_a_file_of_the_other(tmp_path):
     v05_preset = next(name for name in SEED_PRESETS if name.endswith("lvis_v0.5"))
     cfg = TrainConfig(
-        preset=v05_preset, train_ann=str(_lvis_file(tmp_path, "v1")), image_root=str(tmp_path),
-        run_dir=str(tmp_path / "run"), device="cpu", progress=False,
-    )  # fmt: skip
+        preset=v05_preset,
+        train_ann=str(_lvis_file(tmp_path, "v1")),
+        image_root=str(tmp_path),
+        run_dir=str(tmp_path / "run"),
+        device="cpu",
+        progress=False,
+    )
     with pytest.raises(ValueError, match=r"is LVIS v1 \(1203 categories\) but LVIS v0.5"):
         train(cfg)
     assert not (tmp_path / "run" / "checkpoints").exists()
@@ -683,9 +727,11 @@ def test_a_loss_preset_field_trains_checkpoints_and_resumes_exactly(
     assert final["config"]["preset"]["cls_loss"] == loss
     buffers = [k for k in reference["model"] if k.startswith("roi_heads.cls_loss.")]
     assert buffers == [
-        {"seesaw": "roi_heads.cls_loss.cum_samples",
-         "federated": "roi_heads.cls_loss.class_weights"}[loss]
-    ]  # fmt: skip
+        {
+            "seesaw": "roi_heads.cls_loss.cum_samples",
+            "federated": "roi_heads.cls_loss.class_weights",
+        }[loss]
+    ]
     for key, value in reference["model"].items():
         torch.testing.assert_close(final["model"][key], value, rtol=1e-4, atol=1e-5)
     dataset = LVISDetection(tiny_train, toy_root, skip_empty=True)
