@@ -232,7 +232,7 @@ def cached_roi_features(
         seed=seed,
         progress=progress,
     )
-    features.meta = {**meta, **features.meta}
+    features.meta = {**features.meta, **meta}
     with atomic_path(path) as tmp:
         torch.save(features.payload(), tmp)
     return features, False
@@ -339,7 +339,7 @@ def extract_roi_features(
         "score_thresh": float(heads.score_thresh),
         "nms_thresh": float(heads.nms_thresh),
         "detections_per_img": int(heads.detections_per_img),
-        "rois_per_image": sampler.batch_size_per_image,
+        "sampled_per_image": sampler.batch_size_per_image,  # RoIs drawn per train image
     }
     return RoIFeatures(
         image_ids=torch.tensor(image_ids, dtype=torch.int64),
