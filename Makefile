@@ -7,10 +7,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.lvisnb-installed
 RUN_DIR ?= runs/demo
+ABLATION_DIR ?= runs/ablation
+ABLATION_PARAMS ?=
 export LVISNB_TOY_ROOT ?= $(CURDIR)/data/toy-lvis
 export MPLBACKEND ?= Agg
 
-.PHONY: demo test lint install toy bench bench-gpu clean browser-deps
+.PHONY: demo ablation test lint install toy bench bench-gpu clean browser-deps
 
 install: $(STAMP)
 
@@ -26,6 +28,12 @@ toy: $(STAMP)
 
 demo: toy
 	$(VENV)/bin/lvisnb run --run-dir $(RUN_DIR) --html -p overwrite=true  # the demo restarts its own toy run
+
+# notebook 05 end to end: every method and seed trains Mask R-CNN from scratch with the preset's
+# schedule, then box and mask AP (5 methods x 3 seeds: hours on a CPU with toy-LVIS; a GPU for
+# the seed presets). More parameters: make ablation ABLATION_PARAMS='-p seeds=5 -p iterations=300'
+ablation: toy
+	$(VENV)/bin/lvisnb run --run-dir $(ABLATION_DIR) --only 05 --html -p protocol=end_to_end $(ABLATION_PARAMS)
 
 test: $(STAMP) browser-deps
 	$(VENV)/bin/ruff check .

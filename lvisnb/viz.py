@@ -362,6 +362,100 @@ def ap_by_group(metrics: dict[str, dict[str, float]]) -> Figure:
     return fig
 
 
+def _arm_labels(frame: pd.DataFrame) -> pd.Series:
+    """``frame["arm"]``, or ``<sampler>+<method>`` from a leaderboard's columns."""
+    if "arm" in frame.columns:
+        return frame["arm"].astype(str)
+    return frame["sampler"].astype(str) + "+" + frame["method"].astype(str)
+
+
+def ap_by_group_with_errors(
+    summary: pd.DataFrame, board: pd.DataFrame | None = None, prefix: str = "box"
+) -> Figure:
+    """Bars of AP, APr, APc, APf per arm (mean over seeds) with their 95% intervals.
+
+    ``summary``: :func:`lvisnb.leaderboard.over_seeds` (``<prefix>_<metric>`` with ``_low`` /
+    ``_high``; an ``arm`` column or ``sampler`` and ``method``). ``board``: the leaderboard's
+    runs, drawn as dots (one per seed) over their arm's bar. Error bars span the t-interval
+    (none for a single seed); undefined metrics (NaN) are left out.
+    """
+    names = ["AP", "APr", "APc", "APf"]
+    colours = ["0.55", FREQUENCY_COLOURS["r"], FREQUENCY_COLOURS["c"], FREQUENCY_COLOURS["f"]]
+    arms = list(_arm_labels(summary))
+    width = 0.8 / len(names)
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.5 * len(arms) + 1), 4))
+    x = np.arange(len(arms))
+    for k, (name, colour) in enumerate(zip(names, colours, strict=True)):
+        column = f"{prefix}_{name}"
+        mean = summary[column].to_numpy(float)
+        low = summary[f"{column}_low"].to_numpy(float)
+        high = summary[f"{column}_high"].to_numpy(float)
+        errors = np.nan_to_num(np.stack([mean - low, high - mean]), nan=0.0)
+        offset = x + (k - (len(names) - 1) / 2) * width
+        ax.bar(
+            offset,
+            np.nan_to_num(mean),
+            width,
+            color=colour,
+            label=name,
+            edgecolor="0.2",
+            linewidth=0.5,
+            yerr=errors,
+            capsize=2,
+            error_kw={"linewidth": 0.8},
+        )
+        if board is not None:
+            labels = _arm_labels(board)
+            for j, arm in enumerate(arms):
+                values = board.loc[labels == arm, column].dropna().to_numpy(float)
+                ax.scatter(np.full(len(values), offset[j]), values, s=9, color="0.1", zorder=3)
+    ax.set_xticks(x, arms)
+    ax.set(
+        ylabel=f"{prefix} AP (IoU 0.50:0.95)",
+        title=f"{prefix} AP by frequency group: mean over seeds, 95% interval",
+    )
+    ax.legend(frameon=False, ncols=4, loc="upper left", fontsize=8)
+    ax.set_ylim(0, max(0.05, ax.get_ylim()[1] * 1.1))
+    _despine(fig)
+    return fig
+
+
+def paired_differences(differences: pd.DataFrame) -> Figure:
+    """Each arm's paired difference from the baseline, one panel per metric (a forest plot).
+
+    ``differences``: :func:`lvisnb.long_tail.paired_differences` (``arm``, ``metric``,
+    ``mean``, ``low``, ``high``). A dot is the mean difference over seeds, its line the 95%
+    t-interval; an interval that crosses the dashed zero line does not tell the arm from the
+    baseline. Panels are coloured by frequency group (AP in grey).
+    """
+    metrics = list(dict.fromkeys(differences["metric"]))
+    arms = list(dict.fromkeys(differences["arm"]))
+    fig, axes = plt.subplots(
+        1,
+        len(metrics),
+        figsize=(2.4 * len(metrics) + 1.5, 0.5 * len(arms) + 1.5),
+        sharey=True,
+        squeeze=False,
+    )
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        rows = differences[differences["metric"] == metric].set_index("arm").reindex(arms)
+        group = metric[-1] if metric[-3:-1] == "AP" else ""  # box_APr -> r, box_AP -> ""
+        colour = FREQUENCY_COLOURS.get(group, "0.35")
+        y = np.arange(len(arms))
+        mean = rows["mean"].to_numpy(float)
+        errors = np.nan_to_num(np.stack([mean - rows["low"], rows["high"] - mean]), nan=0.0)
+        ax.errorbar(mean, y, xerr=errors, fmt="o", color=colour, capsize=3)
+        ax.axvline(0, color="0.4", linestyle="--", linewidth=0.8)
+        ax.set(title=metric, xlabel="difference")
+        ax.set_yticks(y, arms)
+        ax.xaxis.set_major_locator(plt.MaxNLocator(4))
+    axes[0][0].invert_yaxis()  # the first arm on top (the axes share y: invert once)
+    axes[0][0].set_ylabel("arm minus baseline")
+    _despine(fig)
+    fig.tight_layout()
+    return fig
+
+
 def ap_vs_train_count(
     per_category: pd.DataFrame, column: str = "AP_segm", count_source: str | None = None
 ) -> Figure:

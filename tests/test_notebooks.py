@@ -181,6 +181,54 @@ def check_04(run_dir: Path, toy_train: Path) -> None:
     assert images[chosen] == min(images.values())
 
 
+def params_05(toy: dict) -> dict:
+    """Notebook 03's 2-iteration checkpoint; a few images, 2 seeds, a short retraining."""
+    return {
+        "checkpoint": params_03(toy)["checkpoint"],
+        "train_ann": str(toy["train"]),
+        "val_ann": str(toy["val"]),
+        "image_root": str(toy["root"]),
+        "train_images": 6,
+        "val_images": 6,
+        "seeds": 2,
+        "iterations": 150,
+    }
+
+
+def check_05(run_dir: Path, toy_train: Path) -> None:
+    summary = json.loads((run_dir / "long_tail_methods.json").read_text())
+    assert summary["protocol"] == "decoupled" and summary["seeds"] == [0, 1]
+    arms = ["uniform+ce", "rfs+ce", "rfs+seesaw", "rfs+eqlv2", "rfs+federated"]
+    assert summary["arms"] == arms and summary["baseline"] == "rfs+ce"
+    # one leaderboard row per method and seed, read from its own run directory
+    rows = summary["leaderboard"]
+    assert sorted((r["arm"], r["seed"]) for r in rows) == sorted(
+        (arm, seed) for arm in arms for seed in (0, 1)
+    )
+    for row in rows:
+        assert row["iterations"] == 150 and row["arm"] == f"{row['sampler']}+{row['method']}"
+        assert 0 <= row["box_AP"] <= 1 and row["mask_AP"] is None  # decoupled: boxes only
+        metrics = json.loads((Path(row["run"]) / "metrics.json").read_text())
+        assert set(metrics["metrics"]) == {"bbox"} and metrics["info"]["num_detections"] > 0
+    # means over the two seeds with their intervals, one row per arm
+    assert [r["arm"] for r in summary["over_seeds"]] == arms
+    for row in summary["over_seeds"]:
+        assert row["seeds"] == 2 and row["box_AP_low"] <= row["box_AP"] <= row["box_AP_high"]
+    # paired differences against rfs+ce, keyed by arm then metric
+    assert set(summary["differences"]) == set(arms) - {"rfs+ce"}
+    for arm, by_metric in summary["differences"].items():
+        assert set(by_metric) == {"box_AP", "box_APr", "box_APc", "box_APf"}
+        ap = by_metric["box_AP"]
+        assert ap["seeds"] == 2 and ap["low"] <= ap["mean"] <= ap["high"], arm
+        assert sorted(ap["per_seed"]) == ["0", "1"]
+    timings = summary["timings"]
+    assert timings["total_seconds"] >= timings["runs_seconds"] > 0
+    cache = run_dir / "long_tail" / "decoupled"
+    assert {p.name for p in cache.glob("*.pt")} == {"roi_features_train.pt", "roi_features_val.pt"}
+    for name in ("ap_by_group", "differences"):
+        assert _png_ok(run_dir / f"long_tail_{name}.png"), name
+
+
 CASES = {
     "01_long_tail_analysis.ipynb": (lambda toy: {"ann_file": str(toy["train"])}, check_01),
     "02_training.ipynb": (
@@ -191,6 +239,7 @@ CASES = {
     ),
     "03_per_frequency_ap.ipynb": (params_03, check_03),
     "04_mask_visualisation.ipynb": (params_04, check_04),
+    "05_long_tail_methods.ipynb": (params_05, check_05),
 }
 
 

@@ -1,0 +1,506 @@
+"""What helps the rare categories: the comparison of notebook 05, under two protocols.
+
+An *arm* is a sampler and a box-classification loss: ``uniform+ce`` (no re-sampling),
+``rfs+ce`` (repeat-factor sampling, the LVIS baseline, :data:`BASELINE`), and ``rfs+seesaw``,
+``rfs+eqlv2``, ``rfs+federated`` (RFS with each loss of :mod:`lvisnb.losses`). Each arm runs
+with several seeds, each (arm, seed) into its own run directory
+``run_dir/long_tail/<protocol>/<sampler>_<method>_seed<k>/`` holding ``metrics.json``
+(:func:`lvisnb.evaluate.save_metrics`) and ``config.json`` (sections ``train``, ``preset``,
+``resolved`` as :func:`lvisnb.train.train` writes them), so :func:`lvisnb.leaderboard.leaderboard`
+reads every run, whichever protocol made it.
+
+- ``"decoupled"`` (:func:`run_decoupled`): the box classifier alone is retrained on RoI
+  features cached once from a trained model (:mod:`lvisnb.decoupled`, cRT / BAGS); box AP only.
+  Minutes on a CPU.
+- ``"end_to_end"`` (:func:`run_end_to_end`): every (arm, seed) trains the whole Mask R-CNN
+  with :func:`lvisnb.train.train`, then runs inference and box + mask evaluation. Hours on a
+  CPU for toy-LVIS; the seed presets need a GPU.
+
+:func:`paired_differences` compares each arm with :data:`BASELINE` seed by seed: the same
+seed pairs the two runs, the difference is taken per seed and its mean gets a 95% Student-t
+interval over the seeds (:func:`lvisnb.leaderboard.t975`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lvisnb.leaderboard import IOU_PREFIX, METRICS, read_run, t975
+from lvisnb.outputs import check_output, write_text_atomic
+
+__all__ = [
+    "BASELINE",
+    "Arm",
+    "Decoupled",
+    "RunDone",
+    "arms",
+    "difference_table",
+    "interval_table",
+    "metric_columns",
+    "paired_differences",
+    "prepare_decoupled",
+    "run_decoupled",
+    "run_end_to_end",
+    "runs_table",
+    "subset_ground_truth",
+    "with_arm",
+    "write_summary",
+]
+
+PROTOCOLS = ("decoupled", "end_to_end")
+SUMMARY_FILE = "long_tail_methods.json"
+FOLDER = "long_tail"  # under run_dir: caches and one run directory per (arm, seed)
+DEFAULT_ITERATIONS = 1000  # classifier steps per decoupled run (parameter iterations=None)
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One setting compared: an image sampler (``"uniform"``, ``"rfs"``) and a loss."""
+
+    sampler: str
+    method: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.sampler}+{self.method}"
+
+    def run_name(self, seed: int) -> str:
+        """The run directory's name for ``seed``: ``<sampler>_<method>_seed<seed>``."""
+        return f"{self.sampler}_{self.method}_seed{seed}"
+
+
+BASELINE = Arm("rfs", "ce")  # what the differences are taken against
+
+
+def arms(methods: str | Sequence[str], uniform: bool = True) -> list[Arm]:
+    """``uniform+ce`` (when ``uniform``), then ``rfs+<method>`` for each of ``methods`` (a
+    comma-separated string or a list; each a loss of :data:`lvisnb.losses.CLS_LOSSES`)."""
+    from lvisnb.losses import CLS_LOSSES
+
+    names = [m.strip() for m in methods.split(",")] if isinstance(methods, str) else methods
+    names = list(dict.fromkeys(m for m in names if m))
+    unknown = [m for m in names if m not in CLS_LOSSES]
+    if unknown or not names:
+        raise ValueError(f"methods must be taken from {sorted(CLS_LOSSES)}, got {names}")
+    return ([Arm("uniform", "ce")] if uniform else []) + [Arm("rfs", m) for m in names]
+
+
+def metric_columns(protocol: str) -> list[str]:
+    """Leaderboard columns a protocol fills: box AP..APf, and mask AP..APf end to end."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    prefixes = ["box"] if protocol == "decoupled" else list(IOU_PREFIX.values())
+    return [f"{p}_{m}" for p in prefixes for m in METRICS]
+
+
+@dataclass
+class RunDone:
+    """One (arm, seed) run: where it is, how long it took, whether an earlier one was reused."""
+
+    arm: Arm
+    seed: int
+    run_dir: Path
+    seconds: float
+    reused: bool = False
+    loss_first: float | None = None  # decoupled: the classifier's first and last loss
+    loss_last: float | None = None
+
+
+def runs_table(done: Sequence[RunDone]) -> pd.DataFrame:
+    """One row per run: arm, seed, seconds, reused, and the decoupled classifier's first and
+    last loss (NaN end to end)."""
+    return pd.DataFrame(
+        [
+            {
+                "arm": r.arm.name,
+                "seed": r.seed,
+                "seconds": r.seconds,
+                "reused": r.reused,
+                "loss first": r.loss_first,
+                "loss last": r.loss_last,
+            }
+            for r in done
+        ]
+    ).astype({"loss first": float, "loss last": float})
+
+
+def subset_ground_truth(dataset) -> dict:
+    """The LVIS dict of ``dataset``'s images only (an :class:`lvisnb.dataset.LVISDetection`
+    whose ``image_ids`` were cut): what evaluation must score a subset against."""
+    data = dataset.lvis.dataset
+    keep = set(dataset.image_ids)
+    return {
+        **data,
+        "images": [i for i in data["images"] if i["id"] in keep],
+        "annotations": [a for a in data["annotations"] if a["image_id"] in keep],
+    }
+
+
+def _first_images(dataset, count: int | None):
+    """``dataset`` cut to its first ``count`` images by id (``None``: all of them)."""
+    if count is not None:
+        if count < 1:
+            raise ValueError(f"the number of images must be >= 1, got {count}")
+        dataset.image_ids = dataset.image_ids[:count]
+    return dataset
+
+
+def _plain(value):
+    """JSON-ready: NaN -> None, numpy scalars -> Python, tuples -> lists, recursively."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def _is_our_config(path: Path) -> bool:
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("protocol") in PROTOCOLS
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _write_config(run_dir: Path, config: dict) -> Path:
+    """``run_dir/config.json``, refusing a file the kit did not write there."""
+    path = check_output(run_dir / "config.json", written_by_kit=_is_our_config, what="run config")
+    return write_text_atomic(path, json.dumps(_plain(config), indent=1))
+
+
+# ----------------------------------------------------------------------------- decoupled
+
+
+@dataclass
+class Decoupled:
+    """What :func:`prepare_decoupled` returns: the cached RoIs and what scoring needs."""
+
+    train: object  # lvisnb.decoupled.RoIFeatures of the train images
+    val: object  # lvisnb.decoupled.RoIFeatures of the val images
+    preset: object  # the checkpoint's lvisnb.model.Preset
+    ground_truth: object  # lvisnb.ground_truth.GroundTruth of the val images scored
+    checkpoint: Path
+    seconds: float  # loading the model and extracting (or reading) the features
+    reused: bool  # both caches were read, nothing extracted
+
+    def describe(self) -> str:
+        how = "read from the cache" if self.reused else "extracted"
+        return (
+            f"{len(self.train.features):,} train RoIs of {self.train.num_images:,} images "
+            f"({int((self.train.labels > 0).sum()):,} foreground), "
+            f"{len(self.val.features):,} val RoIs of {self.val.num_images:,} images, "
+            f"{self.train.num_classes} classes, D = {self.train.features.shape[1]}; {how} in "
+            f"{self.seconds:.1f} s from {self.checkpoint}"
+        )
+
+
+def prepare_decoupled(
+    out_dir: str | os.PathLike,
+    checkpoint: str | os.PathLike,
+    train_ann: str | os.PathLike,
+    val_ann: str | os.PathLike,
+    train_root: str | os.PathLike,
+    val_root: str | os.PathLike,
+    *,
+    train_images: int | None = None,
+    val_images: int | None = None,
+    rois_per_image: int | None = None,
+    device: str = "auto",
+    progress: bool = True,
+) -> Decoupled:
+    """Load ``checkpoint`` and cache its RoI features of the train images (``train_images``
+    first by id; ``None``: all with annotations) and of the val images (``val_images``) in
+    ``out_dir/long_tail/decoupled/roi_features_{train,val}.pt``, or read the caches made from
+    the same checkpoint bytes (:func:`lvisnb.decoupled.cached_roi_features`)."""
+    from lvisnb.dataset import LVISDetection
+    from lvisnb.decoupled import cached_roi_features
+    from lvisnb.ground_truth import load_ground_truth
+    from lvisnb.inference import load_trained_model
+    from lvisnb.train import resolve_device
+
+    started = time.perf_counter()
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_file():
+        raise FileNotFoundError(
+            f"no checkpoint at {checkpoint}: run notebook 02 into this run_dir first, or pass "
+            "checkpoint"
+        )
+    model, mapping = load_trained_model(checkpoint, device=resolve_device(device))
+    train = _first_images(
+        LVISDetection(train_ann, train_root, mapping=mapping, skip_empty=True), train_images
+    )
+    val = _first_images(LVISDetection(val_ann, val_root, mapping=mapping), val_images)
+    cache = Path(out_dir) / FOLDER / "decoupled"
+    common = {"rois_per_image": rois_per_image, "progress": progress}
+    train_rois, reused_train = cached_roi_features(
+        cache / "roi_features_train.pt", model, train, checkpoint, train=True, **common
+    )
+    val_rois, reused_val = cached_roi_features(
+        cache / "roi_features_val.pt", model, val, checkpoint, train=False, **common
+    )
+    truth = load_ground_truth(subset_ground_truth(val) if val_images else val_ann)
+    seconds = time.perf_counter() - started
+    return Decoupled(
+        train_rois, val_rois, model.preset, truth, checkpoint, seconds, reused_train and reused_val
+    )
+
+
+def _decoupled_config(data: Decoupled, settings: dict, loss: list[float]) -> dict:
+    """config.json of a decoupled run, in :func:`lvisnb.train.train`'s sections."""
+    preset = dataclasses.replace(
+        data.preset, cls_loss=settings["method"], num_classes=data.train.num_classes
+    )
+    resolved = {
+        "sampler": settings["sampler"],
+        "rfs_threshold": settings["rfs_threshold"],
+        "rfs_rounding": settings["rfs_rounding"],
+        "max_iters": settings["iterations"],
+        "lr": settings["lr"],
+        "images_per_batch": settings["images_per_batch"],
+        "checkpoint": str(data.checkpoint),
+        "train_images": data.train.num_images,
+        "val_images": data.val.num_images,
+        "category_ids": data.train.category_ids,
+    }
+    return {
+        "protocol": "decoupled",
+        "train": {"preset": preset.name, "seed": settings["seed"], "sampler": settings["sampler"]},
+        "preset": dataclasses.asdict(preset),
+        "resolved": resolved,
+        "classifier": {"loss_first": loss[0], "loss_last": loss[-1], "recipe": settings},
+    }
+
+
+def run_decoupled(
+    data: Decoupled,
+    arm_list: Iterable[Arm],
+    seeds: Iterable[int],
+    iterations: int | None,
+    out_dir: str | os.PathLike,
+    progress: bool = True,
+) -> list[RunDone]:
+    """Retrain, score and evaluate (box AP) the classifier of every arm and seed on ``data``.
+
+    Each run: :func:`lvisnb.decoupled.retrain_classifier` for ``iterations`` steps (``None``:
+    :data:`DEFAULT_ITERATIONS`), :func:`lvisnb.decoupled.score_val`, :func:`lvisnb.evaluate.
+    evaluate` with ``iou_types=("bbox",)``, then ``metrics.json`` and ``config.json`` into
+    ``out_dir/long_tail/decoupled/<sampler>_<method>_seed<k>/`` (replacing an earlier run's)."""
+    from tqdm.auto import tqdm
+
+    from lvisnb.decoupled import retrain_classifier, score_val
+    from lvisnb.evaluate import evaluate, save_metrics
+
+    iterations = DEFAULT_ITERATIONS if iterations is None else iterations
+    jobs = [(arm, seed) for arm in arm_list for seed in seeds]
+    done = []
+    for arm, seed in tqdm(jobs, desc="decoupled runs", disable=not progress):
+        started = time.perf_counter()
+        run_dir = Path(out_dir) / FOLDER / "decoupled" / arm.run_name(seed)
+        fit = retrain_classifier(
+            data.train, arm.method, arm.sampler, seed, iterations, preset=data.preset
+        )
+        records = score_val(fit.classifier, fit.cls_loss, data.val)
+        if not records:
+            raise ValueError(
+                f"{arm.name}, seed {seed}: no val RoI scores above the threshold "
+                f"({data.val.meta['score_thresh']}); train the classifier longer (iterations)"
+            )
+        evaluation = evaluate(data.ground_truth, records, iou_types=("bbox",))
+        save_metrics(run_dir / "metrics.json", evaluation)
+        _write_config(run_dir, _decoupled_config(data, fit.settings, fit.losses))
+        seconds = time.perf_counter() - started
+        done.append(RunDone(arm, seed, run_dir, seconds, False, fit.losses[0], fit.losses[-1]))
+    return done
+
+
+# ----------------------------------------------------------------------------- end to end
+
+
+def _finished(run_dir: Path, arm: Arm, seed: int, iterations: int | None) -> bool:
+    """Whether ``run_dir`` holds an evaluated run of ``arm`` and ``seed`` (and ``iterations``)."""
+    try:
+        row = read_run(run_dir)
+    except (FileNotFoundError, ValueError):
+        return False
+    same = (row["method"], row["sampler"], row["seed"]) == (arm.method, arm.sampler, seed)
+    return same and (iterations is None or row["iterations"] == iterations)
+
+
+def run_end_to_end(
+    template,
+    arm_list: Iterable[Arm],
+    seeds: Iterable[int],
+    val_ann: str | os.PathLike,
+    val_root: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    val_images: int | None = None,
+    progress: bool = True,
+) -> list[RunDone]:
+    """Train, run and evaluate (box and mask AP) Mask R-CNN for every arm and seed.
+
+    ``template``: a :class:`lvisnb.train.TrainConfig` (preset, data, device, batch size,
+    ``max_iters``, ``overwrite``...); each run replaces its ``run_dir``
+    (``out_dir/long_tail/end_to_end/<sampler>_<method>_seed<k>/``), ``sampler``, ``seed`` and
+    ``overrides["cls_loss"]``. Then the run's ``checkpoints/final.pt`` predicts the val images
+    (``val_images`` first by id; ``None``: all) into ``results.json``, evaluated into
+    ``metrics.json``. A run directory that already holds an evaluated run of the same arm,
+    seed and ``max_iters`` is reused (unless ``template.overwrite``), so a comparison that was
+    stopped continues with the runs it had not finished (a run stopped half-way is refused by
+    :func:`lvisnb.train.train`: pass ``overwrite``).
+    """
+    from lvisnb.dataset import LVISDetection
+    from lvisnb.evaluate import evaluate, save_metrics
+    from lvisnb.ground_truth import load_ground_truth
+    from lvisnb.inference import load_trained_model, predict, save_results
+    from lvisnb.train import resolve_device, train
+
+    truth = None
+    done = []
+    for arm in arm_list:
+        for seed in seeds:
+            started = time.perf_counter()
+            run_dir = Path(out_dir) / FOLDER / "end_to_end" / arm.run_name(seed)
+            if not template.overwrite and _finished(run_dir, arm, seed, template.max_iters):
+                done.append(RunDone(arm, seed, run_dir, 0.0, reused=True))
+                continue
+            config = dataclasses.replace(
+                template,
+                run_dir=str(run_dir),
+                sampler=arm.sampler,
+                seed=seed,
+                overrides={**template.overrides, "cls_loss": arm.method},
+                progress=progress,
+            )
+            result = train(config)
+            model, mapping = load_trained_model(result.checkpoint, resolve_device(config.device))
+            val = _first_images(LVISDetection(val_ann, val_root, mapping=mapping), val_images)
+            save_results(run_dir / "results.json", predict(model, val, mapping, progress=progress))
+            if truth is None:
+                truth = load_ground_truth(subset_ground_truth(val) if val_images else val_ann)
+            save_metrics(
+                run_dir / "metrics.json", evaluate(truth, run_dir / "results.json"), overwrite=True
+            )
+            done.append(RunDone(arm, seed, run_dir, time.perf_counter() - started))
+    return done
+
+
+# ----------------------------------------------------------------------------- reading the runs
+
+
+def with_arm(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` (a leaderboard or :func:`lvisnb.leaderboard.over_seeds` table) with an ``arm``
+    column ``<sampler>+<method>`` first."""
+    arm = frame["sampler"].astype(str) + "+" + frame["method"].astype(str)
+    return frame.assign(arm=arm)[["arm", *frame.columns]]
+
+
+def paired_differences(
+    board: pd.DataFrame, metrics: Sequence[str], baseline: Arm = BASELINE
+) -> pd.DataFrame:
+    """Each arm minus ``baseline``, seed by seed, per metric: one row per (arm, metric).
+
+    ``board``: :func:`lvisnb.leaderboard.leaderboard` rows (``method``, ``sampler``, ``seed``,
+    the ``metrics`` columns). For an arm, the seeds it shares with the baseline pair its runs
+    with the baseline's; ``d_s = arm_s - baseline_s``. Columns: ``arm``, ``metric``, ``mean``
+    (of the ``d_s``), ``low``, ``high`` (``mean +- t(0.975, n - 1) * sd(d) / sqrt(n)``; NaN for
+    ``n < 2``), ``seeds`` (``n``: seeds where both values are defined), ``per_seed`` (dict
+    seed -> ``d_s``). Pairing removes what a seed does to both runs alike (the same RoI sample
+    order, the same initialisation), so the interval is narrower than comparing the two means'
+    intervals. ``ValueError`` when the board has no baseline run.
+    """
+    table = with_arm(board)
+    base = table[table["arm"] == baseline.name].set_index("seed")
+    if base.empty:
+        raise ValueError(f"the leaderboard has no {baseline.name} run to compare with")
+    rows = []
+    for arm, group in table[table["arm"] != baseline.name].groupby("arm", sort=False):
+        group = group.set_index("seed")
+        shared = [s for s in group.index if s in base.index]
+        for metric in metrics:
+            diff = (group.loc[shared, metric] - base.loc[shared, metric]).dropna()
+            n = len(diff)
+            mean = float(diff.mean()) if n else math.nan
+            half = t975(n - 1) * float(diff.std(ddof=1)) / math.sqrt(n) if n > 1 else math.nan
+            rows.append(
+                {
+                    "arm": arm,
+                    "metric": metric,
+                    "mean": mean,
+                    "low": mean - half,
+                    "high": mean + half,
+                    "seeds": n,
+                    "per_seed": {int(s): float(v) for s, v in diff.items()},
+                }
+            )
+    return pd.DataFrame(rows, columns=["arm", "metric", "mean", "low", "high", "seeds", "per_seed"])
+
+
+def _formatted(mean: float, low: float, high: float, digits: int) -> str:
+    if not math.isfinite(mean):
+        return "–"
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def interval_table(summary: pd.DataFrame, metrics: Sequence[str], digits: int = 3) -> pd.DataFrame:
+    """``over_seeds`` means as text ``mean [low, high]``, one row per arm, a column a metric."""
+    table = with_arm(summary).set_index("arm")
+    text = {
+        m: [_formatted(r[m], r[f"{m}_low"], r[f"{m}_high"], digits) for _, r in table.iterrows()]
+        for m in metrics
+    }
+    return pd.DataFrame(text, index=table.index).assign(seeds=table["seeds"])
+
+
+def difference_table(differences: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
+    """:func:`paired_differences` as text ``+mean [low, high]``, a row an arm, a column a metric."""
+    text = differences.assign(
+        text=[
+            _formatted(r["mean"], r["low"], r["high"], digits).replace("-", "−")
+            for _, r in differences.iterrows()
+        ]
+    )
+    return text.pivot(index="arm", columns="metric", values="text").loc[
+        list(dict.fromkeys(differences["arm"])), list(dict.fromkeys(differences["metric"]))
+    ]
+
+
+def write_summary(
+    out_dir: str | os.PathLike,
+    board: pd.DataFrame,
+    summary: pd.DataFrame,
+    differences: pd.DataFrame,
+    **extra,
+) -> Path:
+    """``out_dir/long_tail_methods.json``: the leaderboard (a row a run), the means with their
+    intervals (a row an arm), the paired differences keyed by arm then metric (``mean``,
+    ``low``, ``high``, ``seeds``, ``per_seed``), the baseline, and ``extra`` (protocol,
+    timings, ...); NaN written as ``null``."""
+    keyed: dict[str, dict] = {}
+    for row in differences.to_dict(orient="records"):
+        keyed.setdefault(row.pop("arm"), {})[row.pop("metric")] = row
+    record = {
+        **extra,
+        "baseline": BASELINE.name,
+        "leaderboard": with_arm(board).to_dict(orient="records"),
+        "over_seeds": with_arm(summary).to_dict(orient="records"),
+        "differences": keyed,
+    }
+    return write_text_atomic(Path(out_dir) / SUMMARY_FILE, json.dumps(_plain(record), indent=1))
