@@ -37,6 +37,7 @@ ablation: toy
 
 test: $(STAMP) browser-deps
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest -q
 
 # tests/test_browser.py drives JupyterLab in Debian's headless Chromium: install chromium and

@@ -185,15 +185,25 @@ def size_distribution(annotations: pd.DataFrame, counts: pd.DataFrame) -> Figure
         if not len(sizes):
             continue
         share = np.arange(1, len(sizes) + 1) / len(sizes)
-        ax.step(np.r_[sizes[0], sizes], np.r_[0.0, share], where="post", linewidth=1.6,
-                color=FREQUENCY_COLOURS[g], label=f"{FREQUENCY_NAMES[g]} ({len(sizes)})",
-                zorder=DOT_ZORDER[g])  # fmt: skip
+        ax.step(
+            np.r_[sizes[0], sizes],
+            np.r_[0.0, share],
+            where="post",
+            linewidth=1.6,
+            color=FREQUENCY_COLOURS[g],
+            label=f"{FREQUENCY_NAMES[g]} ({len(sizes)})",
+            zorder=DOT_ZORDER[g],
+        )
     for edge, label in ((32, "small | medium"), (96, "medium | large")):
         ax.axvline(edge, color="0.3", linestyle="--", linewidth=0.8)
         ax.text(edge, 0.02, f" {label}", fontsize=8, va="bottom")
-    ax.set(xscale="log", ylim=(0, 1.02), xlabel="object size sqrt(mask area) [px]",
-           ylabel="share of the group's instances <= size",
-           title="Object sizes by frequency group (cumulative)")  # fmt: skip
+    ax.set(
+        xscale="log",
+        ylim=(0, 1.02),
+        xlabel="object size sqrt(mask area) [px]",
+        ylabel="share of the group's instances <= size",
+        title="Object sizes by frequency group (cumulative)",
+    )
     ax.legend(frameon=False, fontsize=8, title="group (instances)", title_fontsize=8)
     _despine(fig)
     return fig
@@ -339,12 +349,15 @@ def ap_by_group(metrics: dict[str, dict[str, float]]) -> Figure:
     ``metrics``: ``lvisnb.evaluate.evaluate(...).metrics``; undefined values (-1) are left out.
     """
     rows = [
-        {"iou type": {"bbox": "box", "segm": "mask"}.get(iou_type, iou_type), "metric": name,
-         "AP": values[name]}
+        {
+            "iou type": {"bbox": "box", "segm": "mask"}.get(iou_type, iou_type),
+            "metric": name,
+            "AP": values[name],
+        }
         for iou_type, values in metrics.items()
         for name in ("APr", "APc", "APf", "AP")
         if values.get(name, -1) >= 0
-    ]  # fmt: skip
+    ]
     frame = pd.DataFrame(rows)
     palette = {
         "APr": FREQUENCY_COLOURS["r"],
@@ -492,8 +505,7 @@ def ap_vs_train_count(
     if known:  # the r/c/f boundaries are numbers of training images
         _draw_group_thresholds(ax, axis="x")
     label = {"AP_segm": "mask AP", "AP_bbox": "box AP"}.get(column, column)
-    ax.set(xlabel=xlabel, ylabel=label,
-           title=f"Per-category {label} against training data")  # fmt: skip
+    ax.set(xlabel=xlabel, ylabel=label, title=f"Per-category {label} against training data")
     ax.legend(frameon=False, title="")
     _despine(fig)
     return fig
@@ -519,8 +531,9 @@ def gt_beside_predictions(
     draw_instances(left, image, gt_instances, frequency, names, legend=False)
     left.set_title(f"ground truth ({len(gt_instances)})", fontsize=9)
     draw_instances(right, image, shown, frequency, names)
-    right.set_title(f"predictions, score >= {score_thr:g} ({len(shown)} of {len(results)})",
-                    fontsize=9)  # fmt: skip
+    right.set_title(
+        f"predictions, score >= {score_thr:g} ({len(shown)} of {len(results)})", fontsize=9
+    )
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()

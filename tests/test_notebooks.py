@@ -146,8 +146,12 @@ def params_04(toy: dict) -> dict:
     results = toy["scratch"] / "results.json"
     results.parent.mkdir(parents=True, exist_ok=True)
     results.write_text(json.dumps(toy_detections(json.loads(toy["val"].read_text()), seed=2)))
-    return {"ann_file": str(toy["val"]), "results_file": str(results), "n_images": 2,
-            "score_thr": 0.4}  # fmt: skip
+    return {
+        "ann_file": str(toy["val"]),
+        "results_file": str(results),
+        "n_images": 2,
+        "score_thr": 0.4,
+    }
 
 
 def check_04(run_dir: Path, toy_train: Path) -> None:
@@ -157,8 +161,12 @@ def check_04(run_dir: Path, toy_train: Path) -> None:
     summary = json.loads((run_dir / "visualisation.json").read_text())
     assert summary["interactive"] is False  # papermill: the static grid stands in
     assert set(summary["figures"]) == {
-        "grid", "federated", "gallery_gt", "gallery_predictions", "browser_static"
-    }  # fmt: skip
+        "grid",
+        "federated",
+        "gallery_gt",
+        "gallery_predictions",
+        "browser_static",
+    }
     for name, path in summary["figures"].items():
         assert _png_ok(Path(path)) and Path(path).parent == run_dir, name
     scene = load_scene(summary["ann_file"], results=summary["results_file"])
@@ -176,8 +184,11 @@ def check_04(run_dir: Path, toy_train: Path) -> None:
     group = {c: "rcf".index(scene.frequency[c]) for c in predicted & annotated}
     chosen = summary["gallery_category"]
     assert group[chosen] == min(group.values())
-    images = {c: sum(c in {a["category_id"] for a in anns} for anns in scene.instances.values())
-              for c in group if group[c] == group[chosen]}  # fmt: skip
+    images = {
+        c: sum(c in {a["category_id"] for a in anns} for anns in scene.instances.values())
+        for c in group
+        if group[c] == group[chosen]
+    }
     assert images[chosen] == min(images.values())
 
 
@@ -233,8 +244,12 @@ CASES = {
     "01_long_tail_analysis.ipynb": (lambda toy: {"ann_file": str(toy["train"])}, check_01),
     "02_training.ipynb": (
         # text, as `lvisnb run -p max_iters=3 -p rfs_threshold=none` passes them
-        lambda toy: {"train_ann": str(toy["train"]), "max_iters": "3", "batch_size": 2,
-                     "rfs_threshold": "none"},  # fmt: skip
+        lambda toy: {
+            "train_ann": str(toy["train"]),
+            "max_iters": "3",
+            "batch_size": 2,
+            "rfs_threshold": "none",
+        },
         check_02,
     ),
     "03_per_frequency_ap.ipynb": (params_03, check_03),
