@@ -130,6 +130,13 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"lvisnb {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except Exception as error:
+        from lvisnb.runner import NotebookFailed
+
+        if not isinstance(error, NotebookFailed) or os.environ.get("LVISNB_TRACEBACK"):
+            raise
+        print(f"lvisnb {args.command}: error: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -805,8 +805,10 @@ _COCO_2014_PREFIX = re.compile(r"^COCO_[a-z]+2014_(?=\d+\.\w+$)")
 
 def default_image_root(ann_file: str | os.PathLike) -> Path:
     """Where images resolve when no root is given: two levels above the annotation file
-    (``ROOT/annotations/lvis_v1_val.json`` -> ``ROOT``, the layout of LVIS and toy-LVIS)."""
-    return Path(ann_file).resolve().parents[1]
+    (``ROOT/annotations/lvis_v1_val.json`` -> ``ROOT``, the layout of LVIS and toy-LVIS); the
+    file's own folder when it has no grandparent (a file directly under ``/``)."""
+    parents = Path(ann_file).resolve().parents
+    return parents[1] if len(parents) > 1 else parents[0]
 
 
 def image_path(image: dict, image_root: str | os.PathLike) -> Path:

@@ -152,6 +152,8 @@ def leaderboard(run_dirs: Iterable[str | os.PathLike]) -> pd.DataFrame:
     ``iterations``, then ``box_AP`` .. ``mask_APf`` (floats in [0, 1], NaN where undefined).
     ``ValueError`` when no run is given or a run is given twice.
     """
+    if isinstance(run_dirs, str | os.PathLike):
+        raise ValueError("leaderboard() takes a list of run directories, not one path")
     paths = [Path(p) for p in run_dirs]
     if not paths:
         raise ValueError("leaderboard() needs at least one run directory")
@@ -175,6 +177,25 @@ def _interval(values: np.ndarray) -> tuple[float, float, float, int]:
     return mean, mean - half, mean + half, n
 
 
+def _check_seeds(group: pd.DataFrame, by: Sequence[str]) -> None:
+    """``ValueError`` when a group's runs are not seeds of one experiment: a seed twice, or
+    different presets, iterations or RFS thresholds (runs without ``config.json`` are
+    trusted)."""
+    seeds = group["seed"].dropna() if "seed" in group else pd.Series(dtype=float)
+    if seeds.duplicated().any():
+        raise ValueError(
+            f"runs {group['run'].tolist()} share a seed in one group of {list(by)}: each seed "
+            "must count once (group by another column, or leave a run out)"
+        )
+    for column in ("preset", "iterations", "rfs_threshold"):
+        if column in group and column not in by and group[column].dropna().nunique() > 1:
+            raise ValueError(
+                f"runs {group['run'].tolist()} differ in {column} "
+                f"({sorted(map(str, group[column].dropna().unique()))}): they are not seeds of "
+                f"one experiment; add {column!r} to by"
+            )
+
+
 def over_seeds(
     board: pd.DataFrame,
     by: Sequence[str] = ("method", "sampler"),
@@ -186,13 +207,17 @@ def over_seeds(
     Columns: ``seeds`` (runs in the group), then for each metric ``<metric>``,
     ``<metric>_low``, ``<metric>_high`` (NaN intervals for a single seed; NaN runs of a metric
     are left out of that metric only). ``ValueError`` for a ``by`` or metric column the board
-    lacks.
+    lacks, and for a group whose runs are not seeds of one experiment (a seed twice; another
+    preset, number of iterations or RFS threshold).
     """
+    if isinstance(by, str) or isinstance(metrics, str):
+        raise ValueError("by and metrics are sequences of column names, e.g. ('method',)")
     missing = [c for c in (*by, *metrics) if c not in board.columns]
     if missing:
         raise ValueError(f"the leaderboard has no column(s) {missing}")
     rows = []
     for key, group in board.groupby(list(by), sort=False, dropna=False):
+        _check_seeds(group, by)
         row = dict(zip(by, key if isinstance(key, tuple) else (key,), strict=True))
         row["seeds"] = len(group)
         for metric in metrics:

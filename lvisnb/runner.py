@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Iterable
@@ -74,11 +75,17 @@ def run_notebooks(
     coerced to the declared type (:func:`coerce_parameter`), and a name that no selected
     notebook declares is a ``ValueError`` before anything runs. With ``html``,
     each executed notebook is also rendered to ``run_dir/<name>.html``. Returns the executed
-    notebook paths. A failing cell raises papermill's ``PapermillExecutionError``; the partly
-    executed notebook is still written, so the error can be read in it.
+    notebook paths. A failing cell raises :class:`NotebookFailed` (one line naming the notebook,
+    the cell and the error; papermill's ``PapermillExecutionError`` is its ``__cause__``); the
+    partly executed notebook is still written, so the whole traceback can be read in it.
     """
     run_dir = Path(run_dir).resolve()
     parameters = dict(parameters or {})
+    if "run_dir" in parameters:
+        raise ValueError(
+            "run_dir is not a -p parameter: every notebook writes into the run directory "
+            "given as --run-dir (run_notebooks(run_dir=...))"
+        )
     notebooks = notebook_paths(notebooks_dir, select)
     declared = {notebook: declared_parameters(notebook) for notebook in notebooks}
     check_parameter_names(parameters, declared)
@@ -138,7 +145,7 @@ def coerce_parameter(name: str, value, spec: dict, notebook: Path):
             return _SCALARS[kind](value)
     except (TypeError, ValueError) as error:
         raise ValueError(
-            f"{notebook.name}: parameter {name} is a {kind}, got {value!r} ({error})"
+            f"{notebook.name}: parameter {name} is {_article(kind)} {kind}, got {value!r} ({error})"
         ) from None
     if isinstance(value, str) and kind != "str":  # lists, dicts, None: YAML text
         import yaml
@@ -175,20 +182,61 @@ def _headless():
             os.environ[HEADLESS_ENV] = before
 
 
+class NotebookFailed(RuntimeError):
+    """A cell of a notebook failed under :func:`run_notebooks`; the message is one line."""
+
+
+def _article(kind: str) -> str:
+    return "an" if kind[:1] in "aeiou" else "a"
+
+
+class _DeclaredOnly(logging.Filter):
+    """Drops papermill's "Passed unknown parameter" warning for names the notebook declares
+    (papermill's own scan skips ``T | None`` hints; :func:`declared_parameters` reads them)."""
+
+    def __init__(self, declared: Iterable[str]):
+        super().__init__()
+        self.declared = set(declared)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        prefix = "Passed unknown parameter: "
+        return not (message.startswith(prefix) and message[len(prefix) :] in self.declared)
+
+
+def describe_failure(error: Exception) -> str:
+    """One line for a notebook cell that failed under :func:`run_notebooks`: the notebook,
+    the cell and the exception's type and message (the executed notebook holds the rest)."""
+    name = getattr(error, "ename", type(error).__name__)
+    value = str(getattr(error, "evalue", error)).strip().splitlines()
+    cell = getattr(error, "exec_count", None)
+    where = f"cell [{cell}]" if cell is not None else "a cell"
+    return f"{where} raised {name}: {value[0] if value else ''}"
+
+
 def _execute(notebook: Path, run_dir: Path, parameters: dict, html: bool, kernel_name: str):
     """Run one notebook into ``run_dir`` (see :func:`run_notebooks`); returns its path."""
     given = dict(parameters)
     if "run_dir" in declared_parameters(notebook):
         given["run_dir"] = str(run_dir)
     output = run_dir / notebook.name
-    papermill.execute_notebook(
-        str(notebook),
-        str(output),
-        parameters=given,
-        kernel_name=kernel_name,
-        cwd=str(run_dir),
-        progress_bar=False,
-    )
+    quiet = _DeclaredOnly(given)
+    logger = logging.getLogger("papermill")
+    logger.addFilter(quiet)
+    try:
+        papermill.execute_notebook(
+            str(notebook),
+            str(output),
+            parameters=given,
+            kernel_name=kernel_name,
+            cwd=str(run_dir),
+            progress_bar=False,
+        )
+    except papermill.PapermillExecutionError as error:
+        failure = describe_failure(error)
+        raise NotebookFailed(f"{notebook.name}: {failure} (see {output})") from error
+    finally:
+        logger.removeFilter(quiet)
     if html:
         render_html(output)
     return output

@@ -573,11 +573,17 @@ def make_toy_lvis(
     defaults = ToySettings()
     settings = ToySettings(
         seed=seed,
-        num_categories=num_categories or defaults.num_categories,
-        num_train_images=num_train_images or defaults.num_train_images,
-        num_val_images=num_val_images or defaults.num_val_images,
+        num_categories=defaults.num_categories if num_categories is None else num_categories,
+        num_train_images=(
+            defaults.num_train_images if num_train_images is None else num_train_images
+        ),
+        num_val_images=defaults.num_val_images if num_val_images is None else num_val_images,
         workers=workers or defaults.workers,
     )
+    for name in ("num_categories", "num_train_images", "num_val_images"):
+        value = getattr(settings, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"toy-LVIS needs {name} >= 1, got {value!r}")
     out_dir = check_toy_folder(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / PARTIAL_MARKER).touch()  # an interrupted run leaves a folder it may finish

@@ -768,7 +768,11 @@ def _yaml_mapping(text: str) -> dict:
     """``--overrides`` text -> a dict of Preset fields (YAML, e.g. ``{train_scales: [480]}``)."""
     import yaml
 
-    value = yaml.safe_load(text)
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        where = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ValueError(f"--overrides is not valid YAML ({where}): {text!r}") from None
     if value is None:
         return {}
     if not isinstance(value, dict):

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import lvis
 import pytest
@@ -160,3 +161,10 @@ def test_read_tables_agrees_with_lvis_api(toy_train):
     image = gt.imgs[int(tables.images["id"].iloc[0])]
     assert tables.images["neg_category_ids"].iloc[0] == image["neg_category_ids"]
     assert tables.images["path"].iloc[0] == data.image_relpath(image)
+
+
+def test_default_image_root_of_a_file_under_the_filesystem_root():
+    from lvisnb.data import default_image_root
+
+    assert default_image_root("/lvis_v1_val.json") == Path("/")
+    assert default_image_root("/data/annotations/v.json") == Path("/data")

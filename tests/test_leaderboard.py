@@ -119,3 +119,21 @@ def test_a_real_evaluation_reads_back(tmp_path, toy_val, results):
         for name in L.METRICS:
             value, read = evaluation.metrics[iou_type][name], row[f"{prefix}_{name}"]
             assert read == value if value >= 0 else math.isnan(read)
+
+
+def test_over_seeds_refuses_runs_that_are_not_seeds_of_one_experiment(tmp_path):
+    twice = [_run(tmp_path, "a", 0, 0.1), _run(tmp_path, "b", 0, 0.2)]
+    with pytest.raises(ValueError, match="share a seed"):
+        L.over_seeds(L.leaderboard(twice))
+    other = _run(tmp_path, "c", 1, 0.3)
+    config = json.loads((other / "config.json").read_text())
+    config["resolved"]["max_iters"] = 60
+    (other / "config.json").write_text(json.dumps(config))
+    board = L.leaderboard([twice[0], other])
+    with pytest.raises(ValueError, match="differ in iterations"):
+        L.over_seeds(board)
+    assert L.over_seeds(board, by=("method", "sampler", "iterations"))["seeds"].tolist() == [1, 1]
+    with pytest.raises(ValueError, match="sequences of column names"):
+        L.over_seeds(board, by="method")
+    with pytest.raises(ValueError, match="a list of run directories"):
+        L.leaderboard(str(other))

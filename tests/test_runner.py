@@ -40,8 +40,9 @@ def test_values_take_the_declared_type(name, text, expected):
 )
 def test_values_that_do_not_fit_are_named(name, value):
     kind = SPECS[name]["inferred_type_name"]
+    article = "an" if kind == "int" else "a"
     with pytest.raises(
-        ValueError, match=f"04_mask_visualisation.ipynb: parameter {name} is a {kind}"
+        ValueError, match=f"04_mask_visualisation.ipynb: parameter {name} is {article} {kind}"
     ):
         runner.coerce_parameter(name, value, SPECS[name], NB)
 
@@ -91,3 +92,25 @@ def test_notebooks_02_and_03_say_the_default_with_none(notebook, name, kind, tex
     assert spec["inferred_type_name"] == kind and spec["default"] == "None"
     value = runner.coerce_parameter(name, text, spec, path)
     assert value == expected and type(value) is type(expected)
+
+
+def test_run_dir_is_not_a_parameter_and_a_failing_cell_is_one_line(tmp_path):
+    import nbformat
+
+    with pytest.raises(ValueError, match="--run-dir"):
+        runner.run_notebooks(tmp_path, parameters={"run_dir": "elsewhere"})
+    notebook = nbformat.v4.new_notebook()
+    notebook.metadata["kernelspec"] = {"name": "python3", "language": "python"}
+    notebook.metadata["language_info"] = {"name": "python"}
+    parameters = nbformat.v4.new_code_cell("path: str | None = None  # a file to open")
+    parameters.metadata["tags"] = ["parameters"]
+    notebook.cells = [parameters, nbformat.v4.new_code_cell("open(path or '/no/such/file')")]
+    folder = tmp_path / "nb"
+    folder.mkdir()
+    nbformat.write(notebook, folder / "01_fails.ipynb")
+    with pytest.raises(runner.NotebookFailed) as failed:
+        runner.run_notebooks(tmp_path / "run", notebooks_dir=folder, parameters={"path": "none"})
+    message = str(failed.value)
+    assert message.startswith("01_fails.ipynb: cell [")
+    assert "FileNotFoundError" in message and "\n" not in message
+    assert (tmp_path / "run" / "01_fails.ipynb").is_file()  # the whole traceback is in it

@@ -144,3 +144,12 @@ def test_is_complete_and_ensure(tmp_path, monkeypatch):
     assert not toy.is_complete(tmp_path)
     monkeypatch.setenv("LVISNB_TOY_ROOT", str(tmp_path / "toy"))
     assert toy.default_root() == tmp_path / "toy"
+
+
+@pytest.mark.parametrize("images", [0, -3])
+def test_a_size_of_zero_is_refused_not_read_as_the_default(tmp_path, images):
+    from lvisnb import toy
+
+    with pytest.raises(ValueError, match="num_train_images >= 1"):
+        toy.make_toy_lvis(tmp_path / "toy", num_train_images=images, num_val_images=2)
+    assert not (tmp_path / "toy").exists()

@@ -374,6 +374,11 @@ def test_the_command_line_stops_with_one_line(monkeypatch, capsys, error, status
         train_mod.main(["--preset", "toy"])
 
 
+def test_malformed_overrides_yaml_is_one_error():
+    with pytest.raises(ValueError, match="--overrides is not valid YAML"):
+        train_mod.config_from_args(["--overrides", "{cls_loss: "])
+
+
 class _Categories:
     """A dataset stand-in: 8 images, threshold 0.9 gives r(i) = 2.68, 1.90, 1.10 x 4, 1, 1."""
 
