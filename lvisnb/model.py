@@ -319,12 +319,32 @@ class Preset:
     fed_num_classes: int = 50  # federated: classes trained per batch (gt + drawn negatives)
     fed_freq_weight_power: float = 0.5  # federated: negatives drawn ~ train image count ** power
 
+    def _sequence_problems(self) -> list[str]:
+        """Make the sequence fields tuples; what is wrong with their lengths: one anchor size
+        per FPN level (P2-P6), three channels of mean and std, at least one scale and ratio."""
+        lengths = {
+            **{"anchor_sizes": (5, 5), "anchor_ratios": (1, None), "train_scales": (1, None)},
+            **{"image_mean": (3, 3), "image_std": (3, 3)},
+            **{"lr_steps": (0, None), "lr_steps_iters": (0, None)},
+        }
+        problems = []
+        for name, (low, high) in lengths.items():
+            value = getattr(self, name)
+            if value is None and name == "lr_steps_iters":
+                continue
+            if isinstance(value, str) or not isinstance(value, tuple | list):
+                problems.append(f"{name} must be a list of numbers, got {value!r}")
+                continue
+            object.__setattr__(self, name, tuple(value))
+            if len(value) < low or (high is not None and len(value) > high):
+                count = f"{low}" if low == high else f"at least {low}"
+                problems.append(f"{name} needs {count} values, got {len(value)}")
+        return problems
+
     def __post_init__(self) -> None:
-        for name in ("anchor_sizes", "anchor_ratios", "train_scales", "image_mean", "image_std"):
-            object.__setattr__(self, name, tuple(getattr(self, name)))
-        object.__setattr__(self, "lr_steps", tuple(self.lr_steps))
-        if self.lr_steps_iters is not None:
-            object.__setattr__(self, "lr_steps_iters", tuple(self.lr_steps_iters))
+        problems = self._sequence_problems()
+        if problems:
+            raise ValueError(f"preset {self.name!r}: " + "; ".join(problems))
         problems = []
         if self.backbone not in BACKBONES:
             problems.append(f"backbone {self.backbone!r} is not one of {sorted(BACKBONES)}")

@@ -711,3 +711,18 @@ def test_preset_numbers_out_of_range_are_named(field, value, interval):
 def test_every_preset_is_in_range():
     for name in PRESETS:
         assert M._range_problems(get_preset(name)) == []
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("anchor_sizes", (16, 32, 64, 128), "anchor_sizes needs 5 values, got 4"),
+        ("train_scales", (), "train_scales needs at least 1 values, got 0"),
+        ("train_scales", 300, "train_scales must be a list of numbers, got 300"),
+        ("image_mean", (0.5, 0.5), "image_mean needs 3 values, got 2"),
+        ("anchor_ratios", "1.0", "anchor_ratios must be a list of numbers"),
+    ],
+)
+def test_sequence_fields_are_checked_before_any_model_is_built(field, value, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        get_preset("toy", **{field: value})
