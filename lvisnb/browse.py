@@ -159,46 +159,7 @@ class Browser(widgets.VBox):
 
         if start is not None and start not in self.image_ids:
             raise ValueError(f"start image id {start} is not among the images browsed")
-        first = 0 if start is None else self.image_ids.index(start)
-        self.index = widgets.IntSlider(
-            first, 0, max(len(self.image_ids) - 1, 0), description="image", continuous_update=False
-        )
-        self.image_id = widgets.IntText(self.image_ids[first], description="image id")
-        self.group = widgets.ToggleButtons(
-            options=[("all", "")] + [(FREQUENCY_NAMES[g], g) for g in FREQUENCY_GROUPS],
-            description="group",
-        )
-        self.category = widgets.Combobox(
-            options=self._category_options(""),
-            placeholder="type to search; empty: all",
-            description="category",
-            ensure_option=True,
-        )
-        self.score = widgets.FloatSlider(
-            score_thr, min=0.0, max=1.0, step=0.05, description="score >=", continuous_update=False
-        )
-        with_results = scene.has_results
-        self.show = {
-            view: widgets.ToggleButton(
-                value=view == "gt" or with_results,
-                description=VIEW_TITLES[view],
-                disabled=view != "gt" and not with_results,
-            )
-            for view in VIEWS
-        }
-        self.next_button = widgets.Button(
-            description="next with category", tooltip="next image with the chosen category"
-        )
-        # panels share the row and shrink to fit it (min_width 0 lets flex items shrink)
-        self.panels = {
-            view: widgets.Image(
-                format="png",
-                layout=widgets.Layout(
-                    flex="1 1 0%", min_width="0", width="auto", object_fit="contain"
-                ),
-            )
-            for view in VIEWS
-        }
+        self._make_widgets(0 if start is None else self.image_ids.index(start), score_thr)
         self.status = widgets.HTML()
         if category not in (None, ""):
             self.category.value = category_option(scene, scene.category_id(category))
@@ -223,6 +184,48 @@ class Browser(widgets.VBox):
         super().__init__([controls, self.status, row])
         self.add_class("lvisnb-browser")
         self._refresh(VIEWS)
+
+    def _make_widgets(self, first: int, score_thr: float) -> None:
+        """The controls (image, group, category, score, views) and the image panels."""
+        self.index = widgets.IntSlider(
+            first, 0, max(len(self.image_ids) - 1, 0), description="image", continuous_update=False
+        )
+        self.image_id = widgets.IntText(self.image_ids[first], description="image id")
+        self.group = widgets.ToggleButtons(
+            options=[("all", "")] + [(FREQUENCY_NAMES[g], g) for g in FREQUENCY_GROUPS],
+            description="group",
+        )
+        self.category = widgets.Combobox(
+            options=self._category_options(""),
+            placeholder="type to search; empty: all",
+            description="category",
+            ensure_option=True,
+        )
+        self.score = widgets.FloatSlider(
+            score_thr, min=0.0, max=1.0, step=0.05, description="score >=", continuous_update=False
+        )
+        with_results = self.scene.has_results
+        self.show = {
+            view: widgets.ToggleButton(
+                value=view == "gt" or with_results,
+                description=VIEW_TITLES[view],
+                disabled=view != "gt" and not with_results,
+            )
+            for view in VIEWS
+        }
+        self.next_button = widgets.Button(
+            description="next with category", tooltip="next image with the chosen category"
+        )
+        # panels share the row and shrink to fit it (min_width 0 lets flex items shrink)
+        self.panels = {
+            view: widgets.Image(
+                format="png",
+                layout=widgets.Layout(
+                    flex="1 1 0%", min_width="0", width="auto", object_fit="contain"
+                ),
+            )
+            for view in VIEWS
+        }
 
     # ------------------------------------------------------------------ state
 

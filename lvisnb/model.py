@@ -593,6 +593,52 @@ def _as_preset(preset: Preset | str) -> Preset:
     return get_preset(preset)
 
 
+def _head_arguments(preset: Preset, cls_outputs: int) -> dict:
+    """``MaskRCNN`` keyword arguments of the RPN and the RoI heads, from the preset (the box
+    classifier has ``cls_outputs`` columns: ``cls_loss.num_outputs``)."""
+    classes = preset.num_classes_with_background
+    temperature = preset.seesaw_cls_temperature if preset.cls_loss == "seesaw" else None
+    levels = len(preset.anchor_sizes)
+    rpn = {name: getattr(preset, name) for name in _RPN_FIELDS}
+    boxes = {name: getattr(preset, name) for name in _BOX_FIELDS}
+    return {
+        "rpn_anchor_generator": AnchorGenerator(
+            sizes=tuple((s,) for s in preset.anchor_sizes),
+            aspect_ratios=(preset.anchor_ratios,) * levels,
+        ),
+        **rpn,
+        "box_head": TwoMLPHead(preset.fpn_channels * 7 * 7, preset.box_head_dim),
+        "box_predictor": box_predictor(preset.box_head_dim, classes, cls_outputs, temperature),
+        **boxes,
+        "mask_head": MaskRCNNHeads(preset.fpn_channels, (preset.mask_head_channels,) * 4, 1),
+        "mask_predictor": mask_predictor(
+            preset.mask_head_channels, classes, preset.normed_mask_temperature
+        ),
+    }
+
+
+_RPN_FIELDS = (  # Preset fields passed to MaskRCNN under the same name
+    "rpn_pre_nms_top_n_train",
+    "rpn_pre_nms_top_n_test",
+    "rpn_post_nms_top_n_train",
+    "rpn_post_nms_top_n_test",
+    "rpn_nms_thresh",
+    "rpn_fg_iou_thresh",
+    "rpn_bg_iou_thresh",
+    "rpn_batch_size_per_image",
+    "rpn_positive_fraction",
+)
+_BOX_FIELDS = (
+    "box_score_thresh",
+    "box_nms_thresh",
+    "box_detections_per_img",
+    "box_fg_iou_thresh",
+    "box_bg_iou_thresh",
+    "box_batch_size_per_image",
+    "box_positive_fraction",
+)
+
+
 def build_model(
     preset: Preset | str,
     num_classes: int | None = None,
@@ -632,47 +678,16 @@ def build_model(
             f"preset {preset.name!r} takes num_classes from the data: "
             f"build_model({preset.name!r}, num_classes=len(categories))"
         )
-    classes = preset.num_classes_with_background
-    levels = len(preset.anchor_sizes)
     cls_loss = build_preset_cls_loss(preset, class_image_counts)  # on the CPU, then moved
-    temperature = preset.seesaw_cls_temperature if preset.cls_loss == "seesaw" else None
     with torch.device(device) if device is not None else contextlib.nullcontext():
-        backbone = build_backbone(preset)
         model = MaskRCNN(
-            backbone,
-            num_classes=None,  # set by the explicit predictors below
+            build_backbone(preset),
+            num_classes=None,  # set by the explicit predictors of _head_arguments
             min_size=preset.test_scale,
             max_size=preset.max_size,
             image_mean=list(preset.image_mean),
             image_std=list(preset.image_std),
-            rpn_anchor_generator=AnchorGenerator(
-                sizes=tuple((s,) for s in preset.anchor_sizes),
-                aspect_ratios=(preset.anchor_ratios,) * levels,
-            ),
-            rpn_pre_nms_top_n_train=preset.rpn_pre_nms_top_n_train,
-            rpn_pre_nms_top_n_test=preset.rpn_pre_nms_top_n_test,
-            rpn_post_nms_top_n_train=preset.rpn_post_nms_top_n_train,
-            rpn_post_nms_top_n_test=preset.rpn_post_nms_top_n_test,
-            rpn_nms_thresh=preset.rpn_nms_thresh,
-            rpn_fg_iou_thresh=preset.rpn_fg_iou_thresh,
-            rpn_bg_iou_thresh=preset.rpn_bg_iou_thresh,
-            rpn_batch_size_per_image=preset.rpn_batch_size_per_image,
-            rpn_positive_fraction=preset.rpn_positive_fraction,
-            box_head=TwoMLPHead(preset.fpn_channels * 7 * 7, preset.box_head_dim),
-            box_predictor=box_predictor(
-                preset.box_head_dim, classes, cls_loss.num_outputs, temperature
-            ),
-            box_score_thresh=preset.box_score_thresh,
-            box_nms_thresh=preset.box_nms_thresh,
-            box_detections_per_img=preset.box_detections_per_img,
-            box_fg_iou_thresh=preset.box_fg_iou_thresh,
-            box_bg_iou_thresh=preset.box_bg_iou_thresh,
-            box_batch_size_per_image=preset.box_batch_size_per_image,
-            box_positive_fraction=preset.box_positive_fraction,
-            mask_head=MaskRCNNHeads(preset.fpn_channels, (preset.mask_head_channels,) * 4, 1),
-            mask_predictor=mask_predictor(
-                preset.mask_head_channels, classes, preset.normed_mask_temperature
-            ),
+            **_head_arguments(preset, cls_loss.num_outputs),
         )
         cls_loss = cls_loss.to(device) if device is not None else cls_loss
         model.roi_heads = ClsLossRoIHeads(model.roi_heads, cls_loss)
