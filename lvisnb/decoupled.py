@@ -306,7 +306,9 @@ def extract_roi_features(
     ``box_batch_size_per_image``, a quarter of them foreground at most). ``batch_size``:
     images per forward pass (padding to a common size touches GroupNorm statistics: the same
     batching as :func:`lvisnb.inference.predict` gives the same features). ``seed`` fixes the
-    RoI sample (torch's global RNG state is restored afterwards).
+    RoI sample (torch's global RNG state is restored afterwards). On the CPU it runs on one
+    torch thread (see :func:`_one_thread`: 0.24 s an image against 0.7 with two threads on the
+    busy 2-core machine it was measured on).
     """
     heads = model.roi_heads
     sampler = heads.fg_bg_sampler
@@ -317,8 +319,9 @@ def extract_roi_features(
     model.eval()
     parts: dict[str, list] = {}
     image_ids = []
+    threads = _one_thread() if device.type == "cpu" else contextlib.nullcontext()
     try:
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]), threads:
             torch.manual_seed(seed)
             desc = f"RoI features ({'train' if train else 'val'})"
             for images, targets in _batches(dataset, batch_size, progress, desc):
@@ -438,9 +441,11 @@ def image_sampler(features: RoIFeatures, sampler: str, seed: int, preset: Preset
 
 @contextlib.contextmanager
 def _one_thread():
-    """torch on one CPU thread inside the block: the classifier's steps are small matrices,
-    which a second thread does not speed up, and on a busy machine the threads' hand-offs
-    made them several times slower (measured: 70 ms a step with 2 threads, 15 with 1)."""
+    """torch on one CPU thread inside the block. On a machine whose cores are busy with other
+    work, torch's threads wait for each other at every operation: measured on the shared
+    2-core machine the kit targets, a classifier step took 70 ms with 2 threads and 5 with 1,
+    and the RoI features of an image 0.7 s and 0.24 s. An idle machine loses little: the
+    classifier's matrices are small, and two threads at best halve the feature extraction."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
