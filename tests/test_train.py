@@ -374,9 +374,12 @@ def test_the_command_line_stops_with_one_line(monkeypatch, capsys, error, status
         train_mod.main(["--preset", "toy"])
 
 
-def test_malformed_overrides_yaml_is_one_error():
-    with pytest.raises(ValueError, match="--overrides is not valid YAML"):
+def test_malformed_overrides_yaml_is_one_error(capsys):
+    with pytest.raises(SystemExit) as stopped:  # tyro reports the kit's ValueError, exit 2
         train_mod.config_from_args(["--overrides", "{cls_loss: "])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert "--overrides is not valid YAML" in err and "Traceback" not in err
 
 
 class _Categories:
