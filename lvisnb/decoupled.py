@@ -70,7 +70,7 @@ from torchvision.transforms.v2.functional import to_dtype
 from tqdm.auto import tqdm
 
 from lvisnb.dataset import CategoryMapping, LVISDetection, collate, read_record_image
-from lvisnb.inference import _records
+from lvisnb.inference import detection_records
 from lvisnb.losses import ClsLoss, NormedLinear
 from lvisnb.model import Preset, build_preset_cls_loss
 from lvisnb.outputs import atomic_path
@@ -598,5 +598,5 @@ def score_val(
                 "scores": scores[k],
                 "labels": labels[k],
             }
-            records += _records(output, int(val.image_ids[i]), mapping, 0.5)
+            records += detection_records(output, int(val.image_ids[i]), mapping, 0.5)
     return records

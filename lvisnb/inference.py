@@ -109,7 +109,10 @@ def masks_to_rle(masks: torch.Tensor) -> list[dict]:
     return rles
 
 
-def _records(output: dict, image_id: int, mapping: CategoryMapping, mask_thresh: float):
+def detection_records(output: dict, image_id: int, mapping: CategoryMapping, mask_thresh: float):
+    """LVIS result records of one image's model output (boxes XYXY pixels -> ``bbox`` XYWH
+    rounded to 0.01 px, labels -> LVIS ``category_id``, masks binarised at ``mask_thresh`` ->
+    compressed RLE); the one record builder of :func:`predict` and :mod:`lvisnb.decoupled`."""
     boxes = output["boxes"].float().cpu()
     xywh = torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], dim=1)
     xywh = torch.round(xywh * 100) / 100
@@ -198,7 +201,7 @@ def predict(
                 with autocast:
                     outputs = model([image.to(device, non_blocking=True) for image in images])
                 for output, image_id in zip(outputs, image_ids, strict=True):
-                    yield from _records(output, image_id, mapping, mask_thresh)
+                    yield from detection_records(output, image_id, mapping, mask_thresh)
                 bar.update(len(images))
     finally:
         bar.close()

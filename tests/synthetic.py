@@ -75,6 +75,15 @@ def toy_detections(gt: dict, seed: int = 0) -> list[dict]:
     return results
 
 
+MASK_RCNN_LOSSES = {  # what torchvision's MaskRCNN returns in training mode
+    "loss_classifier",
+    "loss_box_reg",
+    "loss_mask",
+    "loss_objectness",
+    "loss_rpn_box_reg",
+}
+
+
 def detection_batch(seed=0, sizes=((160, 200), (176, 144))):
     """Mask R-CNN training inputs: random images of ``sizes`` (H, W) and two box-shaped
     instances each, labels ``1 + i`` and ``5`` (boxes XYXY pixels, uint8 masks)."""
