@@ -70,6 +70,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/eval_scale.py --skip-lvis --max-rss-gb 15
 	$(PY) benchmarks/eval_scale.py --summary eval_scale_5k eval_scale_10k eval_scale
 	@echo 'learning check: make demo, then $(PY) benchmarks/learning_check.py'
+	@echo 'notebook 05 table: make demo, then $(PY) benchmarks/long_tail_table.py'
 
 # seed presets x classification losses x AMP on/off on a CUDA GPU (benchmarks/gpu_run.sh: the
 # few-iteration run that fits ~8 minutes of an H200)

@@ -10,8 +10,8 @@ with several seeds, each (arm, seed) into its own run directory
 reads every run, whichever protocol made it.
 
 - ``"decoupled"`` (:func:`run_decoupled`): the box classifier alone is retrained on RoI
-  features cached once from a trained model (:mod:`lvisnb.decoupled`, cRT / BAGS); box AP only.
-  Minutes on a CPU.
+  features cached once from a trained model (:mod:`lvisnb.decoupled`, cRT / BAGS); box AP, and
+  mask AP from the model's frozen mask head (one pass for all runs). Minutes on a CPU.
 - ``"end_to_end"`` (:func:`run_end_to_end`): every (arm, seed) trains the whole Mask R-CNN
   with :func:`lvisnb.train.train`, then runs inference and box + mask evaluation. Hours on a
   CPU for toy-LVIS; the seed presets need a GPU.
@@ -45,6 +45,7 @@ __all__ = [
     "RunDone",
     "arms",
     "difference_table",
+    "differences_from_summary",
     "interval_table",
     "metric_columns",
     "paired_differences",
@@ -53,6 +54,7 @@ __all__ = [
     "run_end_to_end",
     "runs_table",
     "subset_ground_truth",
+    "verdicts",
     "with_arm",
     "write_summary",
 ]
@@ -95,11 +97,13 @@ def arms(methods: str | Sequence[str], uniform: bool = True) -> list[Arm]:
     return ([Arm("uniform", "ce")] if uniform else []) + [Arm("rfs", m) for m in names]
 
 
-def metric_columns(protocol: str) -> list[str]:
-    """Leaderboard columns a protocol fills: box AP..APf, and mask AP..APf end to end."""
+def metric_columns(protocol: str, masks: bool = True) -> list[str]:
+    """Leaderboard columns a protocol fills: box AP..APf, then mask AP..APf (end to end, and
+    decoupled with ``masks``)."""
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
-    prefixes = ["box"] if protocol == "decoupled" else list(IOU_PREFIX.values())
+    with_masks = masks or protocol == "end_to_end"
+    prefixes = list(IOU_PREFIX.values()) if with_masks else ["box"]
     return [f"{p}_{m}" for p in prefixes for m in METRICS]
 
 
@@ -197,6 +201,8 @@ class Decoupled:
     checkpoint: Path
     seconds: float  # loading the model and extracting (or reading) the features
     reused: bool  # both caches were read, nothing extracted
+    model: object = None  # the checkpoint's Mask R-CNN (eval mode): its mask head segments
+    val_dataset: object = None  # lvisnb.dataset.LVISDetection of the val images scored
 
     def describe(self) -> str:
         how = "read from the cache" if self.reused else "extracted"
@@ -255,8 +261,9 @@ def prepare_decoupled(
     )
     truth = load_ground_truth(subset_ground_truth(val) if val_images else val_ann)
     seconds = time.perf_counter() - started
+    reused = reused_train and reused_val
     return Decoupled(
-        train_rois, val_rois, model.preset, truth, checkpoint, seconds, reused_train and reused_val
+        train_rois, val_rois, model.preset, truth, checkpoint, seconds, reused, model, val
     )
 
 
@@ -292,40 +299,68 @@ def run_decoupled(
     seeds: Iterable[int],
     iterations: int | None,
     out_dir: str | os.PathLike,
+    masks: bool = True,
     progress: bool = True,
 ) -> list[RunDone]:
-    """Retrain, score and evaluate (box AP) the classifier of every arm and seed on ``data``.
+    """Retrain, score and evaluate the classifier of every arm and seed on ``data``.
 
     Each run: :func:`lvisnb.decoupled.retrain_classifier` for ``iterations`` steps (``None``:
-    :data:`DEFAULT_ITERATIONS`), :func:`lvisnb.decoupled.score_val`, :func:`lvisnb.evaluate.
-    evaluate` with ``iou_types=("bbox",)``, then ``metrics.json`` and ``config.json`` into
-    ``out_dir/long_tail/decoupled/<sampler>_<method>_seed<k>/`` (replacing an earlier run's)."""
+    :data:`DEFAULT_ITERATIONS`) and :func:`lvisnb.decoupled.val_detections`. With ``masks``,
+    one pass of the model's frozen mask head over the val images then segments the detections
+    of every run at once (:func:`lvisnb.decoupled.segment_val`), and each run is evaluated for
+    box and mask AP; else box AP only. ``metrics.json`` and ``config.json`` go to
+    ``out_dir/long_tail/decoupled/<sampler>_<method>_seed<k>/`` (replacing an earlier run's).
+    A run's ``seconds`` are its retraining, scoring and evaluation plus an equal share of the
+    mask pass. ``ValueError`` when a run keeps no val detection (train it longer).
+    """
     from tqdm.auto import tqdm
 
-    from lvisnb.decoupled import retrain_classifier, score_val
-    from lvisnb.evaluate import evaluate, save_metrics
+    from lvisnb.decoupled import retrain_classifier, segment_val, val_detections, val_records
 
     iterations = DEFAULT_ITERATIONS if iterations is None else iterations
     jobs = [(arm, seed) for arm in arm_list for seed in seeds]
-    done = []
+    fits, found, seconds = [], [], []
     for arm, seed in tqdm(jobs, desc="decoupled runs", disable=not progress):
         started = time.perf_counter()
-        run_dir = Path(out_dir) / FOLDER / "decoupled" / arm.run_name(seed)
         fit = retrain_classifier(
             data.train, arm.method, arm.sampler, seed, iterations, preset=data.preset
         )
-        records = score_val(fit.classifier, fit.cls_loss, data.val)
-        if not records:
+        fits.append(fit)
+        found.append(val_detections(fit.classifier, fit.cls_loss, data.val))
+        if not sum(len(f["boxes"]) for f in found[-1]):
             raise ValueError(
                 f"{arm.name}, seed {seed}: no val RoI scores above the threshold "
                 f"({data.val.meta['score_thresh']}); train the classifier longer (iterations)"
             )
-        evaluation = evaluate(data.ground_truth, records, iou_types=("bbox",))
-        save_metrics(run_dir / "metrics.json", evaluation)
+        seconds.append(time.perf_counter() - started)
+    started = time.perf_counter()
+    segmentations = (
+        segment_val(data.model, data.val_dataset, data.val, found, progress=progress)
+        if masks
+        else [None] * len(jobs)
+    )
+    shared = (time.perf_counter() - started) / max(len(jobs), 1)
+    done = []
+    for (arm, seed), fit, dets, segm, own in zip(
+        jobs, fits, found, segmentations, seconds, strict=True
+    ):
+        started = time.perf_counter()
+        run_dir = Path(out_dir) / FOLDER / "decoupled" / arm.run_name(seed)
+        _evaluate_run(data, run_dir, val_records(data.val, dets, segm), masks)
         _write_config(run_dir, _decoupled_config(data, fit.settings, fit.losses))
-        seconds = time.perf_counter() - started
-        done.append(RunDone(arm, seed, run_dir, seconds, False, fit.losses[0], fit.losses[-1]))
+        own += shared + time.perf_counter() - started
+        done.append(RunDone(arm, seed, run_dir, own, False, fit.losses[0], fit.losses[-1]))
     return done
+
+
+def _evaluate_run(data: Decoupled, run_dir: Path, records: list[dict], masks: bool) -> None:
+    """Box (and mask) AP of one decoupled run's records into ``run_dir/metrics.json``."""
+    from lvisnb.evaluate import evaluate, save_metrics
+
+    iou_types = ("bbox", "segm") if masks else ("bbox",)
+    save_metrics(
+        run_dir / "metrics.json", evaluate(data.ground_truth, records, iou_types=iou_types)
+    )
 
 
 # ----------------------------------------------------------------------------- end to end
@@ -480,6 +515,67 @@ def difference_table(differences: pd.DataFrame, digits: int = 3) -> pd.DataFrame
     return text.pivot(index="arm", columns="metric", values="text").loc[
         list(dict.fromkeys(differences["arm"])), list(dict.fromkeys(differences["metric"]))
     ]
+
+
+def _verdict(mean: float, low: float, high: float, seeds: int, ahead: str, behind: str) -> str:
+    """``ahead - behind`` = ``mean [low, high]`` in words: which is ahead, or by how much the
+    interval misses excluding 0."""
+    if not math.isfinite(mean):
+        return "no paired runs"
+    if seeds < 2 or not (math.isfinite(low) and math.isfinite(high)):
+        return f"cannot tell: {seeds} paired seed(s), no interval"
+    if low > 0:
+        return f"yes: {ahead} ahead by {mean:.3f} (interval above 0)"
+    if high < 0:
+        return f"no: {behind} ahead by {-mean:.3f} (interval below 0)"
+    miss, end = (-low, "lower") if mean >= 0 else (high, "upper")
+    return (
+        f"cannot tell: the interval holds 0; its {end} end misses 0 by {miss:.3f} "
+        f"(half-width {(high - low) / 2:.3f}, mean {mean:+.3f})"
+    )
+
+
+def verdicts(
+    differences: pd.DataFrame, metrics: Sequence[str], baseline: Arm = BASELINE
+) -> pd.DataFrame:
+    """The questions of notebook 05 answered from :func:`paired_differences`, a row each:
+    does ``rfs+ce`` beat ``uniform+ce`` (the LVIS paper's RFS finding; the ``uniform+ce``
+    difference negated), and does each ``rfs+<loss>`` beat ``rfs+ce``, on each of ``metrics``.
+    Columns: ``question``, ``metric``, ``mean``, ``low``, ``high`` (the 95% paired interval of
+    *first minus second*), ``seeds``, ``verdict`` (``yes`` when the interval is above 0,
+    ``no`` below, else ``cannot tell`` with the distance by which it misses 0)."""
+    rows = []
+    for record in differences[differences["metric"].isin(metrics)].to_dict(orient="records"):
+        arm = record["arm"]
+        mean, low, high = record["mean"], record["low"], record["high"]
+        if arm == Arm("uniform", baseline.method).name:
+            ahead, behind, mean, low, high = baseline.name, arm, -mean, -high, -low
+        else:
+            ahead, behind = arm, baseline.name
+        rows.append(
+            {
+                "question": f"{ahead} > {behind}",
+                "metric": record["metric"],
+                "mean": mean,
+                "low": low,
+                "high": high,
+                "seeds": record["seeds"],
+                "verdict": _verdict(mean, low, high, record["seeds"], ahead, behind),
+            }
+        )
+    columns = ["question", "metric", "mean", "low", "high", "seeds", "verdict"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def differences_from_summary(saved: dict) -> pd.DataFrame:
+    """:func:`paired_differences`' table again from a ``long_tail_methods.json`` read with
+    ``json.load`` (``null`` back to NaN)."""
+    rows = [
+        {"arm": arm, "metric": metric, **{k: math.nan if v is None else v for k, v in d.items()}}
+        for arm, by_metric in saved["differences"].items()
+        for metric, d in by_metric.items()
+    ]
+    return pd.DataFrame(rows, columns=["arm", "metric", "mean", "low", "high", "seeds", "per_seed"])
 
 
 def write_summary(

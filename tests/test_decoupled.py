@@ -273,3 +273,42 @@ def test_retrained_scores_are_valid_lvis_results(model, train_rois, val_rois, va
     evaluation = evaluate(subset_ground_truth(val_set), records, iou_types=("bbox",))
     assert set(evaluation.metrics) == {"bbox"}
     assert 0 <= evaluation.metrics["bbox"]["AP"] <= 1
+
+
+def _segm_key(record):
+    return (*_key(record), record["segmentation"]["counts"])
+
+
+def test_the_mask_pass_reproduces_the_models_own_masks(model, val_set, val_rois):
+    """The model's own classifier, then segment_val: the masks predict() gives, pixel for
+    pixel, although the mask head ran once over the detections of two runs together."""
+    net, mapping = model
+    own = net.roi_heads.box_predictor.cls_score
+    found = decoupled.val_detections(own, net.roi_heads.cls_loss, val_rois)
+    fewer = decoupled.val_detections(own, net.roi_heads.cls_loss, val_rois, max_dets=5)
+    masks = decoupled.segment_val(net, val_set, val_rois, [found, fewer], progress=False)
+    records = decoupled.val_records(val_rois, found, masks[0])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        reference = list(predict(net, val_set, mapping, batch_size=2, progress=False))
+    finally:
+        torch.set_num_threads(threads)
+    assert len(records) == len(reference) > 0
+    assert {_segm_key(r) for r in records} == {_segm_key(r) for r in reference}
+    # the second run's detections are a subset of the first's: the same masks
+    by_box = {_key(r): r["segmentation"] for r in records}
+    for r in decoupled.val_records(val_rois, fewer, masks[1]):
+        assert r["segmentation"] == by_box[_key(r)]
+
+
+def test_the_mask_pass_takes_runs_without_detections(model, val_set, val_rois):
+    net, _ = model
+    empty = [
+        {"boxes": torch.zeros(0, 4), "scores": torch.zeros(0), "labels": torch.zeros(0).long()}
+    ] * val_rois.num_images
+    masks = decoupled.segment_val(net, val_set, val_rois, [empty], progress=False)
+    assert masks == [[[]] * val_rois.num_images]
+    fewer_images = _first(LVISDetection(val_set.source, val_set.image_root, mapping=model[1]), 2)
+    with pytest.raises(ValueError, match="same images"):
+        decoupled.segment_val(net, fewer_images, val_rois, [empty], progress=False)

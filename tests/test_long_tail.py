@@ -23,7 +23,12 @@ def test_arms_put_uniform_first_then_rfs_with_each_loss():
 
 
 def test_metric_columns_per_protocol():
-    assert long_tail.metric_columns("decoupled") == ["box_AP", "box_APr", "box_APc", "box_APf"]
+    boxes = ["box_AP", "box_APr", "box_APc", "box_APf"]
+    assert long_tail.metric_columns("decoupled", masks=False) == boxes
+    assert long_tail.metric_columns("decoupled")[:4] == boxes
+    assert long_tail.metric_columns("end_to_end", masks=False) == long_tail.metric_columns(
+        "decoupled"
+    )
     assert long_tail.metric_columns("end_to_end")[4:] == [
         "mask_AP",
         "mask_APr",
@@ -129,3 +134,51 @@ def test_end_to_end_trains_evaluates_and_reuses_each_run(toy_root, toy_train, to
         template, arm_list, [0], toy_val, toy_root, tmp_path, val_images=3, progress=False
     )
     assert all(run.reused for run in again)
+
+
+def _differences(rows) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {"arm": a, "metric": "box_APr", "mean": m, "low": lo, "high": hi, "seeds": n}
+            for a, m, lo, hi, n in rows
+        ]
+    )
+
+
+def test_verdicts_say_which_arm_is_ahead_or_by_how_much_the_interval_misses():
+    differences = _differences(
+        [
+            ("uniform+ce", -0.05, -0.08, -0.02, 3),  # uniform behind rfs: RFS wins
+            ("rfs+seesaw", 0.02, -0.01, 0.05, 3),  # holds 0: misses by 0.01
+            ("rfs+eqlv2", -0.03, -0.05, -0.01, 3),  # behind rfs+ce
+            ("rfs+federated", 0.04, math.nan, math.nan, 1),
+        ]
+    )
+    table = long_tail.verdicts(differences, ["box_APr"]).set_index("question")
+    rfs = table.loc["rfs+ce > uniform+ce"]
+    assert (rfs["mean"], rfs["low"], rfs["high"]) == pytest.approx((0.05, 0.02, 0.08))
+    assert rfs["verdict"].startswith("yes: rfs+ce ahead by 0.050")
+    seesaw = table.loc["rfs+seesaw > rfs+ce"]["verdict"]
+    assert seesaw.startswith("cannot tell") and "lower end misses 0 by 0.010" in seesaw
+    assert table.loc["rfs+eqlv2 > rfs+ce"]["verdict"].startswith("no: rfs+ce ahead by 0.030")
+    assert "no interval" in table.loc["rfs+federated > rfs+ce"]["verdict"]
+    assert long_tail.verdicts(differences, ["mask_APr"]).empty
+
+
+def test_verdicts_from_the_written_summary_match_those_of_the_board(tmp_path):
+    from lvisnb.leaderboard import over_seeds
+
+    board = _board()
+    differences = long_tail.paired_differences(board, ["box_APr"])
+    path = long_tail.write_summary(
+        tmp_path, board, over_seeds(board, metrics=["box_APr"]), differences
+    )
+    again = long_tail.differences_from_summary(json.loads(path.read_text()))
+    expected = long_tail.verdicts(differences, ["box_APr"])
+    pd.testing.assert_frame_equal(long_tail.verdicts(again, ["box_APr"]), expected)
+    # seesaw - ce = 0.10, 0.05, 0.20 over three seeds: the interval holds 0
+    assert (
+        expected.set_index("question")
+        .loc["rfs+seesaw > rfs+ce", "verdict"]
+        .startswith("cannot tell")
+    )

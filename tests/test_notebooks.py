@@ -218,17 +218,20 @@ def check_05(run_dir: Path, toy_train: Path) -> None:
     )
     for row in rows:
         assert row["iterations"] == 150 and row["arm"] == f"{row['sampler']}+{row['method']}"
-        assert 0 <= row["box_AP"] <= 1 and row["mask_AP"] is None  # decoupled: boxes only
+        assert 0 <= row["box_AP"] <= 1 and 0 <= row["mask_AP"] <= 1  # masks by default
         metrics = json.loads((Path(row["run"]) / "metrics.json").read_text())
-        assert set(metrics["metrics"]) == {"bbox"} and metrics["info"]["num_detections"] > 0
+        assert set(metrics["metrics"]) == {"bbox", "segm"}
+        assert metrics["info"]["num_detections"] > 0
     # means over the two seeds with their intervals, one row per arm
     assert [r["arm"] for r in summary["over_seeds"]] == arms
     for row in summary["over_seeds"]:
         assert row["seeds"] == 2 and row["box_AP_low"] <= row["box_AP"] <= row["box_AP_high"]
     # paired differences against rfs+ce, keyed by arm then metric
+    metrics_names = ("AP", "APr", "APc", "APf")
+    assert summary["masks"] and summary["metrics"][4:] == [f"mask_{m}" for m in metrics_names]
     assert set(summary["differences"]) == set(arms) - {"rfs+ce"}
     for arm, by_metric in summary["differences"].items():
-        assert set(by_metric) == {"box_AP", "box_APr", "box_APc", "box_APf"}
+        assert set(by_metric) == {f"{t}_{m}" for t in ("box", "mask") for m in metrics_names}
         ap = by_metric["box_AP"]
         assert ap["seeds"] == 2 and ap["low"] <= ap["mean"] <= ap["high"], arm
         assert sorted(ap["per_seed"]) == ["0", "1"]

@@ -1,0 +1,134 @@
+"""What notebook 05 measured, as a RESULTS.md section: every arm with its intervals over seeds.
+
+    make demo                                       # notebooks 01-05 into runs/demo/
+    python benchmarks/long_tail_table.py [--run-dir runs/demo]
+
+Reads ``run_dir/long_tail_methods.json`` (notebook 05's summary, either protocol) and writes
+the section ``long_tail_methods``: for each arm the mean over seeds of box and mask AP / APr /
+APc / APf with its 95% t-interval, each arm's paired difference from ``rfs+ce``, and the
+answers to issue 14's questions (does RFS beat uniform sampling on APr, as in the LVIS paper;
+does each loss beat RFS), with the distance by which an interval misses 0 when it cannot tell.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _results import RESULTS, write_section  # noqa: E402
+
+from lvisnb import long_tail  # noqa: E402
+
+SECTION = "long_tail_methods"
+
+
+def _cell(mean, low, high, signed: bool = False) -> str:
+    if mean is None or not math.isfinite(mean):
+        return "–"
+    text = f"{mean:+.3f}" if signed else f"{mean:.3f}"
+    if low is None or high is None or not (math.isfinite(low) and math.isfinite(high)):
+        return text
+    return f"{text} [{low:.3f}, {high:.3f}]"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return [
+        "| " + " | ".join(header) + " |",
+        "| --- |" + " ---: |" * (len(header) - 1),
+        *("| " + " | ".join(row) + " |" for row in rows),
+    ]
+
+
+def _means(saved: dict, metrics: list[str]) -> list[str]:
+    rows = []
+    for row in saved["over_seeds"]:
+        cells = [_cell(row.get(m), row.get(f"{m}_low"), row.get(f"{m}_high")) for m in metrics]
+        rows.append([f"`{row['arm']}`", str(row["seeds"]), *cells])
+    return _table(["arm", "seeds", *metrics], rows)
+
+
+def _differences(saved: dict, metrics: list[str]) -> list[str]:
+    rows = []
+    for arm, by_metric in saved["differences"].items():
+        cells = [
+            _cell(*(by_metric.get(m, {}).get(k) for k in ("mean", "low", "high")), signed=True)
+            for m in metrics
+        ]
+        rows.append([f"`{arm}` − `{saved['baseline']}`", *cells])
+    return _table(["difference", *metrics], rows)
+
+
+def _answers(saved: dict, metrics: list[str]) -> list[str]:
+    table = long_tail.verdicts(long_tail.differences_from_summary(saved), metrics)
+    rows = [
+        [
+            f"`{r['question']}`",
+            r["metric"],
+            _cell(r["mean"], r["low"], r["high"], True),
+            r["verdict"],
+        ]
+        for r in table.to_dict(orient="records")
+    ]
+    return _table(["question", "metric", "difference [95% interval]", "verdict"], rows)
+
+
+def section(saved: dict, source: Path) -> str:
+    """The markdown of the section for one ``long_tail_methods.json`` (read as ``saved``)."""
+    metrics = saved["metrics"]
+    rare = [m for m in metrics if m.endswith("_APr")]
+    timings = saved.get("timings") or {}
+    minutes = (timings.get("total_seconds") or 0) / 60
+    what = (
+        "the box classifier retrained on RoI features cached from notebook 02's model "
+        f"(`{saved.get('checkpoint')}`), masks from its frozen mask head"
+        if saved["protocol"] == "decoupled"
+        else f"Mask R-CNN trained from scratch for each arm and seed (preset `{saved['preset']}`)"
+    )
+    iterations = saved.get("iterations") or "the default number of"
+    lines = [
+        "## What helps the rare categories: notebook 05 (`benchmarks/long_tail_table.py`)",
+        "",
+        f"From `{source}`. Protocol `{saved['protocol']}`: {what}; {iterations} iterations per "
+        f"run, seeds {saved['seeds']}, train images: {saved.get('train_images') or 'all'}, val "
+        f"images: {saved.get('val_images') or 'all'} (toy-LVIS val: 200). Notebook 05 took "
+        f"{minutes:.1f} min ({platform.machine()}, CPU). Intervals: 95% Student-t over seeds "
+        "(`lvisnb.leaderboard.over_seeds`); differences are paired seed by seed "
+        "(`lvisnb.long_tail.paired_differences`).",
+        "",
+        "Mean over seeds [95% interval]:",
+        "",
+        *_means(saved, metrics),
+        "",
+        f"Paired differences from `{saved['baseline']}` [95% interval]:",
+        "",
+        *_differences(saved, metrics),
+        "",
+        "The questions of issue 14, on AP and APr:",
+        "",
+        *_answers(saved, rare + [m for m in metrics if m.endswith("_AP")]),
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> str:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run-dir", default="runs/demo", help="notebook 05's run_dir")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="the RESULTS.md to write")
+    args = parser.parse_args(argv)
+    source = Path(args.run_dir) / long_tail.SUMMARY_FILE
+    if not source.is_file():
+        parser.error(f"no {source}: run notebook 05 into {args.run_dir} first (make demo)")
+    text = section(json.loads(source.read_text(encoding="utf-8")), source)
+    write_section(SECTION, text, args.results)
+    print(text)
+    return text
+
+
+if __name__ == "__main__":
+    main()
