@@ -37,10 +37,12 @@ def _cell(mean, low, high, signed: bool = False) -> str:
     return f"{text} [{low:.3f}, {high:.3f}]"
 
 
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+def _table(header: list[str], rows: list[list[str]], text_columns: int = 1) -> list[str]:
+    """A markdown table; the first ``text_columns`` columns left-aligned, the rest right."""
+    align = ["---"] * text_columns + ["---:"] * (len(header) - text_columns)
     return [
         "| " + " | ".join(header) + " |",
-        "| --- |" + " ---: |" * (len(header) - 1),
+        "| " + " | ".join(align) + " |",
         *("| " + " | ".join(row) + " |" for row in rows),
     ]
 
@@ -75,31 +77,46 @@ def _answers(saved: dict, metrics: list[str]) -> list[str]:
         ]
         for r in table.to_dict(orient="records")
     ]
-    return _table(["question", "metric", "difference [95% interval]", "verdict"], rows)
+    table = _table(["question", "metric", "difference [95% interval]", "verdict"], rows, 2)
+    table[1] = "| --- | --- | ---: | --- |"
+    return table
+
+
+def _timings(saved: dict) -> str:
+    timings = saved.get("timings") or {}
+    parts = [f"Notebook 05 took {(timings.get('total_seconds') or 0) / 60:.1f} min"]
+    if timings.get("features_seconds") is not None:
+        reused = timings.get("features_reused")
+        how = {True: " read from the cache", False: " extracted"}.get(reused, "")
+        parts.append(f"RoI features{how} in {timings['features_seconds']:.0f} s")
+    if timings.get("masks_seconds") is not None:
+        parts.append(f"the mask pass for every run {timings['masks_seconds']:.0f} s")
+    if timings.get("runs_seconds") is not None:
+        parts.append(f"all runs {timings['runs_seconds']:.0f} s, the mask pass included")
+    return ", ".join(parts) + f" ({platform.machine()}, CPU)."
 
 
 def section(saved: dict, source: Path) -> str:
     """The markdown of the section for one ``long_tail_methods.json`` (read as ``saved``)."""
     metrics = saved["metrics"]
     rare = [m for m in metrics if m.endswith("_APr")]
-    timings = saved.get("timings") or {}
-    minutes = (timings.get("total_seconds") or 0) / 60
+    decoupled = saved["protocol"] == "decoupled"
     what = (
         "the box classifier retrained on RoI features cached from notebook 02's model "
-        f"(`{saved.get('checkpoint')}`), masks from its frozen mask head"
-        if saved["protocol"] == "decoupled"
+        f"(preset `{saved['preset']}`), masks from its frozen mask head"
+        if decoupled
         else f"Mask R-CNN trained from scratch for each arm and seed (preset `{saved['preset']}`)"
     )
-    iterations = saved.get("iterations") or "the default number of"
+    default = long_tail.DEFAULT_ITERATIONS if decoupled else "the preset's"
+    iterations = saved.get("iterations") or f"{default} (the default)"
     lines = [
         "## What helps the rare categories: notebook 05 (`benchmarks/long_tail_table.py`)",
         "",
         f"From `{source}`. Protocol `{saved['protocol']}`: {what}; {iterations} iterations per "
         f"run, seeds {saved['seeds']}, train images: {saved.get('train_images') or 'all'}, val "
-        f"images: {saved.get('val_images') or 'all'} (toy-LVIS val: 200). Notebook 05 took "
-        f"{minutes:.1f} min ({platform.machine()}, CPU). Intervals: 95% Student-t over seeds "
-        "(`lvisnb.leaderboard.over_seeds`); differences are paired seed by seed "
-        "(`lvisnb.long_tail.paired_differences`).",
+        f"images: {saved.get('val_images') or 'all'}. {_timings(saved)} "
+        "Intervals: 95% Student-t over seeds (`lvisnb.leaderboard.over_seeds`); differences "
+        "are paired seed by seed (`lvisnb.long_tail.paired_differences`).",
         "",
         "Mean over seeds [95% interval]:",
         "",

@@ -118,6 +118,7 @@ class RunDone:
     reused: bool = False
     loss_first: float | None = None  # decoupled: the classifier's first and last loss
     loss_last: float | None = None
+    shared_seconds: float = 0.0  # decoupled: its share of the one mask pass (in seconds)
 
 
 def runs_table(done: Sequence[RunDone]) -> pd.DataFrame:
@@ -317,6 +318,11 @@ def run_decoupled(
 
     from lvisnb.decoupled import retrain_classifier, segment_val, val_detections, val_records
 
+    if masks and (data.model is None or data.val_dataset is None):
+        raise ValueError(
+            "masks need the model and the val dataset (Decoupled.model, .val_dataset, which "
+            "prepare_decoupled sets); pass masks=False for box AP only"
+        )
     iterations = DEFAULT_ITERATIONS if iterations is None else iterations
     jobs = [(arm, seed) for arm in arm_list for seed in seeds]
     fits, found, seconds = [], [], []
@@ -341,15 +347,17 @@ def run_decoupled(
     )
     shared = (time.perf_counter() - started) / max(len(jobs), 1)
     done = []
-    for (arm, seed), fit, dets, segm, own in zip(
-        jobs, fits, found, segmentations, seconds, strict=True
+    runs = zip(jobs, fits, found, segmentations, seconds, strict=True)
+    for (arm, seed), fit, dets, segm, own in tqdm(
+        runs, total=len(jobs), desc="evaluating runs", disable=not progress
     ):
         started = time.perf_counter()
         run_dir = Path(out_dir) / FOLDER / "decoupled" / arm.run_name(seed)
         _evaluate_run(data, run_dir, val_records(data.val, dets, segm), masks)
         _write_config(run_dir, _decoupled_config(data, fit.settings, fit.losses))
         own += shared + time.perf_counter() - started
-        done.append(RunDone(arm, seed, run_dir, own, False, fit.losses[0], fit.losses[-1]))
+        losses = fit.losses[0], fit.losses[-1]
+        done.append(RunDone(arm, seed, run_dir, own, False, *losses, shared_seconds=shared))
     return done
 
 
@@ -505,10 +513,12 @@ def interval_table(summary: pd.DataFrame, metrics: Sequence[str], digits: int = 
 
 
 def difference_table(differences: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
-    """:func:`paired_differences` as text ``+mean [low, high]``, a row an arm, a column a metric."""
+    """:func:`paired_differences` as text ``±mean [low, high]`` (signed, minus signs as
+    U+2212), a row an arm, a column a metric."""
     text = differences.assign(
         text=[
-            _formatted(r["mean"], r["low"], r["high"], digits).replace("-", "−")
+            ("+" if r["mean"] > 0 else "")
+            + _formatted(r["mean"], r["low"], r["high"], digits).replace("-", "−")
             for _, r in differences.iterrows()
         ]
     )

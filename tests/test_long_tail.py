@@ -80,7 +80,8 @@ def test_one_seed_gives_a_mean_without_interval():
     table = long_tail.paired_differences(board[board["seed"] == 0], ["box_APr"])
     assert table["seeds"].tolist() == [1, 1]
     assert table["low"].isna().all() and table["high"].isna().all()
-    assert long_tail.difference_table(table).loc["rfs+seesaw", "box_APr"] == "0.100"
+    assert long_tail.difference_table(table).loc["rfs+seesaw", "box_APr"] == "+0.100"
+    assert long_tail.difference_table(table).loc["uniform+ce", "box_APr"] == "−0.050"
 
 
 def test_the_summary_keys_differences_by_arm_and_writes_nan_as_null(tmp_path):
@@ -182,3 +183,9 @@ def test_verdicts_from_the_written_summary_match_those_of_the_board(tmp_path):
         .loc["rfs+seesaw > rfs+ce", "verdict"]
         .startswith("cannot tell")
     )
+
+
+def test_masks_need_the_model_and_the_val_images(tmp_path):
+    data = long_tail.Decoupled(None, None, None, None, tmp_path / "final.pt", 0.0, False)
+    with pytest.raises(ValueError, match="masks=False"):
+        long_tail.run_decoupled(data, long_tail.arms("ce"), [0], 10, tmp_path)

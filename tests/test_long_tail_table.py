@@ -42,7 +42,14 @@ def _summary(run_dir: Path) -> Path:
         seeds=[0, 1, 2],
         iterations=1000,
         checkpoint="runs/demo/checkpoints/final.pt",
-        timings={"total_seconds": 300.0},
+        preset="toy",
+        timings={
+            "total_seconds": 300.0,
+            "features_seconds": 80.0,
+            "features_reused": False,
+            "masks_seconds": 90.0,
+            "runs_seconds": 150.0,
+        },
     )
 
 
@@ -53,7 +60,8 @@ def test_the_section_has_every_arm_its_differences_and_the_answers(tmp_path):
     long_tail_table.main(["--run-dir", str(tmp_path), "--results", str(results)])
     text = read_section("long_tail_methods", results)
     assert read_section("other", results) == "kept"  # other sections are left alone
-    assert "5.0 min" in text and "seeds [0, 1, 2]" in text
+    assert "took 5.0 min, RoI features extracted in 80 s, the mask pass" in text
+    assert "1000 iterations per run, seeds [0, 1, 2]" in text
     means = [line for line in text.splitlines() if line.startswith("| `")]
     assert [line.split("|")[1].strip() for line in means[:3]] == [
         "`uniform+ce`",
