@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import sys
 from pathlib import Path
 
@@ -83,17 +82,23 @@ def _answers(saved: dict, metrics: list[str]) -> list[str]:
 
 
 def _timings(saved: dict) -> str:
+    """One sentence of what notebook 05 recorded of its time (nothing when it recorded none)."""
     timings = saved.get("timings") or {}
-    parts = [f"Notebook 05 took {(timings.get('total_seconds') or 0) / 60:.1f} min"]
+    if timings.get("total_seconds") is None:
+        return ""
+    parts = [f"Notebook 05 took {timings['total_seconds'] / 60:.1f} min"]
     if timings.get("features_seconds") is not None:
         reused = timings.get("features_reused")
         how = {True: " read from the cache", False: " extracted"}.get(reused, "")
         parts.append(f"RoI features{how} in {timings['features_seconds']:.0f} s")
-    if timings.get("masks_seconds") is not None:
-        parts.append(f"the mask pass for every run {timings['masks_seconds']:.0f} s")
+    masks = timings.get("masks_seconds")
+    if masks is not None:
+        parts.append(f"the one mask pass for every run {masks:.0f} s")
     if timings.get("runs_seconds") is not None:
-        parts.append(f"all runs {timings['runs_seconds']:.0f} s, the mask pass included")
-    return ", ".join(parts) + f" ({platform.machine()}, CPU)."
+        with_masks = ", the mask pass included" if masks is not None else ""
+        parts.append(f"all runs {timings['runs_seconds']:.0f} s{with_masks}")
+    machine = timings.get("machine", "machine not recorded")
+    return ", ".join(parts) + f" ({machine}). "
 
 
 def section(saved: dict, source: Path) -> str:
@@ -101,9 +106,10 @@ def section(saved: dict, source: Path) -> str:
     metrics = saved["metrics"]
     rare = [m for m in metrics if m.endswith("_APr")]
     decoupled = saved["protocol"] == "decoupled"
+    masks = ", masks from its frozen mask head" if saved.get("masks") else ", box AP only"
     what = (
         "the box classifier retrained on RoI features cached from notebook 02's model "
-        f"(preset `{saved['preset']}`), masks from its frozen mask head"
+        f"(preset `{saved['preset']}`){masks}"
         if decoupled
         else f"Mask R-CNN trained from scratch for each arm and seed (preset `{saved['preset']}`)"
     )
@@ -114,7 +120,7 @@ def section(saved: dict, source: Path) -> str:
         "",
         f"From `{source}`. Protocol `{saved['protocol']}`: {what}; {iterations} iterations per "
         f"run, seeds {saved['seeds']}, train images: {saved.get('train_images') or 'all'}, val "
-        f"images: {saved.get('val_images') or 'all'}. {_timings(saved)} "
+        f"images: {saved.get('val_images') or 'all'}. {_timings(saved)}"
         "Intervals: 95% Student-t over seeds (`lvisnb.leaderboard.over_seeds`); differences "
         "are paired seed by seed (`lvisnb.long_tail.paired_differences`).",
         "",

@@ -688,13 +688,23 @@ def segment_val(
     ``transform.postprocess``), binarised at ``mask_thresh`` (``None``: the preset's, 0.5)
     and encoded as compressed RLE. Returns ``[run][image][detection]`` RLE dicts, in the
     order of ``runs``' detections (:func:`val_records` takes one run's). ``ValueError`` when
-    ``dataset``'s images are not ``val``'s. Mask R-CNN's test-time mask path (He et al., ICCV
-    2017): the mask of a detection is predicted on its final box for its class.
+    ``dataset``'s images are not ``val``'s, a run has not one entry per val image or a label
+    outside ``1..K``, ``mask_thresh`` is outside [0, 1] or ``chunk`` < 1. Runs in fp32 (no
+    autocast): on a GPU, :func:`~lvisnb.inference.predict` with ``amp=True`` rounds otherwise.
+    Mask R-CNN's test-time mask path (He et al., ICCV 2017): the mask of a detection is
+    predicted on its final box for its class.
     """
     if val.is_train or [int(i) for i in dataset.image_ids] != val.image_ids.tolist():
         raise ValueError("segment_val needs the val RoIs of the same images as dataset")
     if mask_thresh is None:
         mask_thresh = getattr(getattr(model, "preset", None), "mask_thresh", 0.5)
+    _check_runs(runs, val)
+    if not 0.0 <= mask_thresh <= 1.0 or chunk < 1:
+        raise ValueError(
+            f"mask_thresh must be in [0, 1] and chunk >= 1, got {mask_thresh}, {chunk}"
+        )
+    if not runs:
+        return []
     device = next(model.parameters()).device
     out: list[list[list[dict]]] = [[] for _ in runs]
     was_training = model.training
@@ -702,7 +712,8 @@ def segment_val(
     threads = _one_thread() if device.type == "cpu" else contextlib.nullcontext()
     try:
         with threads:
-            batches = _batches(dataset, val.meta["batch_size"], progress, "masks (val)")
+            batch_size = val.meta.get("batch_size", 2)  # predict's default
+            batches = _batches(dataset, batch_size, progress, "masks (val)")
             for images, targets in batches:
                 indices = [t["index"] for t in targets]
                 for per_run in _segment_batch(model, images, indices, runs, mask_thresh, chunk):
@@ -711,6 +722,23 @@ def segment_val(
     finally:
         model.train(was_training)
     return out
+
+
+def _check_runs(runs: list[list[dict]], val: RoIFeatures) -> None:
+    """``ValueError`` unless every run has one detection dict per val image with labels in
+    ``1..K`` (what :func:`val_detections` returns)."""
+    for k, run in enumerate(runs):
+        if len(run) != val.num_images:
+            raise ValueError(
+                f"run {k} has detections for {len(run)} images, the val RoIs {val.num_images}: "
+                "pass val_detections' output for these val RoIs"
+            )
+        labels = torch.cat([found["labels"] for found in run]) if run else torch.zeros(0)
+        if len(labels) and (labels.min() < 1 or labels.max() > val.num_classes):
+            raise ValueError(
+                f"run {k}: labels must be in 1..{val.num_classes} (0 is the background), got "
+                f"{int(labels.min())}..{int(labels.max())}"
+            )
 
 
 def _segment_batch(model, images, indices, runs, mask_thresh: float, chunk: int) -> list:

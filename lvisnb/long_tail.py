@@ -86,7 +86,10 @@ BASELINE = Arm("rfs", "ce")  # what the differences are taken against
 
 def arms(methods: str | Sequence[str], uniform: bool = True) -> list[Arm]:
     """``uniform+ce`` (when ``uniform``), then ``rfs+<method>`` for each of ``methods`` (a
-    comma-separated string or a list; each a loss of :data:`lvisnb.losses.CLS_LOSSES`)."""
+    comma-separated string or a list; each a loss of :data:`lvisnb.losses.CLS_LOSSES`).
+    ``ValueError`` for an unknown loss, and for a comparison without :data:`BASELINE`
+    (``methods`` must hold ``ce``) or without a second arm to compare with it: checked here,
+    before any run trains, rather than after all of them."""
     from lvisnb.losses import CLS_LOSSES
 
     names = [m.strip() for m in methods.split(",")] if isinstance(methods, str) else methods
@@ -94,7 +97,14 @@ def arms(methods: str | Sequence[str], uniform: bool = True) -> list[Arm]:
     unknown = [m for m in names if m not in CLS_LOSSES]
     if unknown or not names:
         raise ValueError(f"methods must be taken from {sorted(CLS_LOSSES)}, got {names}")
-    return ([Arm("uniform", "ce")] if uniform else []) + [Arm("rfs", m) for m in names]
+    arm_list = ([Arm("uniform", "ce")] if uniform else []) + [Arm("rfs", m) for m in names]
+    if BASELINE not in arm_list or len(arm_list) < 2:
+        raise ValueError(
+            f"every arm is compared with {BASELINE.name}: methods must include "
+            f"{BASELINE.method!r} and one more arm (another loss, or uniform=True); got "
+            f"{[a.name for a in arm_list]}"
+        )
+    return arm_list
 
 
 def metric_columns(protocol: str, masks: bool = True) -> list[str]:
@@ -252,6 +262,11 @@ def prepare_decoupled(
         LVISDetection(train_ann, train_root, mapping=mapping, skip_empty=True), train_images
     )
     val = _first_images(LVISDetection(val_ann, val_root, mapping=mapping), val_images)
+    if not any(val.lvis.img_ann_map.get(i) for i in val.image_ids):
+        raise ValueError(
+            f"{val_ann}: the {len(val.image_ids)} val images scored have no annotations, so "
+            "no AP can be computed; pass other val images (val_ann, val_images)"
+        )
     cache = Path(out_dir) / FOLDER / "decoupled"
     common = {"rois_per_image": rois_per_image, "progress": progress}
     train_rois, reused_train = cached_roi_features(
@@ -324,6 +339,7 @@ def run_decoupled(
             "prepare_decoupled sets); pass masks=False for box AP only"
         )
     iterations = DEFAULT_ITERATIONS if iterations is None else iterations
+    seeds = list(seeds)  # an iterator would give its seeds to the first arm only
     jobs = [(arm, seed) for arm in arm_list for seed in seeds]
     fits, found, seconds = [], [], []
     for arm, seed in tqdm(jobs, desc="decoupled runs", disable=not progress):
@@ -415,6 +431,7 @@ def run_end_to_end(
 
     truth = None
     done = []
+    seeds = list(seeds)  # an iterator would give its seeds to the first arm only
     for arm in arm_list:
         for seed in seeds:
             started = time.perf_counter()
@@ -497,6 +514,7 @@ def paired_differences(
 def _formatted(mean: float, low: float, high: float, digits: int) -> str:
     if not math.isfinite(mean):
         return "–"
+    mean, low, high = (_num(v, digits) if math.isfinite(v) else v for v in (mean, low, high))
     if not (math.isfinite(low) and math.isfinite(high)):
         return f"{mean:.{digits}f}"
     return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
@@ -517,7 +535,7 @@ def difference_table(differences: pd.DataFrame, digits: int = 3) -> pd.DataFrame
     U+2212), a row an arm, a column a metric."""
     text = differences.assign(
         text=[
-            ("+" if r["mean"] > 0 else "")
+            ("+" if _num(r["mean"], digits) > 0 else "")
             + _formatted(r["mean"], r["low"], r["high"], digits).replace("-", "−")
             for _, r in differences.iterrows()
         ]
@@ -531,18 +549,25 @@ def _verdict(mean: float, low: float, high: float, seeds: int, ahead: str, behin
     """``ahead - behind`` = ``mean [low, high]`` in words: which is ahead, or by how much the
     interval misses excluding 0."""
     if not math.isfinite(mean):
-        return "no paired runs"
+        return (
+            "undefined: the metric has no value in these runs (e.g. no val instance of the group)"
+        )
     if seeds < 2 or not (math.isfinite(low) and math.isfinite(high)):
         return f"cannot tell: {seeds} paired seed(s), no interval"
     if low > 0:
-        return f"yes: {ahead} ahead by {mean:.3f} (interval above 0)"
+        return f"yes: {ahead} ahead by {_num(mean):.3f} (interval above 0)"
     if high < 0:
-        return f"no: {behind} ahead by {-mean:.3f} (interval below 0)"
+        return f"no: {behind} ahead by {_num(-mean):.3f} (interval below 0)"
     miss, end = (-low, "lower") if mean >= 0 else (high, "upper")
     return (
-        f"cannot tell: the interval holds 0; its {end} end misses 0 by {miss:.3f} "
-        f"(half-width {(high - low) / 2:.3f}, mean {mean:+.3f})"
+        f"cannot tell: the interval holds 0; its {end} end misses 0 by {_num(miss):.3f} "
+        f"(half-width {_num((high - low) / 2):.3f}, mean {_num(mean):+.3f})"
     )
+
+
+def _num(value: float, digits: int = 3) -> float:
+    """``value`` rounded to ``digits``, with -0.0 as 0.0 (no ``-0.000`` in a table)."""
+    return round(value, digits) + 0.0
 
 
 def verdicts(

@@ -312,3 +312,36 @@ def test_the_mask_pass_takes_runs_without_detections(model, val_set, val_rois):
     fewer_images = _first(LVISDetection(val_set.source, val_set.image_root, mapping=model[1]), 2)
     with pytest.raises(ValueError, match="same images"):
         decoupled.segment_val(net, fewer_images, val_rois, [empty], progress=False)
+
+
+def test_the_mask_pass_checks_its_runs(model, val_set, val_rois):
+    net, _ = model
+    own = net.roi_heads.box_predictor.cls_score
+    found = decoupled.val_detections(own, net.roi_heads.cls_loss, val_rois, max_dets=3)
+    assert decoupled.segment_val(net, val_set, val_rois, [], progress=False) == []
+    with pytest.raises(ValueError, match="run 0 has detections for 2 images"):
+        decoupled.segment_val(net, val_set, val_rois, [found[:2]], progress=False)
+    background = [{**f, "labels": torch.zeros_like(f["labels"])} for f in found]
+    with pytest.raises(ValueError, match="run 1: labels must be in 1.."):
+        decoupled.segment_val(net, val_set, val_rois, [found, background], progress=False)
+    with pytest.raises(ValueError, match="mask_thresh"):
+        decoupled.segment_val(net, val_set, val_rois, [found], mask_thresh=2.0, progress=False)
+
+
+def test_val_images_without_annotations_are_refused_before_any_extraction(
+    checkpoint, toy_root, toy_train, toy_val, tmp_path
+):
+    import json
+
+    from lvisnb.long_tail import prepare_decoupled
+
+    data = json.loads(Path(toy_val).read_text())
+    first = sorted(i["id"] for i in data["images"])[:2]
+    data["annotations"] = [a for a in data["annotations"] if a["image_id"] not in first]
+    val_ann = tmp_path / "val_unannotated.json"
+    val_ann.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="have no annotations"):
+        prepare_decoupled(
+            tmp_path, checkpoint, toy_train, val_ann, toy_root, toy_root, val_images=2
+        )
+    assert not (tmp_path / "long_tail").exists()  # nothing was extracted

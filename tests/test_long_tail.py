@@ -16,10 +16,18 @@ SMALL = {"train_scales": (160,), "test_scale": 160, "max_size": 200}
 def test_arms_put_uniform_first_then_rfs_with_each_loss():
     names = [a.name for a in long_tail.arms("ce, seesaw,eqlv2,federated")]
     assert names == ["uniform+ce", "rfs+ce", "rfs+seesaw", "rfs+eqlv2", "rfs+federated"]
-    assert [a.name for a in long_tail.arms(["eqlv2"], uniform=False)] == ["rfs+eqlv2"]
+    assert [a.name for a in long_tail.arms(["ce", "eqlv2"], uniform=False)] == [
+        "rfs+ce",
+        "rfs+eqlv2",
+    ]
     assert Arm("rfs", "seesaw").run_name(2) == "rfs_seesaw_seed2"
     with pytest.raises(ValueError, match="focal"):
         long_tail.arms("ce,focal")
+    # refused before any run trains: no baseline to compare with, or nothing to compare
+    with pytest.raises(ValueError, match="must include 'ce'"):
+        long_tail.arms("seesaw")
+    with pytest.raises(ValueError, match="one more arm"):
+        long_tail.arms("ce", uniform=False)
 
 
 def test_metric_columns_per_protocol():
@@ -163,6 +171,15 @@ def test_verdicts_say_which_arm_is_ahead_or_by_how_much_the_interval_misses():
     assert seesaw.startswith("cannot tell") and "lower end misses 0 by 0.010" in seesaw
     assert table.loc["rfs+eqlv2 > rfs+ce"]["verdict"].startswith("no: rfs+ce ahead by 0.030")
     assert "no interval" in table.loc["rfs+federated > rfs+ce"]["verdict"]
+    # exact zeros (APr 0 in both arms on every seed) read as 0, never -0.000
+    zeros = _differences([("uniform+ce", -0.0, -0.0, 0.0, 3), ("rfs+eqlv2", 1e-17, -0.0, 0.0, 3)])
+    texts = long_tail.verdicts(zeros, ["box_APr"])["verdict"].tolist()
+    assert all("-0.000" not in t and t.startswith("cannot tell") for t in texts)
+    assert (
+        long_tail.difference_table(zeros.assign(per_seed=None)).iloc[1, 0] == "0.000 [0.000, 0.000]"
+    )
+    undefined = _differences([("rfs+seesaw", math.nan, math.nan, math.nan, 0)])
+    assert long_tail.verdicts(undefined, ["box_APr"])["verdict"][0].startswith("undefined")
     assert long_tail.verdicts(differences, ["mask_APr"]).empty
 
 

@@ -49,6 +49,7 @@ def _summary(run_dir: Path) -> Path:
             "features_reused": False,
             "masks_seconds": 90.0,
             "runs_seconds": 150.0,
+            "machine": "x86_64, cpu, 2 threads",
         },
     )
 
@@ -60,7 +61,8 @@ def test_the_section_has_every_arm_its_differences_and_the_answers(tmp_path):
     long_tail_table.main(["--run-dir", str(tmp_path), "--results", str(results)])
     text = read_section("long_tail_methods", results)
     assert read_section("other", results) == "kept"  # other sections are left alone
-    assert "took 5.0 min, RoI features extracted in 80 s, the mask pass" in text
+    assert "took 5.0 min, RoI features extracted in 80 s, the one mask pass" in text
+    assert "the mask pass included (x86_64, cpu, 2 threads). Intervals" in text
     assert "1000 iterations per run, seeds [0, 1, 2]" in text
     means = [line for line in text.splitlines() if line.startswith("| `")]
     assert [line.split("|")[1].strip() for line in means[:3]] == [
@@ -92,3 +94,15 @@ def test_the_summary_json_is_read_back_as_written(tmp_path):
     again = long_tail.differences_from_summary(saved)
     assert set(again["arm"]) == {"uniform+ce", "rfs+seesaw"}
     assert set(again["metric"]) == set(METRICS)
+
+
+def test_box_only_and_untimed_summaries_say_so(tmp_path):
+    path = _summary(tmp_path)
+    saved = json.loads(path.read_text())
+    saved.update(masks=False, timings={})
+    text = long_tail_table.section(saved, path)
+    assert "box AP only" in text and "mask head" not in text
+    assert "took" not in text and "val images: all. Intervals" in text
+    saved.update(timings={"total_seconds": 60.0, "runs_seconds": 50.0, "masks_seconds": None})
+    text = long_tail_table.section(saved, path)
+    assert "all runs 50 s (machine not recorded)." in text and "mask pass" not in text

@@ -237,6 +237,7 @@ def check_05(run_dir: Path, toy_train: Path) -> None:
         assert sorted(ap["per_seed"]) == ["0", "1"]
     timings = summary["timings"]
     assert timings["total_seconds"] >= timings["runs_seconds"] > timings["masks_seconds"] > 0
+    assert timings["features_reused"] is False and timings["machine"].endswith("threads")
     cache = run_dir / "long_tail" / "decoupled"
     assert {p.name for p in cache.glob("*.pt")} == {"roi_features_train.pt", "roi_features_val.pt"}
     for name in ("ap_by_group", "differences"):
