@@ -30,6 +30,7 @@ SECTION = "long_tail_methods"
 def _cell(mean, low, high, signed: bool = False) -> str:
     if mean is None or not math.isfinite(mean):
         return "–"
+    mean, low, high = (None if v is None else round(v, 3) + 0.0 for v in (mean, low, high))
     text = f"{mean:+.3f}" if signed else f"{mean:.3f}"
     if low is None or high is None or not (math.isfinite(low) and math.isfinite(high)):
         return text
@@ -122,7 +123,10 @@ def section(saved: dict, source: Path) -> str:
         f"run, seeds {saved['seeds']}, train images: {saved.get('train_images') or 'all'}, val "
         f"images: {saved.get('val_images') or 'all'}. {_timings(saved)}"
         "Intervals: 95% Student-t over seeds (`lvisnb.leaderboard.over_seeds`); differences "
-        "are paired seed by seed (`lvisnb.long_tail.paired_differences`).",
+        "are paired seed by seed (`lvisnb.long_tail.paired_differences`). They cover what a "
+        "seed changes (initialisation, image order, sampled negatives), not the choice of val "
+        "images, which is the same in every run"
+        + (", nor the features, which are one notebook-02 model's." if decoupled else "."),
         "",
         "Mean over seeds [95% interval]:",
         "",

@@ -103,6 +103,7 @@ def test_box_only_and_untimed_summaries_say_so(tmp_path):
     text = long_tail_table.section(saved, path)
     assert "box AP only" in text and "mask head" not in text
     assert "took" not in text and "val images: all. Intervals" in text
+    assert "nor the features" in text  # decoupled: one model's features for every run
     saved.update(timings={"total_seconds": 60.0, "runs_seconds": 50.0, "masks_seconds": None})
     text = long_tail_table.section(saved, path)
     assert "all runs 50 s (machine not recorded)." in text and "mask pass" not in text
