@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
+
+import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -25,16 +26,6 @@ from _results import RESULTS, write_section  # noqa: E402
 from lvisnb import long_tail  # noqa: E402
 
 SECTION = "long_tail_methods"
-
-
-def _cell(mean, low, high, signed: bool = False) -> str:
-    if mean is None or not math.isfinite(mean):
-        return "–"
-    mean, low, high = (None if v is None else round(v, 3) + 0.0 for v in (mean, low, high))
-    text = f"{mean:+.3f}" if signed else f"{mean:.3f}"
-    if low is None or high is None or not (math.isfinite(low) and math.isfinite(high)):
-        return text
-    return f"{text} [{low:.3f}, {high:.3f}]"
 
 
 def _table(header: list[str], rows: list[list[str]], text_columns: int = 1) -> list[str]:
@@ -48,21 +39,20 @@ def _table(header: list[str], rows: list[list[str]], text_columns: int = 1) -> l
 
 
 def _means(saved: dict, metrics: list[str]) -> list[str]:
-    rows = []
-    for row in saved["over_seeds"]:
-        cells = [_cell(row.get(m), row.get(f"{m}_low"), row.get(f"{m}_high")) for m in metrics]
-        rows.append([f"`{row['arm']}`", str(row["seeds"]), *cells])
+    """The per-arm means as :func:`lvisnb.long_tail.interval_table` writes them."""
+    summary = pd.DataFrame(saved["over_seeds"]).drop(columns="arm")
+    intervals = [c for m in metrics for c in (m, f"{m}_low", f"{m}_high")]
+    summary[intervals] = summary[intervals].astype(float)  # JSON null -> NaN
+    table = long_tail.interval_table(summary, metrics)
+    rows = [[f"`{arm}`", str(row["seeds"]), *row[metrics]] for arm, row in table.iterrows()]
     return _table(["arm", "seeds", *metrics], rows)
 
 
 def _differences(saved: dict, metrics: list[str]) -> list[str]:
-    rows = []
-    for arm, by_metric in saved["differences"].items():
-        cells = [
-            _cell(*(by_metric.get(m, {}).get(k) for k in ("mean", "low", "high")), signed=True)
-            for m in metrics
-        ]
-        rows.append([f"`{arm}` − `{saved['baseline']}`", *cells])
+    """The paired differences as :func:`lvisnb.long_tail.difference_table` writes them."""
+    table = long_tail.difference_table(long_tail.differences_from_summary(saved))
+    table = table.reindex(columns=metrics, fill_value="–")
+    rows = [[f"`{arm}` − `{saved['baseline']}`", *row] for arm, row in table.iterrows()]
     return _table(["difference", *metrics], rows)
 
 
@@ -72,7 +62,7 @@ def _answers(saved: dict, metrics: list[str]) -> list[str]:
         [
             f"`{r['question']}`",
             r["metric"],
-            _cell(r["mean"], r["low"], r["high"], True),
+            long_tail.format_interval(r["mean"], r["low"], r["high"], signed=True),
             r["verdict"],
         ]
         for r in table.to_dict(orient="records")

@@ -46,6 +46,7 @@ __all__ = [
     "arms",
     "difference_table",
     "differences_from_summary",
+    "format_interval",
     "interval_table",
     "metric_columns",
     "paired_differences",
@@ -511,20 +512,29 @@ def paired_differences(
     return pd.DataFrame(rows, columns=["arm", "metric", "mean", "low", "high", "seeds", "per_seed"])
 
 
-def _formatted(mean: float, low: float, high: float, digits: int) -> str:
+def format_interval(
+    mean: float, low: float, high: float, digits: int = 3, signed: bool = False
+) -> str:
+    """``mean [low, high]`` rounded to ``digits`` (``-0.000`` shown as ``0.000``): ``"–"`` for
+    a NaN mean, the mean alone when the interval is not finite (one seed). ``signed`` (the
+    difference tables): ``+`` before a positive mean and minus signs as U+2212."""
     if not math.isfinite(mean):
         return "–"
     mean, low, high = (_num(v, digits) if math.isfinite(v) else v for v in (mean, low, high))
-    if not (math.isfinite(low) and math.isfinite(high)):
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+    text = f"{mean:.{digits}f}"
+    if math.isfinite(low) and math.isfinite(high):
+        text += f" [{low:.{digits}f}, {high:.{digits}f}]"
+    return ("+" if mean > 0 else "") + text.replace("-", "−") if signed else text
 
 
 def interval_table(summary: pd.DataFrame, metrics: Sequence[str], digits: int = 3) -> pd.DataFrame:
     """``over_seeds`` means as text ``mean [low, high]``, one row per arm, a column a metric."""
     table = with_arm(summary).set_index("arm")
     text = {
-        m: [_formatted(r[m], r[f"{m}_low"], r[f"{m}_high"], digits) for _, r in table.iterrows()]
+        m: [
+            format_interval(r[m], r[f"{m}_low"], r[f"{m}_high"], digits)
+            for _, r in table.iterrows()
+        ]
         for m in metrics
     }
     return pd.DataFrame(text, index=table.index).assign(seeds=table["seeds"])
@@ -535,8 +545,7 @@ def difference_table(differences: pd.DataFrame, digits: int = 3) -> pd.DataFrame
     U+2212), a row an arm, a column a metric."""
     text = differences.assign(
         text=[
-            ("+" if _num(r["mean"], digits) > 0 else "")
-            + _formatted(r["mean"], r["low"], r["high"], digits).replace("-", "−")
+            format_interval(r["mean"], r["low"], r["high"], digits, signed=True)
             for _, r in differences.iterrows()
         ]
     )

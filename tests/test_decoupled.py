@@ -243,18 +243,24 @@ def _key(record):
     return record["image_id"], record["category_id"], tuple(record["bbox"])
 
 
+def _predict_on_one_thread(net, val_set, mapping) -> list[dict]:
+    """predict() as the extraction runs: one thread, batches of 2, the same arithmetic to the
+    last bit."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return list(predict(net, val_set, mapping, batch_size=2, progress=False))
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_the_models_own_classifier_reproduces_its_box_detections(model, val_set, val_rois):
     """The decoupled pipeline is the model: its own cls_score on the cached RoIs gives the
     detections that predict() gives (same RoIs, boxes, scores, NMS and top-k)."""
     net, mapping = model
     own = net.roi_heads.box_predictor.cls_score
     records = decoupled.score_val(own, net.roi_heads.cls_loss, val_rois)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as the extraction: the same arithmetic to the last bit
-    try:
-        reference = list(predict(net, val_set, mapping, batch_size=2, progress=False))
-    finally:
-        torch.set_num_threads(threads)
+    reference = _predict_on_one_thread(net, val_set, mapping)
     assert len(records) == len(reference) > 0
     assert all("segmentation" not in r for r in records)
     mine = {_key(r): r["score"] for r in records}
@@ -288,12 +294,7 @@ def test_the_mask_pass_reproduces_the_models_own_masks(model, val_set, val_rois)
     fewer = decoupled.val_detections(own, net.roi_heads.cls_loss, val_rois, max_dets=5)
     masks = decoupled.segment_val(net, val_set, val_rois, [found, fewer], progress=False)
     records = decoupled.val_records(val_rois, found, masks[0])
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        reference = list(predict(net, val_set, mapping, batch_size=2, progress=False))
-    finally:
-        torch.set_num_threads(threads)
+    reference = _predict_on_one_thread(net, val_set, mapping)
     assert len(records) == len(reference) > 0
     assert {_segm_key(r) for r in records} == {_segm_key(r) for r in reference}
     # the second run's detections are a subset of the first's: the same masks
