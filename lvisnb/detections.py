@@ -43,9 +43,10 @@ class Detections:
     - ``bbox``: float64 (N, 4), XYWH in pixels, finite, ``w, h >= 0``; ``None`` when the
       results carry no boxes (masks only) or boxes were not asked for.
     - ``segmentation``: the records' compressed RLEs (references, not copies): dicts
-      ``{"size", "counts"}``, or :class:`RLE` structs when the file was decoded typed (see
-      :func:`read_results`; :func:`rle_dicts` gives dicts); ``None`` when masks were not asked
-      for.
+      ``{"size", "counts"}``, :class:`RLE` structs when the file was decoded typed (see
+      :func:`read_results`), or one :class:`RLEColumns` when it was read column-wise
+      (:mod:`lvisnb.result_columns`); :func:`rle_dicts` gives dicts; ``None`` when masks were
+      not asked for.
     - ``source``: the file name, or ``"<list>"``, for messages.
     """
 
@@ -53,7 +54,7 @@ class Detections:
     category_id: np.ndarray
     score: np.ndarray
     bbox: np.ndarray | None
-    segmentation: list[dict] | None
+    segmentation: list[dict] | RLEColumns | None
     source: str = "<list>"
     image_row: np.ndarray | None = None
     category_col: np.ndarray | None = None
@@ -103,6 +104,54 @@ class BoxRecord(msgspec.Struct, gc=False):
     category_id: int
     score: float
     bbox: msgspec.UnsetType | tuple[float, float, float, float] = msgspec.UNSET
+
+
+@dataclass
+class RLEColumns:
+    """Compressed COCO RLEs held column-wise, as :mod:`lvisnb.result_columns` reads them:
+    ``sizes`` int64 (N, 2) ``[height, width]``, ``ends`` int64 (N,) the end offset of each
+    string in ``data`` (ASCII bytes, the strings concatenated; bytes or a memoryview).
+    Indexing gives :class:`RLE`."""
+
+    sizes: np.ndarray
+    ends: np.ndarray
+    data: bytes | memoryview
+
+    def __len__(self) -> int:
+        return len(self.ends)
+
+    def __getitem__(self, index: int) -> RLE:
+        start = int(self.ends[index - 1]) if index else 0
+        height, width = self.sizes[index].tolist()
+        return RLE((height, width), str(self.data[start : int(self.ends[index])], "ascii"))
+
+    def rle_areas(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:func:`lvisnb.masks.rle_areas` of RLEs ``indices`` (``(area, total, ok)``, the same
+        values), computed from the bytes by the C reader's ``rle_stats`` in one pass: the
+        string checks of :func:`lvisnb.masks.rle_totals`, pycocotools' area (the sum of the
+        odd runs) and hotcoco's refusal of negative runs."""
+        from lvisnb import _results_json
+
+        indices = np.ascontiguousarray(indices, dtype=np.int64)
+        ends = np.ascontiguousarray(self.ends, dtype=np.int64)
+        total, foreground, flags = _results_json.rle_stats(self.data, ends, indices)
+        total = np.frombuffer(total, dtype=np.int64)
+        flags = np.frombuffer(flags, dtype=np.uint8)
+        sizes = self.sizes[indices]
+        ok = (flags & 1).astype(bool) & (total < 2**32)  # hotcoco counts pixels in 32 bits
+        legal = ok & (total == sizes[:, 0] * sizes[:, 1]) & (sizes >= 0).all(axis=1)
+        ok &= ~(legal & (flags & 2).astype(bool))  # a negative run: hotcoco refuses it
+        area = np.where(legal & ok, np.frombuffer(foreground, dtype=np.int64), 0)
+        return area, total, ok
+
+    def counts(self, indices: np.ndarray) -> list[str]:
+        """The ``counts`` strings of RLEs ``indices``, in that order."""
+        ends = self.ends[indices]
+        starts = np.where(indices > 0, self.ends[np.maximum(indices - 1, 0)], 0)
+        data = self.data
+        return [
+            str(data[a:b], "ascii") for a, b in zip(starts.tolist(), ends.tolist(), strict=True)
+        ]
 
 
 _DECODERS = {  # (boxes, masks) -> decoder
@@ -473,6 +522,22 @@ def validate_detections(
     return Detections(image_id, category_id, score, boxes, segms, source, row, column)
 
 
+def read_detections(
+    results: str | os.PathLike | list,
+    image_ids: np.ndarray,
+    image_sizes: np.ndarray,
+    category_ids: np.ndarray,
+    need_boxes: bool,
+    need_masks: bool,
+) -> Detections:
+    """:func:`read_results` then :func:`validate_detections` (the general path: every legal
+    form of results, and the message naming the record and field of what is not legal)."""
+    records, source = read_results(results, boxes=need_boxes, masks=need_masks)
+    return validate_detections(
+        records, image_ids, image_sizes, category_ids, need_boxes, need_masks, source
+    )
+
+
 def mask_areas(det: Detections, indices: np.ndarray) -> np.ndarray:
     """Foreground area (px^2, float64, ``(len(indices),)``) of the RLEs of detections
     ``indices``, checking them with :func:`lvisnb.masks.rle_areas` (numpy for the strings,
@@ -483,9 +548,12 @@ def mask_areas(det: Detections, indices: np.ndarray) -> np.ndarray:
     ``size``. Only evaluated detections need this.
     """
     indices = np.asarray(indices, dtype=np.int64)
-    sizes, counts = _rle_fields([det.segmentation[i] for i in indices.tolist()])
-    sizes = sizes.reshape(-1, 2)
-    area, total, ok = masks.rle_areas(sizes, counts)
+    if isinstance(det.segmentation, RLEColumns):
+        sizes = det.segmentation.sizes[indices]
+        area, total, ok = det.segmentation.rle_areas(indices)
+    else:
+        sizes, counts = _rle_columns(det, indices)
+        area, total, ok = masks.rle_areas(sizes, counts)
     bad = np.flatnonzero(~ok | (total != sizes[:, 0] * sizes[:, 1]))
     if bad.size:
         j = int(bad[np.argmin(indices[bad])])
@@ -494,17 +562,37 @@ def mask_areas(det: Detections, indices: np.ndarray) -> np.ndarray:
             f"is not a valid compressed RLE of a {sizes[j, 0]}x{sizes[j, 1]} mask "
             f"(its runs cover {total[j]} pixels)"
             if ok[j]
-            else f"is not a valid compressed RLE string: {counts[j][:40]!r}"
+            else f"is not a valid compressed RLE string: {_counts(det, index)[:40]!r}"
         )
         image = int(det.image_id[index])
         raise ValueError(_message(det.source, index, image, "segmentation.counts", reason))
     return area.astype(np.float64)
 
 
+def _counts(det: Detections, index: int) -> str | bytes:
+    """The ``counts`` of detection ``index``'s RLE."""
+    segm = det.segmentation[index]
+    return segm.counts if type(segm) is RLE else segm["counts"]
+
+
+def _rle_columns(det: Detections, indices: np.ndarray) -> tuple[np.ndarray, list]:
+    """``(sizes (len(indices), 2) int64, counts)`` of the RLEs of detections ``indices``."""
+    segms = det.segmentation
+    if isinstance(segms, RLEColumns):
+        return segms.sizes[indices], segms.counts(indices)
+    sizes, counts = _rle_fields([segms[i] for i in indices.tolist()])
+    return sizes.reshape(-1, 2), counts
+
+
 def rle_dicts(det: Detections, indices: np.ndarray) -> list[dict]:
     """The RLEs of detections ``indices`` as dicts ``{"size": [h, w], "counts": str}`` (the
-    records' own dicts, or new ones for :class:`RLE` structs), for pycocotools-style APIs."""
+    records' own dicts, or new ones for :class:`RLE` structs and :class:`RLEColumns`), for
+    pycocotools-style APIs."""
     segms = det.segmentation
+    if isinstance(segms, RLEColumns):
+        indices = np.asarray(indices, dtype=np.int64)
+        sizes = segms.sizes[indices].tolist()
+        return [{"size": a, "counts": b} for a, b in zip(sizes, segms.counts(indices), strict=True)]
     return [
         {"size": list(s.size), "counts": s.counts} if type(s) is RLE else s
         for s in (segms[i] for i in np.asarray(indices).tolist())

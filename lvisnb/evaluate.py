@@ -44,7 +44,10 @@ percentile intervals from B image resamples that reuse the evaluation's matching
 (:mod:`lvisnb.bootstrap`); :func:`compare` gives the paired interval of the difference of two
 results files on the same ground truth.
 
-Results are validated first (:func:`lvisnb.detections.validate_detections`); more than 300
+Results are validated first: a results file is read column-wise by the kit's C reader while
+the ground truth loads (:mod:`lvisnb.result_columns`), and any file it does not take, or whose
+columns fail a check, goes through :func:`lvisnb.detections.read_detections`, which converts
+every legal form and names the offending record and field. More than 300
 detections on an image are cut to the top 300 by score with a warning, as ``LVISResults`` does.
 """
 
@@ -62,7 +65,7 @@ import numpy as np
 import pandas as pd
 
 from lvisnb import bootstrap as boot
-from lvisnb import outputs
+from lvisnb import outputs, result_columns
 from lvisnb.categories import lvis_version_of, other_version_ids
 from lvisnb.data import gc_paused
 from lvisnb.detections import (
@@ -71,8 +74,7 @@ from lvisnb.detections import (
     cap_per_class,
     cap_per_image,
     mask_areas,
-    read_results,
-    validate_detections,
+    read_detections,
 )
 from lvisnb.fast_eval import FastBackend, FastRunner
 from lvisnb.ground_truth import FREQUENCY_GROUPS, GroundTruth, load_ground_truth
@@ -320,22 +322,24 @@ class _Prepared:
 def _evaluate(gt, results, options: _Options):
     seconds = {}
     start = time.perf_counter()
-    truth = load_ground_truth(gt, train_ann=options.train_ann)
     need_boxes = "bbox" in options.iou_types or options.segm_area == "box"
     need_masks = "segm" in options.iou_types
-    records, source = read_results(results, boxes=need_boxes, masks=need_masks)
+    pending = result_columns.start_reading(results, boxes=need_boxes, masks=need_masks)
+    truth = load_ground_truth(gt, train_ann=options.train_ann)
+    columns = pending.result() if pending is not None else None
     seconds["load"] = time.perf_counter() - start
     start = time.perf_counter()
-    det = validate_detections(
-        records,
-        truth.image_ids,
-        truth.image_sizes,
-        truth.category_ids,
-        need_boxes=need_boxes,
-        need_masks=need_masks,
-        source=source,
-    )
-    del records
+    det = _detections(truth, columns, need_boxes, need_masks)
+    if det is None:  # not read column-wise, or a check failed: the general path names it
+        det = read_detections(
+            results,
+            truth.image_ids,
+            truth.image_sizes,
+            truth.category_ids,
+            need_boxes=need_boxes,
+            need_masks=need_masks,
+        )
+    source = det.source
     prepared = _prepare(truth, det, source, options)
     seconds["validate"] = time.perf_counter() - start
     start = time.perf_counter()
@@ -347,6 +351,16 @@ def _evaluate(gt, results, options: _Options):
     if bias is not None:
         info["bootstrap"]["bias"] = bias
     return Evaluation(metrics, table, precision, info, intervals, replicates)
+
+
+def _detections(truth: GroundTruth, columns, need_boxes: bool, need_masks: bool):
+    """The results read column-wise (:mod:`lvisnb.result_columns`) as validated
+    ``Detections``, or ``None`` when they were not or a check failed."""
+    if columns is None:
+        return None
+    return result_columns.to_detections(
+        columns, truth.image_ids, truth.image_sizes, truth.category_ids, need_boxes, need_masks
+    )
 
 
 def _bootstrap(runner, truth: GroundTruth, metrics: dict, options: _Options, seconds: dict):

@@ -11,7 +11,7 @@ from synthetic import toy_detections
 
 from lvisnb import bootstrap as boot
 from lvisnb import evaluate
-from lvisnb.detections import read_results, validate_detections
+from lvisnb.detections import read_detections
 from lvisnb.ground_truth import load_ground_truth
 from lvisnb.lvis_api import LVISEval, LVISFromDict
 from lvisnb.metrics import IOU_THRESHOLDS, RECALL_POINTS, interpolated_precision
@@ -42,16 +42,9 @@ def toy_matches(toy_val, toy_results):
     """Per IoU type, the Matches of the standard evaluation (the kit's own pipeline)."""
     truth = load_ground_truth(toy_val)
     options = evaluate._Options(evaluate.IOU_TYPES, "fast", False, 300, 10_000, "mask", None, 1)
-    records, source = read_results(toy_results, boxes=True, masks=True)
-    det = validate_detections(
-        records,
-        truth.image_ids,
-        truth.image_sizes,
-        truth.category_ids,
-        need_boxes=True,
-        need_masks=True,
-        source=source,
-    )
+    arrays = (truth.image_ids, truth.image_sizes, truth.category_ids)
+    det = read_detections(toy_results, *arrays, need_boxes=True, need_masks=True)
+    source = det.source
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         prepared = evaluate._prepare(truth, det, source, options)
