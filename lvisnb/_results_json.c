@@ -51,7 +51,7 @@
 #define NOT_SIMPLE (-1) /* fall back to the general decoder */
 #define NO_MEMORY (-2)
 #define MAX_DEPTH 64
-#define MAX_NUMBER_CHARS 64
+#define MAX_NUMBER_CHARS 64 /* longer numbers (beyond 17 significant digits) are not simple */
 
 typedef struct {
     char *data;
@@ -99,10 +99,6 @@ static inline int expect(Scan *s, unsigned char c) {
     return 0;
 }
 
-static inline int is_digit(const Scan *s, const unsigned char *p) {
-    return p < s->end && *p >= '0' && *p <= '9';
-}
-
 /* A JSON number at s->p (after white space; RFC 8259 grammar), in one pass: with `want_int`
  * an integer token within int64 into *integer_out, else the double nearest to it into
  * *double_out: exact for at most 15 significant digits times a power of ten up to 1e22
@@ -112,7 +108,8 @@ static inline int is_digit(const Scan *s, const unsigned char *p) {
 static int read_number(Scan *s, int want_int, int64_t *integer_out, double *double_out) {
     skip_ws(s);
     const unsigned char *p = s->p, *end = s->end, *start = p;
-    int negative = 0, digits = 0, exponent = 0, inexact = 0, integer = 1;
+    int negative = 0, inexact = 0, integer = 1;
+    int64_t digits = 0, exponent = 0; /* no overflow whatever the length */
     uint64_t mantissa = 0;
     if (p < end && *p == '-') negative = 1, p++;
     if (p >= end) return NOT_SIMPLE;
@@ -137,6 +134,7 @@ static int read_number(Scan *s, int want_int, int64_t *integer_out, double *doub
             p++;
         } while (p < end && (unsigned)(*p - '0') < 10);
     }
+    if (p - start > MAX_NUMBER_CHARS && (want_int || double_out)) return NOT_SIMPLE;
     if (p < end && (*p == 'e' || *p == 'E')) {
         int exponent_negative = 0, value = 0;
         integer = 0, p++;
@@ -161,7 +159,7 @@ static int read_number(Scan *s, int want_int, int64_t *integer_out, double *doub
 #if FLT_EVAL_METHOD == 0
     if (!inexact && digits <= 15 && exponent >= -22 && exponent <= 22) {
         value = (double)mantissa;
-        value = exponent < 0 ? value / POW10[-exponent] : value * POW10[exponent];
+        value = exponent < 0 ? value / POW10[-exponent] : value * POW10[exponent];  /* exact */
         *double_out = negative ? -value : value;
         return 0;
     }
@@ -642,12 +640,61 @@ static PyObject *rle_stats(PyObject *self, PyObject *args) {
     return Py_BuildValue("(NNN)", total, foreground, flags);
 }
 
+/* rle_objects(data, ends, sizes, indices) -> list: for RLE strings `indices` (int64) of `data`
+ * (string i ending at ends[i], int64), their counts as str, or with `sizes` (int64 [h, w]
+ * pairs, not None) dicts {"size": [h, w], "counts": str}, as pycocotools-style APIs take
+ * them. Raises IndexError for an index or offset out of range, UnicodeDecodeError for a
+ * non-ASCII byte. */
+static PyObject *rle_objects(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer data, ends, indices, sizes = {0};
+    PyObject *sizes_object, *out = NULL;
+    if (!PyArg_ParseTuple(args, "y*y*Oy*", &data, &ends, &sizes_object, &indices)) return NULL;
+    int with_size = sizes_object != Py_None;
+    if (with_size && PyObject_GetBuffer(sizes_object, &sizes, PyBUF_SIMPLE) < 0) goto done;
+    Py_ssize_t n = indices.len / 8, strings = ends.len / 8;
+    if (with_size && sizes.len / 16 < strings) {
+        PyErr_SetString(PyExc_IndexError, "rle_objects: fewer sizes than strings");
+        goto done;
+    }
+    const int64_t *end_of = ends.buf, *index = indices.buf, *size = with_size ? sizes.buf : NULL;
+    const char *chars = data.buf;
+    if (!(out = PyList_New(n))) goto done;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int64_t j = index[i], start = j > 0 && j < strings ? end_of[j - 1] : 0;
+        if (j < 0 || j >= strings || start < 0 || start > end_of[j] || end_of[j] > data.len) {
+            PyErr_SetString(PyExc_IndexError, "rle_objects: an index or offset out of range");
+            Py_CLEAR(out);
+            goto done;
+        }
+        PyObject *item = PyUnicode_DecodeASCII(chars + start, end_of[j] - start, "strict");
+        if (item && with_size) {
+            PyObject *counts = item;
+            item = Py_BuildValue("{s:[LL],s:N}", "size", (long long)size[2 * j],
+                                 (long long)size[2 * j + 1], "counts", counts);
+        }
+        if (!item) {
+            Py_CLEAR(out);
+            goto done;
+        }
+        PyList_SET_ITEM(out, i, item);
+    }
+done:
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&ends);
+    PyBuffer_Release(&indices);
+    if (with_size && sizes.obj) PyBuffer_Release(&sizes);
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"scan", scan, METH_VARARGS,
      "scan(path, boxes, masks): the columns of a simple LVIS results file, or None "
      "(see the module's source for the layout)."},
     {"rle_stats", rle_stats, METH_VARARGS,
      "rle_stats(data, ends, indices): (total, foreground, flags) of compressed RLE strings."},
+    {"rle_objects", rle_objects, METH_VARARGS,
+     "rle_objects(data, ends, sizes, indices): RLE strings as str, or dicts with sizes."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -146,12 +146,19 @@ class RLEColumns:
 
     def counts(self, indices: np.ndarray) -> list[str]:
         """The ``counts`` strings of RLEs ``indices``, in that order."""
-        ends = self.ends[indices]
-        starts = np.where(indices > 0, self.ends[np.maximum(indices - 1, 0)], 0)
-        data = self.data
-        return [
-            str(data[a:b], "ascii") for a, b in zip(starts.tolist(), ends.tolist(), strict=True)
-        ]
+        return self._objects(indices, with_size=False)
+
+    def dicts(self, indices: np.ndarray) -> list[dict]:
+        """RLEs ``indices`` as dicts ``{"size": [h, w], "counts": str}``, in that order."""
+        return self._objects(indices, with_size=True)
+
+    def _objects(self, indices: np.ndarray, with_size: bool) -> list:
+        from lvisnb import _results_json
+
+        indices = np.ascontiguousarray(indices, dtype=np.int64)
+        ends = np.ascontiguousarray(self.ends, dtype=np.int64)
+        sizes = np.ascontiguousarray(self.sizes, dtype=np.int64) if with_size else None
+        return _results_json.rle_objects(self.data, ends, sizes, indices)
 
 
 _DECODERS = {  # (boxes, masks) -> decoder
@@ -577,10 +584,7 @@ def _counts(det: Detections, index: int) -> str | bytes:
 
 def _rle_columns(det: Detections, indices: np.ndarray) -> tuple[np.ndarray, list]:
     """``(sizes (len(indices), 2) int64, counts)`` of the RLEs of detections ``indices``."""
-    segms = det.segmentation
-    if isinstance(segms, RLEColumns):
-        return segms.sizes[indices], segms.counts(indices)
-    sizes, counts = _rle_fields([segms[i] for i in indices.tolist()])
+    sizes, counts = _rle_fields([det.segmentation[i] for i in indices.tolist()])
     return sizes.reshape(-1, 2), counts
 
 
@@ -590,9 +594,7 @@ def rle_dicts(det: Detections, indices: np.ndarray) -> list[dict]:
     pycocotools-style APIs."""
     segms = det.segmentation
     if isinstance(segms, RLEColumns):
-        indices = np.asarray(indices, dtype=np.int64)
-        sizes = segms.sizes[indices].tolist()
-        return [{"size": a, "counts": b} for a, b in zip(sizes, segms.counts(indices), strict=True)]
+        return segms.dicts(indices)
     return [
         {"size": list(s.size), "counts": s.counts} if type(s) is RLE else s
         for s in (segms[i] for i in np.asarray(indices).tolist())

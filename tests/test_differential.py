@@ -3,8 +3,11 @@
 
 import copy
 import functools
+import json
+import tempfile
 import warnings
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pycocotools.mask as mask_utils
@@ -46,12 +49,20 @@ def _reference(seed: int, iou_type: str) -> dict[str, float]:
     return reference_metrics(gt, results, iou_type)
 
 
-def _kit(gt: dict, results: list[dict], iou_type: str, backend: str, **options) -> dict[str, float]:
-    with warnings.catch_warnings():
+def _kit(
+    gt: dict, results: list[dict], iou_type: str, backend: str, from_file: bool = False, **options
+) -> dict[str, float]:
+    """The kit's metrics; ``from_file``: the results written to a JSON file first (read by
+    the C column reader, :mod:`lvisnb.result_columns`), else passed as a list."""
+    with warnings.catch_warnings(), tempfile.TemporaryDirectory() as folder:
         warnings.simplefilter("ignore", UserWarning)  # more than 300 detections on an image
+        source = copy.deepcopy(results)
+        if from_file:
+            source = Path(folder) / "results.json"
+            source.write_text(json.dumps(results))
         evaluation = evaluate(
             copy.deepcopy(gt),
-            copy.deepcopy(results),
+            source,
             iou_types=(iou_type,),
             backend=backend,
             **({"fixed": False} | options),
@@ -108,12 +119,13 @@ def _mismatches(label: str, want: dict[str, float], got: dict[str, float]) -> li
     return lines
 
 
-def _check(seed: int, iou_type: str, backend: str) -> None:
+def _check(seed: int, iou_type: str, backend: str, from_file: bool = False) -> None:
     gt, results = _case(seed)
     want = _reference(seed, iou_type)  # outside any try: the reference must never fail
     assert set(want) == set(METRICS)
-    got = _kit(gt, results, iou_type, backend)
-    lines = _mismatches(f"seed={seed} iou_type={iou_type} backend={backend}", want, got)
+    got = _kit(gt, results, iou_type, backend, from_file)
+    label = f"seed={seed} iou_type={iou_type} backend={backend} from_file={from_file}"
+    lines = _mismatches(label, want, got)
     if lines:
         print("\n".join(lines))
     assert not lines, "kit disagrees with lvis.LVISEval:\n" + "\n".join(lines)
@@ -126,12 +138,18 @@ def test_kit_matches_official_lvis_eval(seed, iou_type, backend):
     _check(seed, iou_type, backend)
 
 
+@pytest.mark.parametrize("iou_type", IOU_TYPES)
+@pytest.mark.parametrize("seed", FEW_SEEDS)
+def test_kit_matches_official_lvis_eval_reading_a_file(seed, iou_type):
+    _check(seed, iou_type, "fast", from_file=True)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("iou_type", IOU_TYPES)
 @pytest.mark.parametrize("seed", MANY_SEEDS)
 def test_kit_matches_official_lvis_eval_on_many_seeds(seed, iou_type, backend):
-    _check(seed, iou_type, backend)
+    _check(seed, iou_type, backend, from_file=seed % 2 == 0)
 
 
 def _check_variant(seed: int, backend: str, segm_area: str, other_forms: bool) -> None:

@@ -62,10 +62,15 @@ def _assert_same(a: detections.Detections, b: detections.Detections) -> None:
     if a.segmentation is not None:
         everything = np.arange(len(a))
         assert detections.rle_dicts(a, everything) == detections.rle_dicts(b, everything)
-        np.testing.assert_array_equal(
-            detections.mask_areas(a, everything), detections.mask_areas(b, everything)
-        )
+        assert _areas_or_error(a, everything) == _areas_or_error(b, everything)
     assert a.source == b.source
+
+
+def _areas_or_error(det: detections.Detections, indices: np.ndarray) -> list | str:
+    try:
+        return detections.mask_areas(det, indices).tolist()
+    except ValueError as error:
+        return str(error)
 
 
 def _styled(records: list[dict], rng) -> bytes:
@@ -300,3 +305,87 @@ def test_rle_areas_from_the_bytes_equal_the_numpy_and_hotcoco_ones(seed):
     assert 0.2 < ok.mean() < 0.9  # both kinds are exercised
     assert total[ok].tolist() == expected_total[ok].tolist()
     assert area.tolist() == expected_area.tolist()
+
+
+@needs_extension
+def test_rle_columns_give_strings_and_dicts_and_refuse_bad_indices():
+    sizes = np.array([[1, 2], [3, 4], [5, 6]])
+    rles = detections.RLEColumns(sizes, np.array([2, 2, 5]), b"02abc")
+    assert rles.counts(np.array([2, 0, 1])) == ["abc", "02", ""]
+    assert rles.dicts(np.array([1, 2])) == [
+        {"size": [3, 4], "counts": ""},
+        {"size": [5, 6], "counts": "abc"},
+    ]
+    assert rles[2] == detections.RLE((5, 6), "abc")
+    for bad in ([3], [-1]):
+        with pytest.raises(IndexError):
+            rles.counts(np.array(bad))
+        with pytest.raises(IndexError):
+            rles.rle_areas(np.array(bad))
+    with pytest.raises(UnicodeDecodeError):
+        detections.RLEColumns(sizes[:1], np.array([2]), b"0\xff").counts(np.array([0]))
+
+
+def _mutated(data: bytes, rng) -> bytes:
+    """``data`` with a few bytes changed, dropped, repeated or inserted (JSON punctuation,
+    digits, letters, escapes, non-ASCII), or cut short."""
+    data = bytearray(data)
+    pieces = [
+        b"{",
+        b"}",
+        b"[",
+        b"]",
+        b",",
+        b":",
+        b'"',
+        b"\\",
+        b"-",
+        b".",
+        b"e",
+        b"0",
+        b"7",
+        b" ",
+        b"\n",
+        b"null",
+        b"true",
+        b"\\u00e9",
+        b"\xc3\xa9",
+        b"\xff",
+        b"1e999",
+    ]
+    for _ in range(int(rng.integers(1, 4))):
+        at = int(rng.integers(0, len(data) + 1))
+        kind = int(rng.integers(0, 5))
+        if kind == 0 and at < len(data):
+            data[at : at + 1] = pieces[int(rng.integers(len(pieces)))]
+        elif kind == 1:
+            data[at:at] = pieces[int(rng.integers(len(pieces)))]
+        elif kind == 2:
+            del data[at : at + int(rng.integers(1, 8))]
+        elif kind == 3:
+            data[at:at] = data[at : at + int(rng.integers(1, 30))]
+        else:
+            data = data[:at]
+    return bytes(data)
+
+
+@needs_extension
+def test_mutated_files_never_crash_and_never_disagree_with_the_general_reader(tmp_path):
+    gt, results = make_case(11)
+    truth = load_ground_truth(gt)
+    rng = np.random.default_rng(0)
+    original = json.dumps(results[:6]).encode()
+    path = tmp_path / "results.json"
+    taken = 0
+    for _ in range(1500):
+        path.write_bytes(_mutated(original, rng))
+        fast = _columns(path, truth)  # must not crash, hang or raise
+        try:
+            general = _general(path, truth)
+        except ValueError:
+            general = None
+        if fast is not None:
+            taken += 1
+            assert general is not None, path.read_bytes()
+            _assert_same(fast, general)
+    assert taken > 20  # mutations the reader takes (digits, white space) are exercised
