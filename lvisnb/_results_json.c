@@ -414,7 +414,7 @@ static int read_record(Scan *s) {
  * them. */
 static void release_behind(Scan *s) {
 #if defined(MADV_DONTNEED)
-    const size_t step = (size_t)1 << 26, page = (size_t)sysconf(_SC_PAGESIZE);
+    const size_t step = (size_t)1 << 24, page = (size_t)sysconf(_SC_PAGESIZE);
     if ((size_t)(s->p - s->released) < 2 * step) return;
     const unsigned char *until = s->p - step;
     until -= (uintptr_t)until % page;
@@ -640,6 +640,30 @@ static PyObject *rle_stats(PyObject *self, PyObject *args) {
     return Py_BuildValue("(NNN)", total, foreground, flags);
 }
 
+static PyObject *SIZE_KEY, *COUNTS_KEY; /* interned "size" and "counts" */
+
+/* {"size": [height, width], "counts": counts} (takes the reference to counts), or NULL. */
+static PyObject *rle_dict(int64_t height, int64_t width, PyObject *counts) {
+    PyObject *dict = PyDict_New(), *size = PyList_New(2);
+    PyObject *h = PyLong_FromLongLong(height), *w = PyLong_FromLongLong(width);
+    if (dict && size && h && w) {
+        PyList_SET_ITEM(size, 0, h);
+        PyList_SET_ITEM(size, 1, w);
+        h = w = NULL;
+        if (!PyDict_SetItem(dict, SIZE_KEY, size) && !PyDict_SetItem(dict, COUNTS_KEY, counts)) {
+            Py_DECREF(size);
+            Py_DECREF(counts);
+            return dict;
+        }
+    }
+    Py_XDECREF(dict);
+    Py_XDECREF(size);
+    Py_XDECREF(h);
+    Py_XDECREF(w);
+    Py_DECREF(counts);
+    return NULL;
+}
+
 /* rle_objects(data, ends, sizes, indices) -> list: for RLE strings `indices` (int64) of `data`
  * (string i ending at ends[i], int64), their counts as str, or with `sizes` (int64 [h, w]
  * pairs, not None) dicts {"size": [h, w], "counts": str}, as pycocotools-style APIs take
@@ -668,11 +692,7 @@ static PyObject *rle_objects(PyObject *self, PyObject *args) {
             goto done;
         }
         PyObject *item = PyUnicode_DecodeASCII(chars + start, end_of[j] - start, "strict");
-        if (item && with_size) {
-            PyObject *counts = item;
-            item = Py_BuildValue("{s:[LL],s:N}", "size", (long long)size[2 * j],
-                                 (long long)size[2 * j + 1], "counts", counts);
-        }
+        if (item && with_size) item = rle_dict(size[2 * j], size[2 * j + 1], item);
         if (!item) {
             Py_CLEAR(out);
             goto done;
@@ -687,6 +707,42 @@ done:
     return out;
 }
 
+/* rle_subset(data, ends, indices) -> (data, ends): the same N strings with all but `indices`
+ * (int64, strictly increasing) made empty, in a new buffer (a Block) holding only those. */
+static PyObject *rle_subset(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer data, ends, indices;
+    if (!PyArg_ParseTuple(args, "y*y*y*", &data, &ends, &indices)) return NULL;
+    Py_ssize_t n = ends.len / 8, kept = indices.len / 8;
+    const int64_t *end_of = ends.buf, *index = indices.buf;
+    PyObject *new_ends = PyBytes_FromStringAndSize(NULL, n * 8), *result = NULL;
+    Buf out = {0};
+    int status = new_ends ? 0 : NO_MEMORY;
+    if (!status) {
+        int64_t *new_end = (int64_t *)PyBytes_AS_STRING(new_ends);
+        Py_ssize_t k = 0;
+        for (Py_ssize_t i = 0; i < n && !status; i++) {
+            if (k < kept && index[k] == i) {
+                int64_t start = i ? end_of[i - 1] : 0;
+                if (start < 0 || start > end_of[i] || end_of[i] > data.len) status = NOT_SIMPLE;
+                else status = buf_put(&out, (const char *)data.buf + start, (size_t)(end_of[i] - start));
+                k++;
+            }
+            new_end[i] = (int64_t)out.len;
+        }
+        if (!status && k != kept) status = NOT_SIMPLE; /* not increasing, or out of range */
+    }
+    if (status == NOT_SIMPLE) PyErr_SetString(PyExc_IndexError, "rle_subset: bad indices or offsets");
+    else if (status == NO_MEMORY) PyErr_NoMemory();
+    else result = Py_BuildValue("(NN)", as_block(&out, 1), new_ends), new_ends = NULL;
+    Py_XDECREF(new_ends);
+    free(out.data);
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&ends);
+    PyBuffer_Release(&indices);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"scan", scan, METH_VARARGS,
      "scan(path, boxes, masks): the columns of a simple LVIS results file, or None "
@@ -695,6 +751,8 @@ static PyMethodDef methods[] = {
      "rle_stats(data, ends, indices): (total, foreground, flags) of compressed RLE strings."},
     {"rle_objects", rle_objects, METH_VARARGS,
      "rle_objects(data, ends, sizes, indices): RLE strings as str, or dicts with sizes."},
+    {"rle_subset", rle_subset, METH_VARARGS,
+     "rle_subset(data, ends, indices): the strings `indices` only, the others made empty."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -708,5 +766,7 @@ static struct PyModuleDef module = {
 
 PyMODINIT_FUNC PyInit__results_json(void) {
     if (PyType_Ready(&BlockType) < 0) return NULL;
+    if (!(SIZE_KEY = PyUnicode_InternFromString("size"))) return NULL;
+    if (!(COUNTS_KEY = PyUnicode_InternFromString("counts"))) return NULL;
     return PyModule_Create(&module);
 }

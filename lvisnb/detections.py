@@ -144,6 +144,17 @@ class RLEColumns:
         area = np.where(legal & ok, np.frombuffer(foreground, dtype=np.int64), 0)
         return area, total, ok
 
+    def subset(self, indices: np.ndarray) -> RLEColumns:
+        """The same N RLEs with all but ``indices`` (increasing) emptied (their counts ``""``),
+        in a buffer holding only those: what evaluation keeps once it knows which masks it
+        evaluates (a tenth of them at LVIS scale)."""
+        from lvisnb import _results_json
+
+        indices = np.ascontiguousarray(indices, dtype=np.int64)
+        ends = np.ascontiguousarray(self.ends, dtype=np.int64)
+        data, ends = _results_json.rle_subset(self.data, ends, indices)
+        return RLEColumns(self.sizes, np.frombuffer(ends, dtype=np.int64), memoryview(data))
+
     def counts(self, indices: np.ndarray) -> list[str]:
         """The ``counts`` strings of RLEs ``indices``, in that order."""
         return self._objects(indices, with_size=False)

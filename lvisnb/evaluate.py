@@ -71,6 +71,7 @@ from lvisnb.data import gc_paused
 from lvisnb.detections import (
     MAX_DETS_PER_IMAGE,
     Detections,
+    RLEColumns,
     cap_per_class,
     cap_per_image,
     mask_areas,
@@ -330,6 +331,7 @@ def _evaluate(gt, results, options: _Options):
     seconds["load"] = time.perf_counter() - start
     start = time.perf_counter()
     det = _detections(truth, columns, need_boxes, need_masks)
+    del columns  # det holds what it needs (see _runner: masks never evaluated are freed)
     if det is None:  # not read column-wise, or a check failed: the general path names it
         det = read_detections(
             results,
@@ -419,6 +421,9 @@ def _runner(prepared: _Prepared, options: _Options):
     """The backend that options.backend names, fed the prepared results."""
     if options.backend == "fast":
         candidate = prepared.caps["candidate"]
+        if isinstance(prepared.det.segmentation, RLEColumns):  # free the masks never evaluated
+            kept = prepared.det.segmentation.subset(np.flatnonzero(candidate))
+            prepared.det.segmentation = kept
         evaluable = {t: candidate & (prepared.areas[t] > 0) for t in options.iou_types}
         backend = FastBackend(prepared.truth, prepared.det, evaluable, prepared.areas)
         return FastRunner(backend, keep_matches=options.bootstrap > 0)

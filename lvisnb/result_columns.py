@@ -98,8 +98,10 @@ class PendingColumns:
             self._columns = None
 
     def result(self) -> ResultColumns | None:
+        """The columns (handed over: a second call gives ``None``), or ``None``."""
         self._thread.join()
-        return self._columns
+        columns, self._columns = self._columns, None
+        return columns
 
 
 def start_reading(results, boxes: bool, masks: bool) -> PendingColumns | None:

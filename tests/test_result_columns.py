@@ -389,3 +389,16 @@ def test_mutated_files_never_crash_and_never_disagree_with_the_general_reader(tm
             assert general is not None, path.read_bytes()
             _assert_same(fast, general)
     assert taken > 20  # mutations the reader takes (digits, white space) are exercised
+
+
+@needs_extension
+def test_a_subset_keeps_its_strings_and_empties_the_others():
+    sizes = np.array([[1, 2], [3, 4], [5, 6], [7, 8]])
+    rles = detections.RLEColumns(sizes, np.array([2, 2, 5, 9]), b"02abcWXYZ")
+    kept = rles.subset(np.array([0, 2]))
+    assert kept.counts(np.arange(4)) == ["02", "", "abc", ""]
+    assert bytes(kept.data) == b"02abc"
+    assert kept.dicts(np.array([2])) == [{"size": [5, 6], "counts": "abc"}]
+    for bad in ([2, 0], [0, 0], [4]):
+        with pytest.raises(IndexError):
+            rles.subset(np.array(bad))
