@@ -488,8 +488,12 @@ def _check_no_ignore(anns: _Records) -> None:
 
 
 @dataclass
-class _Columns:
-    """The checked values of an LVIS file, column-wise (record order)."""
+class AnnotationColumns:
+    """The checked values of an LVIS file, column-wise, each section in record order: image
+    ``image_id`` / ``height`` / ``width`` (int64, pixels), ``category_id`` (int64), and per
+    annotation ``ann_id``, ``ann_image`` / ``ann_category`` (its image and category ids),
+    ``area`` (float64, px^2), ``bbox`` ((N, 4) float64, XYWH pixels) and its image's
+    ``ann_height`` / ``ann_width``."""
 
     image_id: np.ndarray
     height: np.ndarray
@@ -504,7 +508,9 @@ class _Columns:
     ann_width: np.ndarray
 
 
-def _check_records(images: _Records, categories: _Records, annotations: _Records) -> _Columns:
+def _check_records(
+    images: _Records, categories: _Records, annotations: _Records
+) -> AnnotationColumns:
     """Every check but the segmentations' (:func:`_check_segmentations`), in this order: ids
     (:func:`check_ids`), images, categories, annotations."""
     image_id, category_id = images.set_ids(), categories.set_ids()
@@ -515,7 +521,7 @@ def _check_records(images: _Records, categories: _Records, annotations: _Records
     area = _check_areas(annotations)
     bbox = _check_boxes(annotations)
     _check_no_ignore(annotations)
-    return _Columns(
+    return AnnotationColumns(
         image_id,
         height,
         width,
@@ -657,7 +663,9 @@ def _suspect_segmentations(segmentations: list, height, width, typed: bool) -> n
     return suspect
 
 
-def _check_segmentations(segmentations: list, start: int, columns: _Columns, anns: _Records):
+def _check_segmentations(
+    segmentations: list, start: int, columns: AnnotationColumns, anns: _Records
+):
     """Annotations ``start, start + 1, ...`` have these legal segmentations of their images
     (:func:`_segmentation_problem`): checked flat with numpy, one by one only where flagged."""
     stop = start + len(segmentations)
@@ -672,7 +680,7 @@ def _check_segmentations(segmentations: list, start: int, columns: _Columns, ann
 # ----------------------------------------------------------------------------- entry
 
 
-def validate_dataset(dataset: object, path: str | os.PathLike = "<dict>") -> None:
+def validate_dataset(dataset: object, path: str | os.PathLike = "<dict>") -> AnnotationColumns:
     """Check an LVIS annotation dict (as :func:`load_json` returns it) the way every entry
     point of the kit does, and raise :class:`LVISFormatError` naming the file, the section, the
     record's index and id, and the field, for the first fault found:
@@ -692,13 +700,14 @@ def validate_dataset(dataset: object, path: str | os.PathLike = "<dict>") -> Non
       (:func:`lvisnb.masks.segmentation_problem`, :func:`lvisnb.masks.compressed_problem`).
 
     Integers are JSON integers: ``1.0``, ``"1"`` and ``true`` are not. Vectorised (numpy) over
-    columns; Python work per record only where a pass flags one.
+    columns; Python work per record only where a pass flags one. Returns the columns it read
+    (:class:`AnnotationColumns`), so that callers need not read them again.
     """
     with gc_paused():
-        _validate(dataset, path)
+        return _validate(dataset, path)
 
 
-def _validate(dataset: object, path) -> None:
+def _validate(dataset: object, path) -> AnnotationColumns:
     _check_sections(dataset, path)
     _check_not_empty({s: len(dataset[s]) for s in REQUIRED_KEYS}, path)
     sections = {s: _Records(s, dataset[s], str(path), typed=False) for s in REQUIRED_KEYS}
@@ -711,6 +720,7 @@ def _validate(dataset: object, path) -> None:
         except KeyError:
             raise _missing_key(annotations, "annotations", path) from None
         _check_segmentations(segmentations, start, columns, sections["annotations"])
+    return columns
 
 
 VALIDATED = "lvisnb_validated"  # attribute set on the lvis.LVIS objects load_lvis returns
@@ -993,7 +1003,7 @@ def _found_untyped(path: Path, data: bytes, error: Exception) -> Exception:
     return error
 
 
-def _check_parsed(parsed: _LVISFile, path: Path) -> _Columns:
+def _check_parsed(parsed: _LVISFile, path: Path) -> AnnotationColumns:
     """:func:`validate_dataset`'s checks on the structs of :func:`read_tables`; the raw
     segmentations are decoded (``_SEGMENTATIONS``) ``_CHUNK`` annotations at a time, then
     dropped. One that does not decode is found again as by :func:`load_json` and
@@ -1009,4 +1019,5 @@ def _check_parsed(parsed: _LVISFile, path: Path) -> _Columns:
         except msgspec.DecodeError as error:
             raise LVISFormatError(f"{path}: {error}") from error  # found again by the caller
         _check_segmentations(segmentations, start, columns, sections["annotations"])
+    return columns
     return columns

@@ -125,12 +125,15 @@ class FastBackend:
         """``from_arrays`` columns of the evaluated GT instances (a new dict each call)."""
         truth, index = self.truth, self.gt_index
         if self._columns is None:
-            anns = truth.dataset["annotations"]
-            boxes = [anns[i]["bbox"] for i in index.tolist()]
+            if truth.ann_bbox is not None:
+                boxes = truth.ann_bbox[index]
+            else:
+                anns = truth.dataset["annotations"]
+                boxes = np.array([anns[i]["bbox"] for i in index.tolist()], dtype=np.float64)
             self._columns = {
                 "image_ids": truth.ann_row[index] + 1,
                 "category_ids": truth.ann_col[index] + 1,
-                "boxes": np.array(boxes, dtype=np.float64).reshape(-1, 4),
+                "boxes": boxes.reshape(-1, 4),
                 "ids": np.arange(1, len(index) + 1),
                 "area": truth.ann_area[index],
             }

@@ -38,6 +38,8 @@ class GroundTruth:
     - ``verified``, ``negative``, ``not_exhaustive``: sorted pair keys ``row * K + col`` of
       the (image, category) pairs that are verified (positive, i.e. annotated, or negative),
       negative (in the image's ``neg_category_ids``) and in ``not_exhaustive_category_ids``.
+    - ``ann_bbox``: float64 (N, 4), XYWH pixels, per GT instance, its ``bbox`` field, when the
+      validation read it (``None`` for a dict validated earlier).
     """
 
     dataset: dict
@@ -58,6 +60,7 @@ class GroundTruth:
     verified: np.ndarray
     negative: np.ndarray
     not_exhaustive: np.ndarray
+    ann_bbox: np.ndarray | None = None
 
     @property
     def num_categories(self) -> int:
@@ -176,14 +179,16 @@ def load_ground_truth(gt, train_ann: str | os.PathLike | None = None) -> GroundT
                 gt, train_image_count=counts, train_count_source=source, train_ann=str(train_ann)
             )
         return gt
-    dataset, source = _checked_dataset(gt)
+    dataset, source, columns = _checked_dataset(gt)
     if train_ann is not None:
         _warn_if_same(source, train_ann)
-    return _index(dataset, source, train_ann)
+    return _index(dataset, source, train_ann, columns)
 
 
-def _checked_dataset(gt) -> tuple[dict, str]:
-    """The LVIS dict of ``gt`` and its source name, validated once, with federated lists."""
+def _checked_dataset(gt) -> tuple[dict, str, object]:
+    """The LVIS dict of ``gt``, its source name and the columns its validation read
+    (:class:`lvisnb.data.AnnotationColumns`; ``None`` when it was validated before), validated
+    once, with federated lists."""
     from lvisnb import data  # imports the lvis API, kept out of CLI start-up
 
     if isinstance(gt, str | os.PathLike):
@@ -194,8 +199,7 @@ def _checked_dataset(gt) -> tuple[dict, str]:
         dataset, source = gt.dataset, str(getattr(gt, "source", "<lvis.LVIS>"))
     else:
         raise TypeError(f"gt must be a path, an LVIS dict or an lvis.LVIS, got {type(gt)}")
-    if not data.is_validated(gt):
-        data.validate_dataset(dataset, source)
+    columns = None if data.is_validated(gt) else data.validate_dataset(dataset, source)
     images = dataset["images"]
     for key in data.LABEL_LISTS:
         lists = [image.get(key) for image in images]
@@ -205,11 +209,12 @@ def _checked_dataset(gt) -> tuple[dict, str]:
                 f"{source}: images[{index}] (id={images[index]['id']!r}) needs a list "
                 f"'{key}' for LVIS (federated) evaluation"
             )
-    return dataset, source
+    return dataset, source, columns
 
 
-def _index(dataset: dict, source: str, train_ann) -> GroundTruth:
-    """Index arrays of a validated LVIS dict (images by id, categories by id)."""
+def _index(dataset: dict, source: str, train_ann, columns=None) -> GroundTruth:
+    """Index arrays of a validated LVIS dict (images by id, categories by id), reusing the
+    ``columns`` its validation read when given."""
     images = sorted(dataset["images"], key=lambda image: image["id"])
     image_ids = np.array([i["id"] for i in images], dtype=np.int64)
     image_sizes = np.array([[i["height"], i["width"]] for i in images], dtype=np.int64)
@@ -217,11 +222,16 @@ def _index(dataset: dict, source: str, train_ann) -> GroundTruth:
     category_ids = np.array([c["id"] for c in cats], dtype=np.int64)
     k = len(category_ids)
     anns = dataset["annotations"]
-    ann_image = np.fromiter((a["image_id"] for a in anns), dtype=np.int64, count=len(anns))
-    ann_cat = np.fromiter((a["category_id"] for a in anns), dtype=np.int64, count=len(anns))
+    if columns is None:
+        ann_image = np.fromiter((a["image_id"] for a in anns), dtype=np.int64, count=len(anns))
+        ann_cat = np.fromiter((a["category_id"] for a in anns), dtype=np.int64, count=len(anns))
+        ann_area = np.fromiter((a["area"] for a in anns), dtype=np.float64, count=len(anns))
+        ann_bbox = None
+    else:
+        ann_image, ann_cat = columns.ann_image, columns.ann_category
+        ann_area, ann_bbox = columns.area, columns.bbox
     ann_row = np.searchsorted(image_ids, ann_image).clip(0, len(image_ids) - 1)
     ann_col = np.searchsorted(category_ids, ann_cat).clip(0, k - 1)
-    ann_area = np.fromiter((a["area"] for a in anns), dtype=np.float64, count=len(anns))
     ann_evaluated = (ann_area > 0) & (ann_area < np.inf)
     rows = np.arange(len(images))
     train_counts, train_source = train_image_counts(cats, train_ann)
@@ -248,4 +258,5 @@ def _index(dataset: dict, source: str, train_ann) -> GroundTruth:
         verified=np.union1d((ann_row * k + ann_col)[ann_evaluated], negative),
         negative=np.unique(negative),
         not_exhaustive=np.unique(not_exhaustive),
+        ann_bbox=ann_bbox,
     )

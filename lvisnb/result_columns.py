@@ -124,7 +124,8 @@ def positions(sorted_ids: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.n
     if 0 <= low and high <= 4 * len(sorted_ids) + 1_000_000:
         table = np.full(high + 2, -1, dtype=np.int64)
         table[sorted_ids] = np.arange(len(sorted_ids))
-        position = table[np.clip(ids, -1, high + 1)]  # -1 and high + 1 map to "absent"
+        inside = len(ids) and 0 <= ids.min() and ids.max() <= high + 1
+        position = table[ids if inside else np.clip(ids, -1, high + 1)]  # -1, high + 1: absent
         return position, position >= 0
     position = np.searchsorted(sorted_ids, ids).clip(0, len(sorted_ids) - 1)
     return position, sorted_ids[position] == ids
