@@ -745,7 +745,28 @@ def _peer_lines(args, rows: list[dict]) -> list[str]:
         for tool, run in runs.items():
             if run is not None:
                 lines.append(f"| {row['iou_type']} | {tool} | {_peer_cells(run, kit)} |")
-    lines += ["", *_metric_table(rows)]
+    lines += ["", *_peer_verdicts(rows), "", *_metric_table(rows)]
+    return lines
+
+
+def _peer_verdicts(rows: list[dict]) -> list[str]:
+    """Per IoU type, whether the kit is at least as fast as the fastest peer that ran, at no
+    more peak memory than that peer (issue 10's goal)."""
+    verdict = {True: "met", False: "**not met**"}
+    lines = []
+    for row in rows:
+        ran = {tool: run for tool, run in row["peers"].items() if _ran(run)}
+        if not ran or not _ran(row["kit"]):
+            continue
+        tool = min(ran, key=lambda name: ran[name]["seconds"])
+        kit, peer = row["kit"], ran[tool]
+        lines.append(
+            f"Ahead of every peer, {row['iou_type']}: the fastest other tool is {tool} "
+            f"({peer['seconds']:.1f} s, {peer['peak_gb']:.2f} GB); the kit "
+            f"{kit['seconds']:.1f} s, {kit['peak_gb']:.2f} GB: at least as fast: "
+            f"{verdict[kit['seconds'] <= peer['seconds']]}; no more memory: "
+            f"{verdict[kit['peak_gb'] <= peer['peak_gb']]}.  "
+        )
     return lines
 
 

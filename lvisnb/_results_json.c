@@ -13,7 +13,7 @@
  * and names the file, the record and the field of what is not. So this module never decides
  * what is an error; it only makes the common case fast.
  *
- * scan(path, boxes, masks) -> None or a tuple
+ * scan(path, boxes, masks[, cancel]) -> None or a tuple
  *   (n, image_id, category_id, score, bbox, size, counts_end, counts)
  * of read-only buffers (Block: native-endian int64 / float64 arrays, no copy, to be read with
  * numpy.frombuffer): image_id, category_id (int64, n), score (float64, n), bbox (float64, 4n,
@@ -23,7 +23,8 @@
  * `masks`. With `boxes`, either every record has a bbox or none does (else None); with
  * `masks`, every record has a compressed RLE (else None). Fields not asked for are checked as
  * JSON and skipped. The file is memory-mapped, and the pages already read are dropped as the
- * scan goes, so that it does not add up in resident memory.
+ * scan goes, so that it does not add up in resident memory. `cancel`, a writable buffer
+ * (bytearray(1)) whose first byte another thread sets, stops the scan (then None).
  *
  * rle_stats(data, ends, indices) -> (total, foreground, flags): the checks and sums of
  * lvisnb.masks.rle_areas for RLE strings `indices` of such a `counts` buffer, in one pass.
@@ -69,6 +70,7 @@ static int buf_grow(Buf *b, size_t n) {
 }
 
 static inline int buf_put(Buf *b, const void *src, size_t n) {
+    if (!n) return 0;
     if (b->len + n > b->cap && buf_grow(b, n)) return NO_MEMORY;
     memcpy(b->data + b->len, src, n);
     b->len += n;
@@ -78,6 +80,7 @@ static inline int buf_put(Buf *b, const void *src, size_t n) {
 typedef struct {
     const unsigned char *p, *end, *released; /* released: the mapped pages before it are dropped */
     int boxes, masks;
+    volatile const unsigned char *cancel; /* set to non-zero by another thread: stop */
     Py_ssize_t n, with_bbox;
     Buf image_id, category_id, score, bbox, size, counts_end, counts;
     locale_t c_locale;
@@ -155,6 +158,10 @@ static int read_number(Scan *s, int want_int, int64_t *integer_out, double *doub
         return 0;
     }
     if (!double_out) return 0;
+    if (integer && !mantissa) { /* "-0" as an integer is 0, as Python's float(int) gives */
+        *double_out = 0.0;
+        return 0;
+    }
     double value;
 #if FLT_EVAL_METHOD == 0
     if (!inexact && digits <= 15 && exponent >= -22 && exponent <= 22) {
@@ -432,6 +439,7 @@ static int read_file(Scan *s) {
     if (s->p < s->end && *s->p == ']') return NOT_SIMPLE; /* no records: said by the caller */
     for (;;) {
         if ((status = read_record(s))) return status;
+        if (s->cancel && *s->cancel) return NOT_SIMPLE;
         release_behind(s);
         if ((status = after_member(s, ']'))) break;
     }
@@ -518,11 +526,14 @@ static PyObject *scan(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *path;
     int boxes, masks;
-    if (!PyArg_ParseTuple(args, "O&pp", PyUnicode_FSConverter, &path, &boxes, &masks)) return NULL;
+    Py_buffer cancel = {0};
+    if (!PyArg_ParseTuple(args, "O&pp|w*", PyUnicode_FSConverter, &path, &boxes, &masks, &cancel))
+        return NULL;
     Scan s;
     memset(&s, 0, sizeof s);
     s.boxes = boxes;
     s.masks = masks;
+    s.cancel = cancel.obj && cancel.len > 0 ? cancel.buf : NULL;
     s.c_locale = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
     int status = NO_MEMORY;
     if (s.c_locale) {
@@ -533,6 +544,7 @@ static PyObject *scan(PyObject *self, PyObject *args) {
         freelocale(s.c_locale);
     }
     Py_DECREF(path);
+    if (cancel.obj) PyBuffer_Release(&cancel);
     PyObject *result = NULL;
     if (status == NO_MEMORY) {
         PyErr_NoMemory();

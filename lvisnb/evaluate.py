@@ -326,7 +326,12 @@ def _evaluate(gt, results, options: _Options):
     need_boxes = "bbox" in options.iou_types or options.segm_area == "box"
     need_masks = "segm" in options.iou_types
     pending = result_columns.start_reading(results, boxes=need_boxes, masks=need_masks)
-    truth = load_ground_truth(gt, train_ann=options.train_ann)
+    try:
+        truth = load_ground_truth(gt, train_ann=options.train_ann)
+    except BaseException:
+        if pending is not None:  # no columns needed: stop reading, free what was read
+            pending.cancel()
+        raise
     columns = pending.result() if pending is not None else None
     seconds["load"] = time.perf_counter() - start
     start = time.perf_counter()

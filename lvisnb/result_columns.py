@@ -53,16 +53,20 @@ class ResultColumns:
     source: str
 
 
-def read_columns(path: str | os.PathLike, boxes: bool, masks: bool) -> ResultColumns | None:
+def read_columns(
+    path: str | os.PathLike, boxes: bool, masks: bool, cancel: bytearray | None = None
+) -> ResultColumns | None:
     """The columns of the LVIS results file ``path``, or ``None`` when the file is not one the
     C reader takes (or the extension is missing): then read it with
     :func:`lvisnb.detections.read_results`. ``boxes`` / ``masks``: read ``bbox`` /
     ``segmentation`` (then every record must have a compressed RLE); fields not asked for are
     checked as JSON and skipped. A file that cannot be opened is ``None`` too (the general
-    reader says why)."""
+    reader says why). Setting ``cancel[0]`` (from another thread) stops the reading: ``None``.
+    """
     if _results_json is None:
         return None
-    scanned = _results_json.scan(os.fspath(path), bool(boxes), bool(masks))
+    flag = cancel if cancel is not None else bytearray(1)
+    scanned = _results_json.scan(os.fspath(path), bool(boxes), bool(masks), flag)
     if scanned is None:
         return None
     _, image_id, category_id, score, bbox, sizes, ends, counts = scanned
@@ -86,6 +90,7 @@ class PendingColumns:
 
     def __init__(self, path: Path, boxes: bool, masks: bool):
         self._columns: ResultColumns | None = None
+        self._cancel = bytearray(1)
         self._thread = threading.Thread(
             target=self._read, args=(path, boxes, masks), name="lvisnb-results", daemon=True
         )
@@ -93,9 +98,14 @@ class PendingColumns:
 
     def _read(self, path: Path, boxes: bool, masks: bool) -> None:
         try:
-            self._columns = read_columns(path, boxes, masks)
+            self._columns = read_columns(path, boxes, masks, self._cancel)
         except (OSError, ValueError):  # the general reader says what is wrong
             self._columns = None
+
+    def cancel(self) -> None:
+        """Stop the reading (when the evaluation fails before it needs the columns): the
+        thread ends within one record and frees what it read."""
+        self._cancel[0] = 1
 
     def result(self) -> ResultColumns | None:
         """The columns (handed over: a second call gives ``None``), or ``None``."""
@@ -110,8 +120,13 @@ def start_reading(results, boxes: bool, masks: bool) -> PendingColumns | None:
     them and their errors)."""
     if _results_json is None or not isinstance(results, str | os.PathLike):
         return None
-    path = Path(results)
-    return PendingColumns(path, boxes, masks) if path.is_file() else None
+    try:
+        path = Path(results)
+        if not path.is_file():
+            return None
+    except (OSError, TypeError, ValueError):  # said by the general path, in its order
+        return None
+    return PendingColumns(path, boxes, masks)
 
 
 def positions(sorted_ids: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -4,6 +4,7 @@ file it takes, ``None`` (so the general path decides) on every file it must not 
 
 import json
 import math
+import os
 import shutil
 import struct
 import sysconfig
@@ -16,6 +17,7 @@ from lvis_cases import make_case
 from test_masks import _rle_strings
 
 from lvisnb import detections, masks, result_columns
+from lvisnb.data import LVISFormatError
 from lvisnb.evaluate import evaluate, load_ground_truth
 
 needs_extension = pytest.mark.skipif(
@@ -164,7 +166,9 @@ def test_numbers_are_parsed_to_the_nearest_double(tmp_path):
     path = tmp_path / "numbers.json"
     path.write_text(f"[{rows}]")
     columns = result_columns.read_columns(path, True, False)
-    expected = np.array([float(t) for t in texts])
+    # the general reader's values (msgspec's: "-0" is the integer 0, so +0.0)
+    expected = np.array([msgspec.json.decode(t.encode(), type=float) for t in texts])
+    assert expected.tobytes() != np.array([float(t) for t in texts]).tobytes()  # "-0"
     assert columns.score.tobytes() == expected.tobytes()
     assert columns.bbox[:, 0].tobytes() == expected.tobytes()
     assert columns.bbox[:, 2].tobytes() == expected.tobytes()
@@ -402,3 +406,51 @@ def test_a_subset_keeps_its_strings_and_empties_the_others():
     for bad in ([2, 0], [0, 0], [4]):
         with pytest.raises(IndexError):
             rles.subset(np.array(bad))
+
+
+@needs_extension
+def test_integer_minus_zero_reads_as_the_general_reader_reads_it(tmp_path):
+    gt, results = make_case(2)
+    truth = load_ground_truth(gt)
+    record = {k: v for k, v in results[0].items() if k != "segmentation"}
+    path = tmp_path / "results.json"
+    text = json.dumps([record]).replace(f'"score": {record["score"]}', '"score": -0')
+    path.write_text(text.replace('"bbox": [', '"bbox": [-0, 0, 1, 1], "old": ['))
+    fast = _columns(path, truth, True, False)
+    assert fast is not None
+    _assert_same(fast, _general(path, truth, True, False))
+    assert math.copysign(1, fast.score[0]) == math.copysign(1, fast.bbox[0, 0]) == 1.0
+
+
+@needs_extension
+def test_a_results_path_that_cannot_be_checked_is_left_to_the_general_path(tmp_path):
+    class BytesPath(os.PathLike):
+        def __fspath__(self):
+            return os.fsencode(tmp_path / "results.json")
+
+    assert result_columns.start_reading(BytesPath(), True, True) is None
+    assert result_columns.start_reading("x" * 300 + ".json", True, True) is None
+    for results in (BytesPath(), "x" * 300 + ".json"):  # the ground truth's error comes first
+        with pytest.raises(LVISFormatError):
+            evaluate({"images": "nope"}, results)
+
+
+@needs_extension
+def test_reading_stops_when_the_ground_truth_fails(tmp_path, monkeypatch):
+    gt, results = make_case(4)
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(results * 2000))  # a file that takes a while to read
+    cancel = bytearray(1)
+    cancel[0] = 1  # stopped before it starts: nothing is read
+    assert result_columns.read_columns(path, True, True, cancel) is None
+    started = []
+    real = result_columns.start_reading
+
+    def spy(*args, **kwargs):
+        started.append(real(*args, **kwargs))
+        return started[-1]
+
+    monkeypatch.setattr(result_columns, "start_reading", spy)
+    with pytest.raises(LVISFormatError):
+        evaluate({"images": "nope"}, path)
+    assert started[0]._cancel[0] == 1 and started[0].result() is None
