@@ -570,7 +570,7 @@ static PyObject *scan(PyObject *self, PyObject *args) {
  * the string, at most MAX_CHARS characters per value. Sets *total (sum of the runs),
  * *foreground (sum of the odd runs: pycocotools' area) and *flags (1: well-formed,
  * 2: a negative run). */
-#define MAX_CHARS 7
+#define MAX_CHARS 7 /* lvisnb.masks.RLE_MAX_CHARS_PER_COUNT */
 static void rle_string_stats(const unsigned char *p, const unsigned char *end, int64_t *total,
                              int64_t *foreground, unsigned char *flags) {
     int64_t runs[2] = {0, 0}; /* c_{m-2} for m even / odd */

@@ -1020,4 +1020,3 @@ def _check_parsed(parsed: _LVISFile, path: Path) -> AnnotationColumns:
             raise LVISFormatError(f"{path}: {error}") from error  # found again by the caller
         _check_segmentations(segmentations, start, columns, sections["annotations"])
     return columns
-    return columns

@@ -130,11 +130,8 @@ class RLEColumns:
         values), computed from the bytes by the C reader's ``rle_stats`` in one pass: the
         string checks of :func:`lvisnb.masks.rle_totals`, pycocotools' area (the sum of the
         odd runs) and hotcoco's refusal of negative runs."""
-        from lvisnb import _results_json
-
-        indices = np.ascontiguousarray(indices, dtype=np.int64)
-        ends = np.ascontiguousarray(self.ends, dtype=np.int64)
-        total, foreground, flags = _results_json.rle_stats(self.data, ends, indices)
+        reader, indices, ends = self._c_arguments(indices)
+        total, foreground, flags = reader.rle_stats(self.data, ends, indices)
         total = np.frombuffer(total, dtype=np.int64)
         flags = np.frombuffer(flags, dtype=np.uint8)
         sizes = self.sizes[indices]
@@ -148,11 +145,8 @@ class RLEColumns:
         """The same N RLEs with all but ``indices`` (increasing) emptied (their counts ``""``),
         in a buffer holding only those: what evaluation keeps once it knows which masks it
         evaluates (a tenth of them at LVIS scale)."""
-        from lvisnb import _results_json
-
-        indices = np.ascontiguousarray(indices, dtype=np.int64)
-        ends = np.ascontiguousarray(self.ends, dtype=np.int64)
-        data, ends = _results_json.rle_subset(self.data, ends, indices)
+        reader, indices, ends = self._c_arguments(indices)
+        data, ends = reader.rle_subset(self.data, ends, indices)
         return RLEColumns(self.sizes, np.frombuffer(ends, dtype=np.int64), memoryview(data))
 
     def counts(self, indices: np.ndarray) -> list[str]:
@@ -164,12 +158,17 @@ class RLEColumns:
         return self._objects(indices, with_size=True)
 
     def _objects(self, indices: np.ndarray, with_size: bool) -> list:
+        reader, indices, ends = self._c_arguments(indices)
+        sizes = np.ascontiguousarray(self.sizes, dtype=np.int64) if with_size else None
+        return reader.rle_objects(self.data, ends, sizes, indices)
+
+    def _c_arguments(self, indices: np.ndarray) -> tuple:
+        """``(lvisnb._results_json, indices, ends)``, both as the C helpers take them
+        (contiguous int64)."""
         from lvisnb import _results_json
 
-        indices = np.ascontiguousarray(indices, dtype=np.int64)
-        ends = np.ascontiguousarray(self.ends, dtype=np.int64)
-        sizes = np.ascontiguousarray(self.sizes, dtype=np.int64) if with_size else None
-        return _results_json.rle_objects(self.data, ends, sizes, indices)
+        as_int64 = np.ascontiguousarray
+        return _results_json, as_int64(indices, dtype=np.int64), as_int64(self.ends, dtype=np.int64)
 
 
 _DECODERS = {  # (boxes, masks) -> decoder
@@ -570,7 +569,7 @@ def mask_areas(det: Detections, indices: np.ndarray) -> np.ndarray:
         sizes = det.segmentation.sizes[indices]
         area, total, ok = det.segmentation.rle_areas(indices)
     else:
-        sizes, counts = _rle_columns(det, indices)
+        sizes, counts = _record_rles(det, indices)
         area, total, ok = masks.rle_areas(sizes, counts)
     bad = np.flatnonzero(~ok | (total != sizes[:, 0] * sizes[:, 1]))
     if bad.size:
@@ -593,7 +592,7 @@ def _counts(det: Detections, index: int) -> str | bytes:
     return segm.counts if type(segm) is RLE else segm["counts"]
 
 
-def _rle_columns(det: Detections, indices: np.ndarray) -> tuple[np.ndarray, list]:
+def _record_rles(det: Detections, indices: np.ndarray) -> tuple[np.ndarray, list]:
     """``(sizes (len(indices), 2) int64, counts)`` of the RLEs of detections ``indices``."""
     sizes, counts = _rle_fields([det.segmentation[i] for i in indices.tolist()])
     return sizes.reshape(-1, 2), counts
