@@ -16,7 +16,7 @@ export MPLBACKEND ?= Agg
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml lvisnb/_results_json.c
+$(STAMP): pyproject.toml lvisnb/evaluation/_results_json.c
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip>=24"
 	$(PY) -m pip install --quiet -e '.[dev]'

@@ -32,8 +32,8 @@ def _child(mode: str, path: str) -> dict:
         gt = lvis.LVIS(path)
         detail = {"annotations": len(gt.anns)}
     else:
-        from lvisnb.analysis import long_tail_report
-        from lvisnb.data import read_tables
+        from lvisnb.annotations.statistics import long_tail_report
+        from lvisnb.annotations.validate import read_tables
 
         report = long_tail_report(read_tables(path))
         detail = {"annotations": report.num_instances, "alpha": report.fit.alpha}
@@ -68,7 +68,7 @@ def main() -> None:
 
     path = args.ann
     if path is None:
-        from lvisnb import full_scale
+        from lvisnb.annotations import full_scale
 
         path = ROOT / "data" / "full-scale" / "annotations" / "lvis_v1_train_full_scale.json"
         if not path.is_file():

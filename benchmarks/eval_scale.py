@@ -8,8 +8,8 @@
 
 A synthetic case the size of LVIS v1 val, generated once and cached under ``data/eval-scale/``:
 
-- Ground truth (``lvisnb.full_scale.make_full_scale_lvis``, no images): ``--images`` images
-  (19,809 as val) of 400-640 x 300-480 px, the 1,203 real LVIS v1 categories with their real
+- Ground truth (``lvisnb.annotations.full_scale.make_full_scale_lvis``, no images): ``--images``
+  images (19,809 as val) of 400-640 x 300-480 px, the 1,203 real LVIS v1 categories with their real
   r/c/f groups, each annotated in ``round(real train image count * images / 100,170)``
   images (at least 1, so every category has GT), ``round(244,707 * images / 19,809)``
   instances (LVIS v1 val's 12.35 per image), 16-vertex polygons whose ``bbox`` is their
@@ -29,10 +29,11 @@ Each measurement runs in its own Python process (peak RSS ``ru_maxrss`` is that 
 imports included); the wall time runs from before reading the JSON files to the metrics
 (imports excluded), for one IoU type per process:
 
-- kit: ``lvisnb.evaluate.evaluate(gt, results, iou_types=(T,), backend="fast", fixed=False)``.
+- kit: ``lvisnb.evaluation.evaluate.evaluate(gt, results, iou_types=(T,), backend="fast",
+  fixed=False)``.
 - LVISEval: ``lvis.LVIS(gt)``, ``lvis.LVISResults(gt, results)``,
-  ``lvisnb.lvis_api.LVISEval(gt, dt, T).run()`` (the official code; ``lvis_api`` only makes
-  its ``np.float`` work with numpy 2). The results file is read with ``json.load`` (as
+  ``lvisnb.annotations.lvis_compat.LVISEval(gt, dt, T).run()`` (the official code; ``lvis_api`` only
+  makes its ``np.float`` work with numpy 2). The results file is read with ``json.load`` (as
   ``LVISResults(gt, path)`` would) and, for segm only, the records' ``bbox`` dropped before
   ``LVISResults``, so that it takes areas from the masks as the kit does for segm (detectron2
   does the same before calling ``LVISEval``). The official code runs as it is, with Python's
@@ -113,7 +114,7 @@ FASTER_COCO_EVAL_NAMES = {  # LVIS name -> faster-coco-eval's stats_as_dict key
 
 def make_gt(path: Path, images: int, seed: int) -> None:
     """The val-sized GT file (``full_scale.make_full_scale_lvis`` with val's sizes) at ``path``."""
-    from lvisnb import full_scale
+    from lvisnb.annotations import full_scale
 
     work = path.parent / f"{path.stem}.work"
     instances = round(LVIS_V1_VAL_INSTANCES * images / LVIS_V1_VAL_IMAGES)
@@ -278,7 +279,7 @@ def _cpu_seconds() -> float:
 
 def _run_kit(iou_type: str, gt_path: str, results_path: str) -> tuple[dict, dict]:
     """The kit: ``evaluate(..., backend="fast", fixed=False)``; returns ``(metrics, detail)``."""
-    from lvisnb.evaluate import evaluate
+    from lvisnb.evaluation.evaluate import evaluate
 
     evaluation = evaluate(gt_path, results_path, iou_types=(iou_type,), backend="fast", fixed=False)
     detail = {
@@ -293,7 +294,7 @@ def _run_lvis(iou_type: str, gt_path: str, results_path: str) -> tuple[dict, dic
     """The official ``LVISEval`` (see the module docstring); returns ``(metrics, detail)``."""
     import lvis
 
-    from lvisnb.lvis_api import LVISEval
+    from lvisnb.annotations.lvis_compat import LVISEval
 
     stages, start = {}, time.perf_counter()
     gt = lvis.LVIS(gt_path)
@@ -406,8 +407,8 @@ RUNNERS = {
     "faster-coco-eval": _run_faster_coco_eval,
 }
 CHILD_IMPORTS = {  # imported before the clock starts
-    "kit": ("lvisnb.evaluate",),
-    "lvis": ("lvis", "lvisnb.lvis_api"),
+    "kit": ("lvisnb.evaluation.evaluate",),
+    "lvis": ("lvis", "lvisnb.annotations.lvis_compat"),
     "hotcoco": ("hotcoco",),
     "vernier": ("vernier",),
     "ultrafast": ("ultrafast_pycocotools",),

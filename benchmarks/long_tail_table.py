@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _results import RESULTS, write_section  # noqa: E402
 
-from lvisnb import long_tail  # noqa: E402
+from lvisnb.methods import long_tail  # noqa: E402
 
 SECTION = "long_tail_methods"
 
@@ -39,7 +39,7 @@ def _table(header: list[str], rows: list[list[str]], text_columns: int = 1) -> l
 
 
 def _means(saved: dict, metrics: list[str]) -> list[str]:
-    """The per-arm means as :func:`lvisnb.long_tail.interval_table` writes them."""
+    """The per-arm means as :func:`lvisnb.methods.long_tail.interval_table` writes them."""
     summary = pd.DataFrame(saved["over_seeds"]).drop(columns="arm")
     intervals = [c for m in metrics for c in (m, f"{m}_low", f"{m}_high")]
     summary[intervals] = summary[intervals].astype(float)  # JSON null -> NaN
@@ -49,7 +49,7 @@ def _means(saved: dict, metrics: list[str]) -> list[str]:
 
 
 def _differences(saved: dict, metrics: list[str]) -> list[str]:
-    """The paired differences as :func:`lvisnb.long_tail.difference_table` writes them."""
+    """The paired differences as :func:`lvisnb.methods.long_tail.difference_table` writes them."""
     table = long_tail.difference_table(long_tail.differences_from_summary(saved))
     table = table.reindex(columns=metrics, fill_value="–")
     rows = [[f"`{arm}` − `{saved['baseline']}`", *row] for arm, row in table.iterrows()]
@@ -112,10 +112,10 @@ def section(saved: dict, source: Path) -> str:
         f"From `{source}`. Protocol `{saved['protocol']}`: {what}; {iterations} iterations per "
         f"run, seeds {saved['seeds']}, train images: {saved.get('train_images') or 'all'}, val "
         f"images: {saved.get('val_images') or 'all'}. {_timings(saved)}"
-        "Intervals: 95% Student-t over seeds (`lvisnb.leaderboard.over_seeds`); differences "
-        "are paired seed by seed (`lvisnb.long_tail.paired_differences`). They cover what a "
-        "seed changes (initialisation, image order, sampled negatives), not the choice of val "
-        "images, which is the same in every run"
+        "Intervals: 95% Student-t over seeds (`lvisnb.methods.leaderboard.over_seeds`); "
+        "differences are paired seed by seed (`lvisnb.methods.long_tail.paired_differences`). "
+        "They cover what a seed changes (initialisation, image order, sampled negatives), not the "
+        "choice of val images, which is the same in every run"
         + (", nor the features, which are one notebook-02 model's." if decoupled else "."),
         "",
         "Mean over seeds [95% interval]:",

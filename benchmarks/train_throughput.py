@@ -2,11 +2,11 @@
 
     python benchmarks/train_throughput.py [--preset toy] [--iters 40] [--warmup 8] [--rounds 2]
 
-Training: the same torchvision Mask R-CNN (built by ``lvisnb.model.build_model`` with the same
-seed), the same toy-LVIS data, transforms, RFS sampler, batch and optimiser (SGD with the
+Training: the same torchvision Mask R-CNN (built by ``lvisnb.model.builder.build_model`` with the
+same seed), the same toy-LVIS data, transforms, RFS sampler, batch and optimiser (SGD with the
 preset's momentum, weight decay and gradient clipping) run through
 
-- ``kit``: :func:`lvisnb.train.train` (schedule, per-iteration JSON log, progress bar off,
+- ``kit``: :func:`lvisnb.engine.train.train` (schedule, per-iteration JSON log, progress bar off,
   non-finite check, checkpoint only at the end), timed between its per-iteration callbacks;
 - ``bare``: ``for images, targets in loader: loss = sum(model(images, targets).values());
   zero_grad; backward; clip; step``, timed around each iteration.
@@ -35,13 +35,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _results import write_section  # noqa: E402
 
-from lvisnb import toy  # noqa: E402
-from lvisnb.dataset import LVISDetection, collate  # noqa: E402
-from lvisnb.model import build_model, get_preset  # noqa: E402
-from lvisnb.sampler import build_sampler  # noqa: E402
-from lvisnb.schedule import scaled_lr  # noqa: E402
-from lvisnb.train import TrainConfig, read_log, train  # noqa: E402
-from lvisnb.transforms import train_transforms  # noqa: E402
+from lvisnb.annotations import toy  # noqa: E402
+from lvisnb.data.dataset import LVISDetection, collate  # noqa: E402
+from lvisnb.data.sampler import build_sampler  # noqa: E402
+from lvisnb.data.transforms import train_transforms  # noqa: E402
+from lvisnb.engine.schedule import scaled_lr  # noqa: E402
+from lvisnb.engine.train import TrainConfig, read_log, train  # noqa: E402
+from lvisnb.model.builder import build_model, get_preset  # noqa: E402
 
 
 def _train_dataset(preset_name: str, paths: dict) -> LVISDetection:
@@ -91,7 +91,7 @@ def bare_loop(preset_name: str, paths: dict, batch: int, iters: int, warmup: int
 
 
 def kit_loop(preset_name: str, paths: dict, batch: int, iters: int, warmup: int) -> float:
-    """Images/s of :func:`lvisnb.train.train`: the intervals between its per-iteration
+    """Images/s of :func:`lvisnb.engine.train.train`: the intervals between its per-iteration
     callbacks, so logging, the progress bar and checks are all inside the timed span."""
     stamps: list[float] = []
     with tempfile.TemporaryDirectory() as run_dir:
@@ -157,7 +157,7 @@ def main() -> None:
         "| loop | images/s | s/iteration | runs (images/s) |",
         "| --- | ---: | ---: | --- |",
     ]
-    for name, rate in (("bare PyTorch loop", bare), ("`lvisnb.train.train`", kit)):
+    for name, rate in (("bare PyTorch loop", bare), ("`lvisnb.engine.train.train`", kit)):
         key = "bare" if name.startswith("bare") else "kit"
         rates = ", ".join(f"{r:.2f}" for r in runs[key])
         lines.append(f"| {name} | {rate:.2f} | {args.batch / rate:.2f} | {rates} |")

@@ -1,8 +1,8 @@
 """Command line: ``lvisnb toy``, ``run``, ``train``, ``evaluate``; the Makefile calls these.
 
 ``lvisnb train --preset toy --run-dir runs/train --max-iters 300`` takes one ``--field value``
-per :class:`lvisnb.train.TrainConfig` field (``lvisnb train --help`` lists them); for several
-processes use ``torchrun --nproc_per_node=N -m lvisnb.train`` with the same flags.
+per :class:`lvisnb.engine.train.TrainConfig` field (``lvisnb train --help`` lists them); for several
+processes use ``torchrun --nproc_per_node=N -m lvisnb.engine.train`` with the same flags.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from pathlib import Path
 
 
 def _cmd_toy(args: argparse.Namespace) -> int:
-    from lvisnb import toy
+    from lvisnb.annotations import toy
 
     out_dir = Path(args.out_dir)
     if args.full_scale:
-        from lvisnb import full_scale
+        from lvisnb.annotations import full_scale
 
         path = full_scale.make_full_scale_lvis(out_dir, seed=args.seed)
         print(f"wrote {path}")
@@ -38,7 +38,7 @@ def _cmd_toy(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from lvisnb import runner
+    from lvisnb import notebook_runner as runner
 
     params = dict(_parse_param(p) for p in args.param)
     executed = runner.run_notebooks(
@@ -54,7 +54,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from lvisnb import train
+    from lvisnb.engine import train
 
     return train.main(args.train_args)
 
@@ -105,12 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
         "train",
         help="train a preset (flags: lvisnb train --help)",
         add_help=False,
-        prefix_chars="\0",  # every flag goes on to lvisnb.train's own parser
+        prefix_chars="\0",  # every flag goes on to lvisnb.engine.train's own parser
     )
     train_p.add_argument("train_args", nargs=argparse.REMAINDER)
     train_p.set_defaults(func=_cmd_train)
 
-    from lvisnb.evaluate import add_evaluate_parser
+    from lvisnb.evaluation.evaluate import add_evaluate_parser
 
     add_evaluate_parser(sub)
     return parser
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run a command; an input the kit refuses (``ValueError``, a missing file, an output that
     would replace an input or a user's file) is printed as one line naming the file, record
     and field, exit status 2 (``LVISNB_TRACEBACK=1``: raise)."""
-    from lvisnb.data import ImageReadError
+    from lvisnb.annotations.validate import ImageReadError
 
     args = build_parser().parse_args(argv)
     try:
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"lvisnb {args.command}: error: {error}", file=sys.stderr)
         return 2
     except Exception as error:
-        from lvisnb.runner import NotebookFailed
+        from lvisnb.notebook_runner import NotebookFailed
 
         if not isinstance(error, NotebookFailed) or os.environ.get("LVISNB_TRACEBACK"):
             raise

@@ -10,7 +10,7 @@ SMALL_TOY = {"num_train_images": 200, "num_val_images": 60}
 @pytest.fixture(scope="session")
 def toy_root(tmp_path_factory):
     """A small toy-LVIS (200 train / 60 val images, all 40 categories), made once per session."""
-    from lvisnb import toy
+    from lvisnb.annotations import toy
 
     root = tmp_path_factory.mktemp("toy-lvis")
     toy.make_toy_lvis(root, seed=0, **SMALL_TOY)
@@ -40,6 +40,6 @@ def results(toy_val):
 @pytest.fixture(scope="module")
 def scene(toy_val, results):
     """The scene of notebook 04 on the small toy-LVIS val and :func:`results`."""
-    from lvisnb.scene import load_scene
+    from lvisnb.viz.scene import load_scene
 
     return load_scene(toy_val, results=results)

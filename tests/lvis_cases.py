@@ -434,7 +434,7 @@ def reference_metrics(
     """
     import lvis
 
-    from lvisnb.lvis_api import LVISEval, LVISFromDict
+    from lvisnb.annotations.lvis_compat import LVISEval, LVISFromDict
 
     if iou_type not in ("bbox", "segm"):
         raise ValueError(f"iou_type must be 'bbox' or 'segm', got {iou_type!r}")

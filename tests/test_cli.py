@@ -1,6 +1,7 @@
 import json
 
-from lvisnb import cli, full_scale, toy
+from lvisnb import cli
+from lvisnb.annotations import full_scale, toy
 
 
 def test_toy_command_writes_and_is_idempotent(tmp_path, capsys):
@@ -17,7 +18,7 @@ def test_toy_command_writes_and_is_idempotent(tmp_path, capsys):
 
 
 def test_full_scale_small(tmp_path):
-    from lvisnb.data import load_lvis, read_tables
+    from lvisnb.annotations.validate import load_lvis, read_tables
 
     path = full_scale.make_full_scale_lvis(tmp_path, num_images=2000, num_instances=30000)
     tables = read_tables(path)
@@ -29,7 +30,7 @@ def test_full_scale_small(tmp_path):
 
 
 def test_every_subcommand_is_registered():
-    from lvisnb import evaluate
+    from lvisnb.evaluation import evaluate
 
     parser = cli.build_parser()
     assert parser.parse_args(["evaluate", "gt.json", "r.json"]).func is evaluate._cmd_evaluate

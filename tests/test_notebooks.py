@@ -6,7 +6,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from lvisnb import runner
+from lvisnb import notebook_runner as runner
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -79,7 +79,7 @@ def check_02(run_dir: Path, toy_train: Path) -> None:
 
 def params_03(toy: dict) -> dict:
     """A 2-iteration checkpoint at small scale, so that inference over toy val is quick."""
-    from lvisnb.train import TrainConfig, train
+    from lvisnb.engine.train import TrainConfig, train
 
     overrides = {"train_scales": (160,), "test_scale": 160, "max_size": 200}
     run = train(
@@ -102,8 +102,8 @@ def params_03(toy: dict) -> dict:
 
 
 def check_03(run_dir: Path, toy_train: Path) -> None:
-    from lvisnb.evaluate import evaluate
-    from lvisnb.metrics import metric_names
+    from lvisnb.evaluation.evaluate import evaluate
+    from lvisnb.evaluation.metrics import metric_names
 
     results = json.loads((run_dir / "results.json").read_text())
     per_image = {}
@@ -155,8 +155,8 @@ def params_04(toy: dict) -> dict:
 
 
 def check_04(run_dir: Path, toy_train: Path) -> None:
-    from lvisnb import federated
-    from lvisnb.scene import load_scene
+    from lvisnb.viz import verdicts as federated
+    from lvisnb.viz.scene import load_scene
 
     summary = json.loads((run_dir / "visualisation.json").read_text())
     assert summary["interactive"] is False  # papermill: the static grid stands in

@@ -1,0 +1,315 @@
+"""Run a trained Mask R-CNN over an LVIS split and write LVIS result records.
+
+One result record per detection, in the LVIS (= COCO) results format the official ``lvis`` API
+and hotcoco read::
+
+    {"image_id": int,            # LVIS image id
+     "category_id": int,         # LVIS category id (not the model's contiguous label)
+     "bbox": [x, y, w, h],       # XYWH, original image pixels, rounded to 0.01 px
+     "score": float,             # classification score in (0, 1]
+     "segmentation": {"size": [H, W], "counts": str}}   # pycocotools RLE of the binary mask
+
+Defaults are LVIS's: score threshold 1e-4, at most 300 detections per image (LVIS AP is
+computed over the top 300 of each image; the ``toy`` preset keeps 100, plenty for 40
+categories and cheaper on a CPU). Masks are the model's per-detection probabilities
+pasted into the image and binarised at ``mask_thresh`` (0.5, mmdetection's ``mask_thr_binary``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import nullcontext
+from dataclasses import fields
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import pycocotools.mask as mask_utils
+import torch
+from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms.v2.functional import to_dtype
+from tqdm.auto import tqdm
+
+from lvisnb.annotations.categories import check_same_version
+from lvisnb.data.dataset import CategoryMapping, LVISDetection, collate, read_record_image
+from lvisnb.evaluation.results import MAX_DETS_PER_IMAGE
+from lvisnb.files import atomic_path, check_output
+from lvisnb.model.builder import Preset, autocast_dtype, build_model
+
+__all__ = [
+    "load_trained_model",
+    "predict",
+    "save_results",
+    "masks_to_rle",
+    "results_for_evaluation",
+]
+
+
+class _Images(Dataset):
+    """Images of an :class:`LVISDetection` as float32 [0, 1], with their ids (no targets)."""
+
+    def __init__(self, dataset: LVISDetection):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        info = self.dataset.image_info(index)
+        image = read_record_image(info, self.dataset.image_root)
+        return to_dtype(image, torch.float32, scale=True), int(info["id"])
+
+
+def load_trained_model(
+    checkpoint: str | os.PathLike, device: str | torch.device = "cpu"
+) -> tuple[torch.nn.Module, CategoryMapping]:
+    """The model of a kit checkpoint (``checkpoints/final.pt``) in eval mode, and its mapping.
+
+    The checkpoint is read with ``weights_only=True``; its ``config["preset"]`` rebuilds the
+    architecture (no backbone weights are fetched), ``category_ids`` gives the label mapping
+    (label ``k`` = ``category_ids[k - 1]``). The box classifier's loss, which scores the
+    detections, is the preset's ``cls_loss``; its buffers (e.g. the federated class weights)
+    come from the checkpoint.
+    """
+    from lvisnb.model.checkpoint import load_checkpoint
+
+    state = load_checkpoint(checkpoint)
+    try:
+        preset_fields = state["config"]["preset"]
+        category_ids = state["category_ids"]
+        weights = state["model"]
+    except KeyError as error:
+        raise ValueError(
+            f"{checkpoint}: not a kit training checkpoint (missing key {error.args[0]!r})"
+        ) from None
+    known = {f.name for f in fields(Preset)}
+    preset = Preset(**{k: v for k, v in preset_fields.items() if k in known})
+    version = state["config"].get("resolved", {}).get("lvis_version")
+    mapping = CategoryMapping(tuple(category_ids), lvis_version=version)
+    # the federated loss is built with placeholder counts; load_state_dict sets its weights
+    counts = [0] * mapping.num_classes if preset.cls_loss == "federated" else None
+    model = build_model(
+        preset, num_classes=mapping.num_classes, weights=False, class_image_counts=counts
+    )
+    model.load_state_dict(weights)
+    return model.to(device).eval(), mapping
+
+
+def masks_to_rle(masks: torch.Tensor) -> list[dict]:
+    """Binary masks ``(K, H, W)`` (bool/uint8) -> K pycocotools RLEs with ``counts`` as str."""
+    if len(masks) == 0:
+        return []
+    array = np.asfortranarray(masks.to(torch.uint8).permute(1, 2, 0).cpu().numpy())
+    rles = mask_utils.encode(array)
+    for rle in rles:
+        rle["counts"] = rle["counts"].decode("ascii")
+    return rles
+
+
+def detection_records(output: dict, image_id: int, mapping: CategoryMapping, mask_thresh: float):
+    """LVIS result records of one image's model output (boxes XYXY pixels -> ``bbox`` XYWH
+    rounded to 0.01 px, labels -> LVIS ``category_id``, masks binarised at ``mask_thresh`` ->
+    compressed RLE); the one record builder of :func:`predict` and
+    :mod:`lvisnb.methods.decoupled`."""
+    boxes = output["boxes"].float().cpu()
+    xywh = torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], dim=1)
+    xywh = torch.round(xywh * 100) / 100
+    category_ids = mapping.to_category_ids(output["labels"].cpu()).tolist()
+    scores = output["scores"].float().cpu().tolist()
+    rles = masks_to_rle(output["masks"][:, 0] >= mask_thresh) if "masks" in output else None
+    for k, (box, category_id, score) in enumerate(
+        zip(xywh.tolist(), category_ids, scores, strict=True)
+    ):
+        record = {"image_id": image_id, "category_id": category_id, "bbox": box, "score": score}
+        if rles is not None:
+            record["segmentation"] = rles[k]
+        yield record
+
+
+def _check_classes(model: torch.nn.Module, mapping: CategoryMapping, source: str) -> None:
+    """``ValueError`` when the model's box regressor has not ``mapping``'s (K + 1) x 4 outputs
+    (a model of another category set, e.g. LVIS v1's 1,203 run with a v0.5 file's 1,230 ids).
+    The regressor, not the classifier: Seesaw's classifier has K + 2 outputs."""
+    predictor = getattr(getattr(model, "roi_heads", None), "box_predictor", None)
+    outputs = getattr(getattr(predictor, "bbox_pred", None), "out_features", None)
+    classes = None if outputs is None else outputs // 4 - 1
+    if classes is not None and classes != mapping.num_classes:
+        raise ValueError(
+            f"the model predicts {classes} categories, but the mapping used for {source} has "
+            f"{mapping.num_classes}: pass the mapping saved with the model (load_trained_model)"
+        )
+
+
+def predict(
+    model: torch.nn.Module,
+    dataset: LVISDetection,
+    mapping: CategoryMapping | None = None,
+    *,
+    batch_size: int = 2,
+    device: str | torch.device | None = None,
+    score_thresh: float = 1e-4,
+    max_dets: int | None = None,
+    mask_thresh: float | None = None,
+    amp: bool = True,
+    num_workers: int = 0,
+    progress: bool = True,
+) -> Iterator[dict]:
+    """Yield LVIS result records (see the module docstring) for every image of ``dataset``.
+
+    ``model``: a torchvision Mask R-CNN (:func:`load_trained_model`); its ``score_thresh`` and
+    ``detections_per_img`` are set to ``score_thresh`` / ``max_dets`` for the call and
+    restored after. ``max_dets=None`` keeps the model's own limit (the preset's
+    ``box_detections_per_img``: 300 for the seed rows, 100 for ``toy``), capped at LVIS's
+    ``MAX_DETS_PER_IMAGE`` (300); the model's own top-k is the cut, so evaluation, which cuts
+    with :func:`lvisnb.evaluation.results.cap_per_image`, keeps every record.
+    ``mapping`` converts labels to LVIS category ids (default: the dataset's); a model trained
+    on one LVIS version run on a file of the other is a ``ValueError`` naming both.
+    Runs under ``torch.inference_mode``, with autocast on CUDA when ``amp`` (bf16 where the GPU
+    supports it, else fp16: :func:`lvisnb.model.builder.autocast_dtype`).
+    ``mask_thresh`` defaults to the model preset's (0.5).
+    """
+    mapping = mapping or dataset.mapping
+    check_same_version(mapping.lvis_version, dataset.lvis.dataset["categories"], dataset.source)
+    _check_classes(model, mapping, dataset.source)
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    if mask_thresh is None:
+        mask_thresh = getattr(getattr(model, "preset", None), "mask_thresh", 0.5)
+    heads = model.roi_heads
+    saved = heads.score_thresh, heads.detections_per_img
+    if max_dets is None:
+        max_dets = min(heads.detections_per_img, MAX_DETS_PER_IMAGE)
+    heads.score_thresh, heads.detections_per_img = score_thresh, max_dets
+    was_training = model.training
+    model.eval()
+    amp_dtype = autocast_dtype(bool(amp), device)
+    loader = DataLoader(
+        _Images(dataset),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        collate_fn=collate,
+    )
+    bar = tqdm(total=len(dataset), desc="inference", unit="img", disable=not progress)
+    try:
+        with torch.inference_mode():
+            for images, image_ids in loader:
+                autocast = (
+                    torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else nullcontext()
+                )
+                with autocast:
+                    outputs = model([image.to(device, non_blocking=True) for image in images])
+                for output, image_id in zip(outputs, image_ids, strict=True):
+                    yield from detection_records(output, image_id, mapping, mask_thresh)
+                bar.update(len(images))
+    finally:
+        bar.close()
+        heads.score_thresh, heads.detections_per_img = saved
+        model.train(was_training)
+
+
+def save_results(path: str | os.PathLike, records: Iterable[dict], overwrite: bool = False) -> int:
+    """Stream ``records`` to an LVIS results JSON array at ``path``; return how many.
+
+    Records are written one at a time as they come (a generator from :func:`predict` is never
+    held in memory as a whole), into a temporary file that is renamed at the end.
+    ``FileExistsError`` when ``path`` is a folder or an existing file that this function did
+    not write (unless ``overwrite``): a user's file is never replaced.
+    """
+    check_output(path, written_by_kit=_is_saved_results, overwrite=overwrite, what="results file")
+    count = 0
+    with atomic_path(path) as tmp, open(tmp, "w") as handle:
+        handle.write("[")
+        for record in records:
+            handle.write(",\n" if count else "\n")
+            handle.write(json.dumps(record, separators=(",", ":")))
+            count += 1
+        handle.write("\n]\n")
+    return count
+
+
+# ----------------------------------------------------------------------------- for notebook 03
+
+RESULTS_FILE = "results.json"  # what results_for_evaluation writes into a run directory
+DEFAULT_CHECKPOINT = "checkpoints/final.pt"  # under run_dir: what notebook 02 trains
+
+
+class ResultsFile(NamedTuple):
+    """What :func:`results_for_evaluation` returns."""
+
+    path: Path  # the LVIS results JSON to evaluate
+    seconds: float | None  # model loading + inference + writing, s; None: an existing file
+    description: str  # one line saying where the results came from
+
+
+def _is_saved_results(path: Path) -> bool:
+    """Whether ``path`` starts as :func:`save_results` writes (``[`` then a record or ``]``)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            head = handle.read(16)
+    except (OSError, ValueError):
+        return False
+    return head.startswith(('[\n{"image_id":', "[\n]"))
+
+
+def results_for_evaluation(
+    run_dir: str | os.PathLike,
+    ann_path: str | os.PathLike,
+    image_root: str | os.PathLike,
+    checkpoint: str | os.PathLike | None = None,
+    results_file: str | os.PathLike | None = None,
+    device: str = "auto",
+    max_dets: int | None = None,
+    progress: bool = True,
+) -> ResultsFile:
+    """The LVIS results file to evaluate on ``ann_path``: ``results_file`` as it is, or the
+    predictions of a trained model written to ``run_dir/results.json``.
+
+    With ``results_file`` nothing runs (``seconds`` is ``None``). Otherwise the model of
+    ``checkpoint`` (``None``: ``run_dir/checkpoints/final.pt``, notebook 02's) runs on
+    ``device`` (``"auto"``: cuda when available) over every image of ``ann_path`` (images
+    under ``image_root``), keeping ``max_dets`` detections per image (``None``: the preset's,
+    see :func:`predict`), and ``seconds`` is the wall-clock time of loading, inference and
+    writing.
+
+    Raises ``ValueError`` when both ``checkpoint`` and ``results_file`` are given,
+    ``FileNotFoundError`` naming a missing ``results_file`` or checkpoint, and
+    ``FileExistsError`` when ``run_dir/results.json`` exists and was not written by
+    :func:`save_results` (a user's file is never replaced), besides what
+    :func:`load_trained_model` and :func:`predict` raise.
+    """
+    if results_file is not None:
+        if checkpoint is not None:
+            raise ValueError(
+                "give checkpoint (run the model) or results_file (evaluate it), not both"
+            )
+        path = Path(results_file)
+        if not path.is_file():
+            raise FileNotFoundError(f"results_file not found: {path}")
+        return ResultsFile(path, None, f"existing results {path}")
+    from lvisnb.engine.train import resolve_device
+
+    weights = Path(checkpoint) if checkpoint is not None else Path(run_dir) / DEFAULT_CHECKPOINT
+    if not weights.is_file():
+        raise FileNotFoundError(
+            f"no checkpoint at {weights}: train one (notebook 02 into this run_dir), or pass "
+            "checkpoint or results_file"
+        )
+    path = check_output(
+        Path(run_dir) / RESULTS_FILE,
+        [ann_path, weights],
+        written_by_kit=_is_saved_results,
+        what="results file",
+    )
+    started = time.perf_counter()
+    model, mapping = load_trained_model(weights, device=resolve_device(device))
+    dataset = LVISDetection(ann_path, image_root, mapping=mapping)
+    records = predict(model, dataset, mapping, max_dets=max_dets, progress=progress)
+    count = save_results(path, records)
+    seconds = time.perf_counter() - started
+    description = (
+        f"{count:,} detections on {len(dataset):,} images from {weights} in {seconds:.1f} s"
+    )
+    return ResultsFile(path, seconds, description)
