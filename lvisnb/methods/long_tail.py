@@ -10,8 +10,10 @@ with several seeds, each (arm, seed) into its own run directory
 :func:`lvisnb.methods.leaderboard.leaderboard` reads every run, whichever protocol made it.
 
 - ``"decoupled"`` (:func:`run_decoupled`): the box classifier alone is retrained on RoI
-  features cached once from a trained model (:mod:`lvisnb.methods.decoupled`, cRT / BAGS); box AP,
-  and mask AP from the model's frozen mask head (one pass for all runs). Minutes on a CPU.
+  features cached once from a trained model (:mod:`lvisnb.methods.decoupled_features`,
+  :mod:`lvisnb.methods.decoupled_retraining`, :mod:`lvisnb.methods.decoupled_scoring`; cRT /
+  BAGS); box AP, and mask AP from the model's frozen mask head (one pass for all runs). Minutes
+  on a CPU.
 - ``"end_to_end"`` (:func:`run_end_to_end`): every (arm, seed) trains the whole Mask R-CNN
   with :func:`lvisnb.engine.train.train`, then runs inference and box + mask evaluation. Hours on a
   CPU for toy-LVIS; the seed presets need a GPU.
@@ -206,8 +208,8 @@ def _write_config(run_dir: Path, config: dict) -> Path:
 class Decoupled:
     """What :func:`prepare_decoupled` returns: the cached RoIs and what scoring needs."""
 
-    train: object  # lvisnb.methods.decoupled.RoIFeatures of the train images
-    val: object  # lvisnb.methods.decoupled.RoIFeatures of the val images
+    train: object  # lvisnb.methods.decoupled_features.RoIFeatures of the train images
+    val: object  # lvisnb.methods.decoupled_features.RoIFeatures of the val images
     preset: object  # the checkpoint's lvisnb.model.builder.Preset
     ground_truth: object  # lvisnb.evaluation.ground_truth.GroundTruth of the val images scored
     checkpoint: Path
@@ -244,12 +246,12 @@ def prepare_decoupled(
     """Load ``checkpoint`` and cache its RoI features of the train images (``train_images``
     first by id; ``None``: all with annotations) and of the val images (``val_images``) in
     ``out_dir/long_tail/decoupled/roi_features_{train,val}.pt``, or read the caches made from
-    the same checkpoint bytes (:func:`lvisnb.methods.decoupled.cached_roi_features`)."""
+    the same checkpoint bytes (:func:`lvisnb.methods.decoupled_features.cached_roi_features`)."""
     from lvisnb.data.dataset import LVISDetection
     from lvisnb.engine.inference import load_trained_model
     from lvisnb.engine.train import resolve_device
     from lvisnb.evaluation.ground_truth import load_ground_truth
-    from lvisnb.methods.decoupled import cached_roi_features
+    from lvisnb.methods.decoupled_features import cached_roi_features
 
     started = time.perf_counter()
     checkpoint = Path(checkpoint)
@@ -321,23 +323,20 @@ def run_decoupled(
 ) -> list[RunDone]:
     """Retrain, score and evaluate the classifier of every arm and seed on ``data``.
 
-    Each run: :func:`lvisnb.methods.decoupled.retrain_classifier` for ``iterations`` steps
-    (``None``: :data:`DEFAULT_ITERATIONS`) and :func:`lvisnb.methods.decoupled.val_detections`. With
-    ``masks``, one pass of the model's frozen mask head over the val images then segments the
-    detections of every run at once (:func:`lvisnb.methods.decoupled.segment_val`), and each run is
-    evaluated for box and mask AP; else box AP only. ``metrics.json`` and ``config.json`` go to
+    Each run: :func:`lvisnb.methods.decoupled_retraining.retrain_classifier` for
+    ``iterations`` steps (``None``: :data:`DEFAULT_ITERATIONS`) and
+    :func:`lvisnb.methods.decoupled_scoring.val_detections`. With ``masks``, one pass of the
+    model's frozen mask head over the val images then segments the detections of every run at
+    once (:func:`lvisnb.methods.decoupled_scoring.segment_val`), and each run is evaluated for
+    box and mask AP; else box AP only. ``metrics.json`` and ``config.json`` go to
     ``out_dir/long_tail/decoupled/<sampler>_<method>_seed<k>/`` (replacing an earlier run's).
     A run's ``seconds`` are its retraining, scoring and evaluation plus an equal share of the
     mask pass. ``ValueError`` when a run keeps no val detection (train it longer).
     """
     from tqdm.auto import tqdm
 
-    from lvisnb.methods.decoupled import (
-        retrain_classifier,
-        segment_val,
-        val_detections,
-        val_records,
-    )
+    from lvisnb.methods.decoupled_retraining import retrain_classifier
+    from lvisnb.methods.decoupled_scoring import segment_val, val_detections, val_records
 
     if masks and (data.model is None or data.val_dataset is None):
         raise ValueError(

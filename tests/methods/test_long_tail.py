@@ -2,6 +2,7 @@
 
 import json
 import math
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -206,3 +207,22 @@ def test_masks_need_the_model_and_the_val_images(tmp_path):
     data = long_tail.Decoupled(None, None, None, None, tmp_path / "final.pt", 0.0, False)
     with pytest.raises(ValueError, match="masks=False"):
         long_tail.run_decoupled(data, long_tail.arms("ce"), [0], 10, tmp_path)
+
+
+def test_val_images_without_annotations_are_refused_before_any_extraction(
+    checkpoint, toy_root, toy_train, toy_val, tmp_path
+):
+    import json
+
+    from lvisnb.methods.long_tail import prepare_decoupled
+
+    data = json.loads(Path(toy_val).read_text())
+    first = sorted(i["id"] for i in data["images"])[:2]
+    data["annotations"] = [a for a in data["annotations"] if a["image_id"] not in first]
+    val_ann = tmp_path / "val_unannotated.json"
+    val_ann.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="have no annotations"):
+        prepare_decoupled(
+            tmp_path, checkpoint, toy_train, val_ann, toy_root, toy_root, val_images=2
+        )
+    assert not (tmp_path / "long_tail").exists()  # nothing was extracted
