@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _results import RESULTS, write_section  # noqa: E402
 
-from lvisnb.methods import long_tail  # noqa: E402
+from lvisnb.methods import long_tail_summary  # noqa: E402
 
 SECTION = "long_tail_methods"
 
@@ -39,30 +39,31 @@ def _table(header: list[str], rows: list[list[str]], text_columns: int = 1) -> l
 
 
 def _means(saved: dict, metrics: list[str]) -> list[str]:
-    """The per-arm means as :func:`lvisnb.methods.long_tail.interval_table` writes them."""
+    """The per-arm means as :func:`lvisnb.methods.long_tail_summary.interval_table` writes them."""
     summary = pd.DataFrame(saved["over_seeds"]).drop(columns="arm")
     intervals = [c for m in metrics for c in (m, f"{m}_low", f"{m}_high")]
     summary[intervals] = summary[intervals].astype(float)  # JSON null -> NaN
-    table = long_tail.interval_table(summary, metrics)
+    table = long_tail_summary.interval_table(summary, metrics)
     rows = [[f"`{arm}`", str(row["seeds"]), *row[metrics]] for arm, row in table.iterrows()]
     return _table(["arm", "seeds", *metrics], rows)
 
 
 def _differences(saved: dict, metrics: list[str]) -> list[str]:
-    """The paired differences as :func:`lvisnb.methods.long_tail.difference_table` writes them."""
-    table = long_tail.difference_table(long_tail.differences_from_summary(saved))
+    """The paired differences as :func:`lvisnb.methods.long_tail_summary.difference_table`
+    writes them."""
+    table = long_tail_summary.difference_table(long_tail_summary.differences_from_summary(saved))
     table = table.reindex(columns=metrics, fill_value="–")
     rows = [[f"`{arm}` − `{saved['baseline']}`", *row] for arm, row in table.iterrows()]
     return _table(["difference", *metrics], rows)
 
 
 def _answers(saved: dict, metrics: list[str]) -> list[str]:
-    table = long_tail.verdicts(long_tail.differences_from_summary(saved), metrics)
+    table = long_tail_summary.verdicts(long_tail_summary.differences_from_summary(saved), metrics)
     rows = [
         [
             f"`{r['question']}`",
             r["metric"],
-            long_tail.format_interval(r["mean"], r["low"], r["high"], signed=True),
+            long_tail_summary.format_interval(r["mean"], r["low"], r["high"], signed=True),
             r["verdict"],
         ]
         for r in table.to_dict(orient="records")
@@ -104,7 +105,7 @@ def section(saved: dict, source: Path) -> str:
         if decoupled
         else f"Mask R-CNN trained from scratch for each arm and seed (preset `{saved['preset']}`)"
     )
-    default = long_tail.DEFAULT_ITERATIONS if decoupled else "the preset's"
+    default = long_tail_summary.DEFAULT_ITERATIONS if decoupled else "the preset's"
     iterations = saved.get("iterations") or f"{default} (the default)"
     lines = [
         "## What helps the rare categories: notebook 05 (`benchmarks/long_tail_table.py`)",
@@ -113,7 +114,8 @@ def section(saved: dict, source: Path) -> str:
         f"run, seeds {saved['seeds']}, train images: {saved.get('train_images') or 'all'}, val "
         f"images: {saved.get('val_images') or 'all'}. {_timings(saved)}"
         "Intervals: 95% Student-t over seeds (`lvisnb.methods.leaderboard.over_seeds`); "
-        "differences are paired seed by seed (`lvisnb.methods.long_tail.paired_differences`). "
+        "differences are paired seed by seed "
+        "(`lvisnb.methods.long_tail_summary.paired_differences`). "
         "They cover what a seed changes (initialisation, image order, sampled negatives), not the "
         "choice of val images, which is the same in every run"
         + (", nor the features, which are one notebook-02 model's." if decoupled else "."),
@@ -138,7 +140,7 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--run-dir", default="runs/demo", help="notebook 05's run_dir")
     parser.add_argument("--results", type=Path, default=RESULTS, help="the RESULTS.md to write")
     args = parser.parse_args(argv)
-    source = Path(args.run_dir) / long_tail.SUMMARY_FILE
+    source = Path(args.run_dir) / long_tail_summary.SUMMARY_FILE
     if not source.is_file():
         parser.error(f"no {source}: run notebook 05 into {args.run_dir} first (make demo)")
     text = section(json.loads(source.read_text(encoding="utf-8")), source)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from lvisnb.methods import long_tail
+from lvisnb.methods import long_tail_summary
 from lvisnb.methods.leaderboard import over_seeds
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -16,7 +16,7 @@ long_tail_table = importlib.util.module_from_spec(SPEC)
 SPEC.loader.exec_module(long_tail_table)  # a script, not a package module: loaded by path
 from _results import read_section  # noqa: E402  (on sys.path once the script is loaded)
 
-METRICS = long_tail.metric_columns("end_to_end")
+METRICS = long_tail_summary.metric_columns("end_to_end")
 
 
 def _summary(run_dir: Path) -> Path:
@@ -31,8 +31,8 @@ def _summary(run_dir: Path) -> Path:
             metrics = {m: value + shift + wobble for m in METRICS}
             rows.append({"method": method, "sampler": sampler, "seed": seed, **metrics})
     board = pd.DataFrame(rows)
-    differences = long_tail.paired_differences(board, METRICS)
-    return long_tail.write_summary(
+    differences = long_tail_summary.paired_differences(board, METRICS)
+    return long_tail_summary.write_summary(
         run_dir,
         board,
         over_seeds(board, metrics=METRICS),
@@ -91,7 +91,7 @@ def test_a_missing_summary_is_a_clear_error(tmp_path, capsys):
 
 def test_the_summary_json_is_read_back_as_written(tmp_path):
     saved = json.loads(_summary(tmp_path).read_text())
-    again = long_tail.differences_from_summary(saved)
+    again = long_tail_summary.differences_from_summary(saved)
     assert set(again["arm"]) == {"uniform+ce", "rfs+seesaw"}
     assert set(again["metric"]) == set(METRICS)
 

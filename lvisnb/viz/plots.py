@@ -443,9 +443,9 @@ def ap_by_group_with_errors(
 def paired_differences(differences: pd.DataFrame) -> Figure:
     """Each arm's paired difference from the baseline, one panel per metric (a forest plot).
 
-    ``differences``: :func:`lvisnb.methods.long_tail.paired_differences` (``arm``, ``metric``,
-    ``mean``, ``low``, ``high``). A dot is the mean difference over seeds, its line the 95%
-    t-interval; an interval that crosses the dashed zero line does not tell the arm from the
+    ``differences``: :func:`lvisnb.methods.long_tail_summary.paired_differences` (``arm``,
+    ``metric``, ``mean``, ``low``, ``high``). A dot is the mean difference over seeds, its line the
+    95% t-interval; an interval that crosses the dashed zero line does not tell the arm from the
     baseline. Panels are coloured by frequency group (AP in grey).
     """
     metrics = list(dict.fromkeys(differences["metric"]))

@@ -1,6 +1,6 @@
 """A small trained toy model and its RoI features, shared by the decoupled retraining's tests
 (test_decoupled_features, test_decoupled_retraining, test_decoupled_scoring,
-test_long_tail): trained and extracted once per session."""
+test_long_tail_runs): trained and extracted once per session."""
 
 import pytest
 

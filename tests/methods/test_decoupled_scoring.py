@@ -10,7 +10,7 @@ from lvisnb.data.dataset import LVISDetection
 from lvisnb.engine.inference import predict
 from lvisnb.evaluation.evaluate import evaluate
 from lvisnb.methods import decoupled_retraining, decoupled_scoring
-from lvisnb.methods.long_tail import subset_ground_truth
+from lvisnb.methods.long_tail_runs import subset_ground_truth
 
 
 def _first(dataset: LVISDetection, count: int) -> LVISDetection:

@@ -1,100 +1,83 @@
-"""What helps the rare categories: the comparison of notebook 05, under two protocols.
+"""The runs of notebook 05's comparison: every arm and seed, under one of two protocols.
 
-An *arm* is a sampler and a box-classification loss: ``uniform+ce`` (no re-sampling),
-``rfs+ce`` (repeat-factor sampling, the LVIS baseline, :data:`BASELINE`), and ``rfs+seesaw``,
-``rfs+eqlv2``, ``rfs+federated`` (RFS with each loss of :mod:`lvisnb.model.losses`). Each arm runs
-with several seeds, each (arm, seed) into its own run directory
+An *arm* (:class:`lvisnb.methods.long_tail_summary.Arm`) is a sampler and a box-classification
+loss: ``uniform+ce`` (no re-sampling), ``rfs+ce`` (repeat-factor sampling, the LVIS baseline,
+:data:`lvisnb.methods.long_tail_summary.BASELINE`), and ``rfs+seesaw``, ``rfs+eqlv2``,
+``rfs+federated`` (RFS with each loss of :mod:`lvisnb.model.losses`); :func:`arms` lists them.
+Each arm runs with several seeds, each (arm, seed) into its own run directory
 ``run_dir/long_tail/<protocol>/<sampler>_<method>_seed<k>/`` holding ``metrics.json``
 (:func:`lvisnb.evaluation.evaluate.save_metrics`) and ``config.json`` (sections ``train``,
 ``preset``, ``resolved`` as :func:`lvisnb.engine.train.train` writes them), so
 :func:`lvisnb.methods.leaderboard.leaderboard` reads every run, whichever protocol made it.
 
-- ``"decoupled"`` (:func:`run_decoupled`): the box classifier alone is retrained on RoI
-  features cached once from a trained model (:mod:`lvisnb.methods.decoupled_features`,
-  :mod:`lvisnb.methods.decoupled_retraining`, :mod:`lvisnb.methods.decoupled_scoring`; cRT /
-  BAGS); box AP, and mask AP from the model's frozen mask head (one pass for all runs). Minutes
-  on a CPU.
+- ``"decoupled"`` (:func:`prepare_decoupled`, :func:`run_decoupled`): the box classifier alone
+  is retrained on RoI features cached once from a trained model
+  (:mod:`lvisnb.methods.decoupled_features`, :mod:`lvisnb.methods.decoupled_retraining`,
+  :mod:`lvisnb.methods.decoupled_scoring`; cRT / BAGS); box AP, and mask AP from the model's
+  frozen mask head (one pass for all runs). Minutes on a CPU.
 - ``"end_to_end"`` (:func:`run_end_to_end`): every (arm, seed) trains the whole Mask R-CNN
   with :func:`lvisnb.engine.train.train`, then runs inference and box + mask evaluation. Hours on a
   CPU for toy-LVIS; the seed presets need a GPU.
 
-:func:`paired_differences` compares each arm with :data:`BASELINE` seed by seed: the same
-seed pairs the two runs, the difference is taken per seed and its mean gets a 95% Student-t
-interval over the seeds (:func:`lvisnb.methods.leaderboard.t975`).
+:mod:`lvisnb.methods.long_tail_summary` compares the runs (paired differences against the
+baseline, tables, verdicts, the summary file).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
+from torch import nn
+from tqdm.auto import tqdm
 
+from lvisnb.data.dataset import LVISDetection
+from lvisnb.engine.inference import load_trained_model, predict, save_results
+from lvisnb.engine.train import resolve_device, train
+from lvisnb.evaluation.evaluate import evaluate, save_metrics
+from lvisnb.evaluation.ground_truth import GroundTruth, load_ground_truth
 from lvisnb.files import check_output, write_text_atomic
-from lvisnb.methods.leaderboard import IOU_PREFIX, METRICS, read_run, t975
+from lvisnb.methods.decoupled_features import RoIFeatures, cached_roi_features
+from lvisnb.methods.decoupled_retraining import retrain_classifier
+from lvisnb.methods.decoupled_scoring import segment_val, val_detections, val_records
+from lvisnb.methods.leaderboard import read_run
+from lvisnb.methods.long_tail_summary import (
+    BASELINE,
+    DEFAULT_ITERATIONS,
+    PROTOCOLS,
+    Arm,
+    json_ready,
+)
+from lvisnb.model.builder import Preset
+from lvisnb.model.losses import CLS_LOSSES
 
 __all__ = [
-    "BASELINE",
-    "Arm",
     "Decoupled",
     "RunDone",
     "arms",
-    "difference_table",
-    "differences_from_summary",
-    "format_interval",
-    "interval_table",
-    "metric_columns",
-    "paired_differences",
     "prepare_decoupled",
     "run_decoupled",
     "run_end_to_end",
     "runs_table",
     "subset_ground_truth",
-    "verdicts",
-    "with_arm",
-    "write_summary",
 ]
 
-PROTOCOLS = ("decoupled", "end_to_end")
-SUMMARY_FILE = "long_tail_methods.json"
 FOLDER = "long_tail"  # under run_dir: caches and one run directory per (arm, seed)
-DEFAULT_ITERATIONS = 1000  # classifier steps per decoupled run (parameter iterations=None)
-
-
-@dataclass(frozen=True)
-class Arm:
-    """One setting compared: an image sampler (``"uniform"``, ``"rfs"``) and a loss."""
-
-    sampler: str
-    method: str
-
-    @property
-    def name(self) -> str:
-        return f"{self.sampler}+{self.method}"
-
-    def run_name(self, seed: int) -> str:
-        """The run directory's name for ``seed``: ``<sampler>_<method>_seed<seed>``."""
-        return f"{self.sampler}_{self.method}_seed{seed}"
-
-
-BASELINE = Arm("rfs", "ce")  # what the differences are taken against
 
 
 def arms(methods: str | Sequence[str], uniform: bool = True) -> list[Arm]:
     """``uniform+ce`` (when ``uniform``), then ``rfs+<method>`` for each of ``methods`` (a
     comma-separated string or a list; each a loss of :data:`lvisnb.model.losses.CLS_LOSSES`).
-    ``ValueError`` for an unknown loss, and for a comparison without :data:`BASELINE`
-    (``methods`` must hold ``ce``) or without a second arm to compare with it: checked here,
-    before any run trains, rather than after all of them."""
-    from lvisnb.model.losses import CLS_LOSSES
-
+    ``ValueError`` for an unknown loss, and for a comparison without
+    :data:`~lvisnb.methods.long_tail_summary.BASELINE` (``methods`` must hold ``ce``) or without
+    a second arm to compare with it: checked here, before any run trains, rather than after all
+    of them."""
     names = [m.strip() for m in methods.split(",")] if isinstance(methods, str) else methods
     names = list(dict.fromkeys(m for m in names if m))
     unknown = [m for m in names if m not in CLS_LOSSES]
@@ -108,16 +91,6 @@ def arms(methods: str | Sequence[str], uniform: bool = True) -> list[Arm]:
             f"{[a.name for a in arm_list]}"
         )
     return arm_list
-
-
-def metric_columns(protocol: str, masks: bool = True) -> list[str]:
-    """Leaderboard columns a protocol fills: box AP..APf, then mask AP..APf (end to end, and
-    decoupled with ``masks``)."""
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
-    with_masks = masks or protocol == "end_to_end"
-    prefixes = list(IOU_PREFIX.values()) if with_masks else ["box"]
-    return [f"{p}_{m}" for p in prefixes for m in METRICS]
 
 
 @dataclass
@@ -173,21 +146,6 @@ def _first_images(dataset, count: int | None):
     return dataset
 
 
-def _plain(value):
-    """JSON-ready: NaN -> None, numpy scalars -> Python, tuples -> lists, recursively."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
 def _is_our_config(path: Path) -> bool:
     try:
         return json.loads(path.read_text(encoding="utf-8")).get("protocol") in PROTOCOLS
@@ -198,7 +156,7 @@ def _is_our_config(path: Path) -> bool:
 def _write_config(run_dir: Path, config: dict) -> Path:
     """``run_dir/config.json``, refusing a file the kit did not write there."""
     path = check_output(run_dir / "config.json", written_by_kit=_is_our_config, what="run config")
-    return write_text_atomic(path, json.dumps(_plain(config), indent=1))
+    return write_text_atomic(path, json.dumps(json_ready(config), indent=1))
 
 
 # ----------------------------------------------------------------------------- decoupled
@@ -208,15 +166,15 @@ def _write_config(run_dir: Path, config: dict) -> Path:
 class Decoupled:
     """What :func:`prepare_decoupled` returns: the cached RoIs and what scoring needs."""
 
-    train: object  # lvisnb.methods.decoupled_features.RoIFeatures of the train images
-    val: object  # lvisnb.methods.decoupled_features.RoIFeatures of the val images
-    preset: object  # the checkpoint's lvisnb.model.builder.Preset
-    ground_truth: object  # lvisnb.evaluation.ground_truth.GroundTruth of the val images scored
+    train: RoIFeatures  # of the train images
+    val: RoIFeatures  # of the val images
+    preset: Preset  # the checkpoint's
+    ground_truth: GroundTruth  # of the val images scored
     checkpoint: Path
     seconds: float  # loading the model and extracting (or reading) the features
     reused: bool  # both caches were read, nothing extracted
-    model: object = None  # the checkpoint's Mask R-CNN (eval mode): its mask head segments
-    val_dataset: object = None  # lvisnb.data.dataset.LVISDetection of the val images scored
+    model: nn.Module | None = None  # the checkpoint's Mask R-CNN (eval mode), for its mask head
+    val_dataset: LVISDetection | None = None  # the val images scored
 
     def describe(self) -> str:
         how = "read from the cache" if self.reused else "extracted"
@@ -247,12 +205,6 @@ def prepare_decoupled(
     first by id; ``None``: all with annotations) and of the val images (``val_images``) in
     ``out_dir/long_tail/decoupled/roi_features_{train,val}.pt``, or read the caches made from
     the same checkpoint bytes (:func:`lvisnb.methods.decoupled_features.cached_roi_features`)."""
-    from lvisnb.data.dataset import LVISDetection
-    from lvisnb.engine.inference import load_trained_model
-    from lvisnb.engine.train import resolve_device
-    from lvisnb.evaluation.ground_truth import load_ground_truth
-    from lvisnb.methods.decoupled_features import cached_roi_features
-
     started = time.perf_counter()
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
@@ -324,8 +276,8 @@ def run_decoupled(
     """Retrain, score and evaluate the classifier of every arm and seed on ``data``.
 
     Each run: :func:`lvisnb.methods.decoupled_retraining.retrain_classifier` for
-    ``iterations`` steps (``None``: :data:`DEFAULT_ITERATIONS`) and
-    :func:`lvisnb.methods.decoupled_scoring.val_detections`. With ``masks``, one pass of the
+    ``iterations`` steps (``None``: :data:`~lvisnb.methods.long_tail_summary.DEFAULT_ITERATIONS`)
+    and :func:`lvisnb.methods.decoupled_scoring.val_detections`. With ``masks``, one pass of the
     model's frozen mask head over the val images then segments the detections of every run at
     once (:func:`lvisnb.methods.decoupled_scoring.segment_val`), and each run is evaluated for
     box and mask AP; else box AP only. ``metrics.json`` and ``config.json`` go to
@@ -333,11 +285,6 @@ def run_decoupled(
     A run's ``seconds`` are its retraining, scoring and evaluation plus an equal share of the
     mask pass. ``ValueError`` when a run keeps no val detection (train it longer).
     """
-    from tqdm.auto import tqdm
-
-    from lvisnb.methods.decoupled_retraining import retrain_classifier
-    from lvisnb.methods.decoupled_scoring import segment_val, val_detections, val_records
-
     if masks and (data.model is None or data.val_dataset is None):
         raise ValueError(
             "masks need the model and the val dataset (Decoupled.model, .val_dataset, which "
@@ -384,8 +331,6 @@ def run_decoupled(
 
 def _evaluate_run(data: Decoupled, run_dir: Path, records: list[dict], masks: bool) -> None:
     """Box (and mask) AP of one decoupled run's records into ``run_dir/metrics.json``."""
-    from lvisnb.evaluation.evaluate import evaluate, save_metrics
-
     iou_types = ("bbox", "segm") if masks else ("bbox",)
     save_metrics(
         run_dir / "metrics.json", evaluate(data.ground_truth, records, iou_types=iou_types)
@@ -428,12 +373,6 @@ def run_end_to_end(
     stopped continues with the runs it had not finished (a run stopped half-way is refused by
     :func:`lvisnb.engine.train.train`: pass ``overwrite``).
     """
-    from lvisnb.data.dataset import LVISDetection
-    from lvisnb.engine.inference import load_trained_model, predict, save_results
-    from lvisnb.engine.train import resolve_device, train
-    from lvisnb.evaluation.evaluate import evaluate, save_metrics
-    from lvisnb.evaluation.ground_truth import load_ground_truth
-
     truth = None
     done = []
     seeds = list(seeds)  # an iterator would give its seeds to the first arm only
@@ -463,188 +402,3 @@ def run_end_to_end(
             )
             done.append(RunDone(arm, seed, run_dir, time.perf_counter() - started))
     return done
-
-
-# ----------------------------------------------------------------------------- reading the runs
-
-
-def with_arm(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` (a leaderboard or :func:`lvisnb.methods.leaderboard.over_seeds` table) with an
-    ``arm`` column ``<sampler>+<method>`` first."""
-    arm = frame["sampler"].astype(str) + "+" + frame["method"].astype(str)
-    return frame.assign(arm=arm)[["arm", *frame.columns]]
-
-
-def paired_differences(
-    board: pd.DataFrame, metrics: Sequence[str], baseline: Arm = BASELINE
-) -> pd.DataFrame:
-    """Each arm minus ``baseline``, seed by seed, per metric: one row per (arm, metric).
-
-    ``board``: :func:`lvisnb.methods.leaderboard.leaderboard` rows (``method``, ``sampler``,
-    ``seed``, the ``metrics`` columns). For an arm, the seeds it shares with the baseline pair its
-    runs with the baseline's; ``d_s = arm_s - baseline_s``. Columns: ``arm``, ``metric``, ``mean``
-    (of the ``d_s``), ``low``, ``high`` (``mean +- t(0.975, n - 1) * sd(d) / sqrt(n)``; NaN for
-    ``n < 2``), ``seeds`` (``n``: seeds where both values are defined), ``per_seed`` (dict
-    seed -> ``d_s``). Pairing removes what a seed does to both runs alike (the same RoI sample
-    order, the same initialisation), so the interval is narrower than comparing the two means'
-    intervals. ``ValueError`` when the board has no baseline run.
-    """
-    table = with_arm(board)
-    base = table[table["arm"] == baseline.name].set_index("seed")
-    if base.empty:
-        raise ValueError(f"the leaderboard has no {baseline.name} run to compare with")
-    rows = []
-    for arm, group in table[table["arm"] != baseline.name].groupby("arm", sort=False):
-        group = group.set_index("seed")
-        shared = [s for s in group.index if s in base.index]
-        for metric in metrics:
-            diff = (group.loc[shared, metric] - base.loc[shared, metric]).dropna()
-            n = len(diff)
-            mean = float(diff.mean()) if n else math.nan
-            half = t975(n - 1) * float(diff.std(ddof=1)) / math.sqrt(n) if n > 1 else math.nan
-            rows.append(
-                {
-                    "arm": arm,
-                    "metric": metric,
-                    "mean": mean,
-                    "low": mean - half,
-                    "high": mean + half,
-                    "seeds": n,
-                    "per_seed": {int(s): float(v) for s, v in diff.items()},
-                }
-            )
-    return pd.DataFrame(rows, columns=["arm", "metric", "mean", "low", "high", "seeds", "per_seed"])
-
-
-def format_interval(
-    mean: float, low: float, high: float, digits: int = 3, signed: bool = False
-) -> str:
-    """``mean [low, high]`` rounded to ``digits`` (``-0.000`` shown as ``0.000``): ``"–"`` for
-    a NaN mean, the mean alone when the interval is not finite (one seed). ``signed`` (the
-    difference tables): ``+`` before a positive mean and minus signs as U+2212."""
-    if not math.isfinite(mean):
-        return "–"
-    mean, low, high = (_num(v, digits) if math.isfinite(v) else v for v in (mean, low, high))
-    text = f"{mean:.{digits}f}"
-    if math.isfinite(low) and math.isfinite(high):
-        text += f" [{low:.{digits}f}, {high:.{digits}f}]"
-    return ("+" if mean > 0 else "") + text.replace("-", "−") if signed else text
-
-
-def interval_table(summary: pd.DataFrame, metrics: Sequence[str], digits: int = 3) -> pd.DataFrame:
-    """``over_seeds`` means as text ``mean [low, high]``, one row per arm, a column a metric."""
-    table = with_arm(summary).set_index("arm")
-    text = {
-        m: [
-            format_interval(r[m], r[f"{m}_low"], r[f"{m}_high"], digits)
-            for _, r in table.iterrows()
-        ]
-        for m in metrics
-    }
-    return pd.DataFrame(text, index=table.index).assign(seeds=table["seeds"])
-
-
-def difference_table(differences: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
-    """:func:`paired_differences` as text ``±mean [low, high]`` (signed, minus signs as
-    U+2212), a row an arm, a column a metric."""
-    text = differences.assign(
-        text=[
-            format_interval(r["mean"], r["low"], r["high"], digits, signed=True)
-            for _, r in differences.iterrows()
-        ]
-    )
-    return text.pivot(index="arm", columns="metric", values="text").loc[
-        list(dict.fromkeys(differences["arm"])), list(dict.fromkeys(differences["metric"]))
-    ]
-
-
-def _verdict(mean: float, low: float, high: float, seeds: int, ahead: str, behind: str) -> str:
-    """``ahead - behind`` = ``mean [low, high]`` in words: which is ahead, or by how much the
-    interval misses excluding 0."""
-    if not math.isfinite(mean):
-        return (
-            "undefined: the metric has no value in these runs (e.g. no val instance of the group)"
-        )
-    if seeds < 2 or not (math.isfinite(low) and math.isfinite(high)):
-        return f"cannot tell: {seeds} paired seed(s), no interval"
-    if low > 0:
-        return f"yes: {ahead} ahead by {_num(mean):.3f} (interval above 0)"
-    if high < 0:
-        return f"no: {behind} ahead by {_num(-mean):.3f} (interval below 0)"
-    miss, end = (-low, "lower") if mean >= 0 else (high, "upper")
-    return (
-        f"cannot tell: the interval holds 0; its {end} end misses 0 by {_num(miss):.3f} "
-        f"(half-width {_num((high - low) / 2):.3f}, mean {_num(mean):+.3f})"
-    )
-
-
-def _num(value: float, digits: int = 3) -> float:
-    """``value`` rounded to ``digits``, with -0.0 as 0.0 (no ``-0.000`` in a table)."""
-    return round(value, digits) + 0.0
-
-
-def verdicts(
-    differences: pd.DataFrame, metrics: Sequence[str], baseline: Arm = BASELINE
-) -> pd.DataFrame:
-    """The questions of notebook 05 answered from :func:`paired_differences`, a row each:
-    does ``rfs+ce`` beat ``uniform+ce`` (the LVIS paper's RFS finding; the ``uniform+ce``
-    difference negated), and does each ``rfs+<loss>`` beat ``rfs+ce``, on each of ``metrics``.
-    Columns: ``question``, ``metric``, ``mean``, ``low``, ``high`` (the 95% paired interval of
-    *first minus second*), ``seeds``, ``verdict`` (``yes`` when the interval is above 0,
-    ``no`` below, else ``cannot tell`` with the distance by which it misses 0)."""
-    rows = []
-    for record in differences[differences["metric"].isin(metrics)].to_dict(orient="records"):
-        arm = record["arm"]
-        mean, low, high = record["mean"], record["low"], record["high"]
-        if arm == Arm("uniform", baseline.method).name:
-            ahead, behind, mean, low, high = baseline.name, arm, -mean, -high, -low
-        else:
-            ahead, behind = arm, baseline.name
-        rows.append(
-            {
-                "question": f"{ahead} > {behind}",
-                "metric": record["metric"],
-                "mean": mean,
-                "low": low,
-                "high": high,
-                "seeds": record["seeds"],
-                "verdict": _verdict(mean, low, high, record["seeds"], ahead, behind),
-            }
-        )
-    columns = ["question", "metric", "mean", "low", "high", "seeds", "verdict"]
-    return pd.DataFrame(rows, columns=columns)
-
-
-def differences_from_summary(saved: dict) -> pd.DataFrame:
-    """:func:`paired_differences`' table again from a ``long_tail_methods.json`` read with
-    ``json.load`` (``null`` back to NaN)."""
-    rows = [
-        {"arm": arm, "metric": metric, **{k: math.nan if v is None else v for k, v in d.items()}}
-        for arm, by_metric in saved["differences"].items()
-        for metric, d in by_metric.items()
-    ]
-    return pd.DataFrame(rows, columns=["arm", "metric", "mean", "low", "high", "seeds", "per_seed"])
-
-
-def write_summary(
-    out_dir: str | os.PathLike,
-    board: pd.DataFrame,
-    summary: pd.DataFrame,
-    differences: pd.DataFrame,
-    **extra,
-) -> Path:
-    """``out_dir/long_tail_methods.json``: the leaderboard (a row a run), the means with their
-    intervals (a row an arm), the paired differences keyed by arm then metric (``mean``,
-    ``low``, ``high``, ``seeds``, ``per_seed``), the baseline, and ``extra`` (protocol,
-    timings, ...); NaN written as ``null``."""
-    keyed: dict[str, dict] = {}
-    for row in differences.to_dict(orient="records"):
-        keyed.setdefault(row.pop("arm"), {})[row.pop("metric")] = row
-    record = {
-        **extra,
-        "baseline": BASELINE.name,
-        "leaderboard": with_arm(board).to_dict(orient="records"),
-        "over_seeds": with_arm(summary).to_dict(orient="records"),
-        "differences": keyed,
-    }
-    return write_text_atomic(Path(out_dir) / SUMMARY_FILE, json.dumps(_plain(record), indent=1))
