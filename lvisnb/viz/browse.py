@@ -30,7 +30,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from lvisnb.annotations.categories import FREQUENCY_GROUPS, FREQUENCY_NAMES
-from lvisnb.annotations.validate import ImageReadError
+from lvisnb.annotations.images import ImageReadError
 from lvisnb.viz.overlay import draw_federated, draw_instances
 from lvisnb.viz.scene import Scene, load_scene
 
