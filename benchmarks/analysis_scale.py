@@ -33,7 +33,7 @@ def _child(mode: str, path: str) -> dict:
         detail = {"annotations": len(gt.anns)}
     else:
         from lvisnb.annotations.statistics import long_tail_report
-        from lvisnb.annotations.validate import read_tables
+        from lvisnb.annotations.tables import read_tables
 
         report = long_tail_report(read_tables(path))
         detail = {"annotations": report.num_instances, "alpha": report.fit.alpha}

@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run a command; an input the kit refuses (``ValueError``, a missing file, an output that
     would replace an input or a user's file) is printed as one line naming the file, record
     and field, exit status 2 (``LVISNB_TRACEBACK=1``: raise)."""
-    from lvisnb.annotations.validate import ImageReadError
+    from lvisnb.annotations.images import ImageReadError
 
     args = build_parser().parse_args(argv)
     try:

@@ -18,7 +18,8 @@ def test_toy_command_writes_and_is_idempotent(tmp_path, capsys):
 
 
 def test_full_scale_small(tmp_path):
-    from lvisnb.annotations.validate import load_lvis, read_tables
+    from lvisnb.annotations.tables import read_tables
+    from lvisnb.annotations.validate import load_lvis
 
     path = full_scale.make_full_scale_lvis(tmp_path, num_images=2000, num_instances=30000)
     tables = read_tables(path)

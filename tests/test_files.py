@@ -8,8 +8,7 @@ from synthetic import box_mask, rle
 
 from lvisnb import cli
 from lvisnb import files as outputs
-from lvisnb.annotations import full_scale, toy
-from lvisnb.annotations import validate as data
+from lvisnb.annotations import full_scale, images, toy
 
 REAL_ANNOTATIONS = '{"images": [], "annotations": [], "categories": []}'
 
@@ -58,7 +57,7 @@ def test_a_toy_folder_with_foreign_files_is_refused_too(tmp_path, toy_root):
 def test_an_image_root_without_annotations_is_an_error(tmp_path, capsys):
     root = _user_lvis_root(tmp_path)
     with pytest.raises(ValueError, match="without an annotation file"):
-        data.split_files("", root, "train")
+        images.split_files("", root, "train")
     assert cli.main(["train", "--image-root", str(root), "--run-dir", str(tmp_path / "r")]) == 2
     assert "without an annotation file" in capsys.readouterr().err
     _unchanged(root)

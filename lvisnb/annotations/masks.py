@@ -35,6 +35,8 @@ import pycocotools.mask as mask_utils
 # integers), so a far vertex costs time and memory in proportion to its distance, and crashes
 # pycocotools beyond ~1e8 pixels. No model or annotator puts a vertex 10 images away.
 POLYGON_MARGIN = 10.0
+MAX_IMAGE_SIDE = 2**31 - 1  # pycocotools keeps mask sizes in 32 bits
+MAX_IMAGE_PIXELS = 2**32 - 1  # ... and run lengths, so height x width must fit too
 RLE_MAX_CHARS_PER_COUNT = 7  # 35 bits: far beyond any image; longer runs are malformed
 # check compressed RLE strings about this many characters at a time: the int64 temporaries
 # (8 bytes per character, 1 MB) then stay in a core's cache
@@ -129,8 +131,6 @@ def to_compressed_rle(segmentation, height: int, width: int) -> dict:
     """``{"size": [height, width], "counts": str}`` of a legal segmentation (see
     :func:`segmentation_problem`), as ``lvis.LVIS.ann_to_rle`` converts it; a compressed RLE
     is returned as it is."""
-    import pycocotools.mask as mask_utils
-
     if isinstance(segmentation, list):
         rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
     elif isinstance(segmentation.get("counts"), list):

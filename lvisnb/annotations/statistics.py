@@ -1,7 +1,7 @@
 """Long-tail statistics of an LVIS annotation file, as pandas DataFrames.
 
-Every function takes :class:`lvisnb.annotations.validate.LVISTables` (from
-:func:`lvisnb.annotations.validate.read_tables`), so a 1.27M-instance file is analysed from flat
+Every function takes :class:`lvisnb.annotations.tables.LVISTables` (from
+:func:`lvisnb.annotations.tables.read_tables`), so a 1.27M-instance file is analysed from flat
 numpy columns, never from per-annotation dicts.
 
 Vocabulary: a category's *image count* is the number of images in which it is annotated (the
@@ -17,8 +17,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from lvisnb.annotations.categories import FREQUENCY_GROUPS, FREQUENCY_NAMES, frequency_of
-from lvisnb.annotations.validate import LVISTables
+from lvisnb.annotations.categories import (
+    FREQUENCY_GROUPS,
+    FREQUENCY_NAMES,
+    categories,
+    frequency_of,
+)
+from lvisnb.annotations.tables import LVISTables
 
 SIZE_BINS = (0.0, 32.0**2, 96.0**2, np.inf)
 SIZE_NAMES = ("small", "medium", "large")
@@ -249,8 +254,6 @@ def long_tail_report(tables: LVISTables) -> LongTailReport:
 
 def lvis_v1_train_counts() -> pd.DataFrame:
     """Real LVIS v1 train image counts (embedded metadata) ranked like :func:`category_counts`."""
-    from lvisnb.annotations.categories import categories
-
     frame = categories("v1")[["id", "name", "frequency", "v1_train_image_count"]]
     frame = frame.rename(columns={"v1_train_image_count": "image_count"})
     frame["image_count"] = frame["image_count"].astype(np.int64)

@@ -24,19 +24,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 from torchvision import tv_tensors
-from torchvision.transforms.v2.functional import pil_to_tensor
 
+from lvisnb.annotations.images import ImageReadError, read_record_pixels
+from lvisnb.annotations.json_file import LVISFormatError
 from lvisnb.annotations.masks import decode_masks, segmentation_rle  # noqa: F401 - re-exported
-from lvisnb.annotations.validate import (
-    ImageReadError,
-    LVISFormatError,
-    image_path,
-    is_validated,
-    load_lvis,
-    validate_dataset,
-)
+from lvisnb.annotations.validate import is_validated, load_lvis, validate_dataset
 
 
 @dataclass(frozen=True)
@@ -90,29 +83,12 @@ class CategoryMapping:
         return torch.tensor(self.category_ids, dtype=torch.int64)[labels - 1]
 
 
-def read_image(path: str | os.PathLike, image_id: int) -> torch.Tensor:
-    """uint8 RGB 3 x H x W; :class:`ImageReadError` naming the path and the id on failure."""
-    path = Path(path)
-    if not path.is_file():
-        raise ImageReadError(f"image file not found for image id {image_id}: {path}")
-    try:
-        with Image.open(path) as image:
-            return pil_to_tensor(image.convert("RGB"))
-    except (OSError, UnidentifiedImageError, ValueError) as error:
-        raise ImageReadError(f"cannot decode image id {image_id} at {path}: {error}") from None
-
-
 def read_record_image(info: dict, image_root: str | os.PathLike) -> torch.Tensor:
-    """uint8 RGB 3 x H x W of the LVIS image record ``info`` under ``image_root``;
-    :class:`ImageReadError` when missing, undecodable or not the record's height x width."""
-    path = image_path(info, image_root)
-    image = read_image(path, info["id"])
-    if tuple(image.shape[1:]) != (info["height"], info["width"]):
-        raise ImageReadError(
-            f"image id {info['id']} at {path} is {image.shape[2]}x{image.shape[1]}, "
-            f"the annotation says {info['width']}x{info['height']}"
-        )
-    return image
+    """uint8 RGB 3 x H x W (contiguous) of the LVIS image record ``info`` under ``image_root``;
+    :class:`ImageReadError` when missing, undecodable or not the record's height x width
+    (:func:`lvisnb.annotations.images.read_record_pixels`, as a tensor)."""
+    pixels = read_record_pixels(info, image_root)
+    return torch.from_numpy(pixels).permute(2, 0, 1).contiguous()
 
 
 def _root_hint(info: dict, image_root: Path) -> str:
@@ -137,7 +113,7 @@ class LVISDetection(torch.utils.data.Dataset):
             value), not again for one from :func:`lvisnb.annotations.validate.load_lvis`.
         image_root: folder the image paths resolve under (``coco_url``'s last two parts, e.g.
             ``val2017/000000266409.jpg``, for v1 and real v0.5 records; see
-            :func:`lvisnb.annotations.validate.image_relpath`).
+            :func:`lvisnb.annotations.images.image_relpath`).
         transforms: a ``torchvision.transforms.v2`` callable on ``(image, target)``.
         mapping: category mapping; default: every category of ``ann_file``.
         skip_empty: drop images without annotations (mmdetection's ``filter_empty_gt`` for

@@ -113,7 +113,7 @@ def detection_records(output: dict, image_id: int, mapping: CategoryMapping, mas
     """LVIS result records of one image's model output (boxes XYXY pixels -> ``bbox`` XYWH
     rounded to 0.01 px, labels -> LVIS ``category_id``, masks binarised at ``mask_thresh`` ->
     compressed RLE); the one record builder of :func:`predict` and
-    :mod:`lvisnb.methods.decoupled`."""
+    :mod:`lvisnb.methods.decoupled_scoring`."""
     boxes = output["boxes"].float().cpu()
     xywh = torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], dim=1)
     xywh = torch.round(xywh * 100) / 100

@@ -48,7 +48,7 @@ from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
 from lvisnb.annotations.categories import check_same_version, lvis_version_of
-from lvisnb.annotations.validate import split_files
+from lvisnb.annotations.images import split_files
 from lvisnb.data.dataset import LVISDetection, collate
 from lvisnb.data.sampler import ROUNDINGS, EpochShardedSampler, build_sampler
 from lvisnb.data.transforms import train_transforms
@@ -825,7 +825,7 @@ def main(argv: list[str] | None = None) -> int:
     1 when it stopped on non-finite losses or weights (one line naming the last good
     checkpoint), 2 for an input the kit refuses (one line naming file and field);
     ``LVISNB_TRACEBACK=1`` raises instead."""
-    from lvisnb.annotations.validate import ImageReadError
+    from lvisnb.annotations.images import ImageReadError
 
     rank = int(os.environ.get("RANK", "0"))
     try:

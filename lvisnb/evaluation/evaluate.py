@@ -66,7 +66,7 @@ import pandas as pd
 
 from lvisnb import files as outputs
 from lvisnb.annotations.categories import lvis_version_of, other_version_ids
-from lvisnb.annotations.validate import gc_paused
+from lvisnb.annotations.json_file import gc_paused
 from lvisnb.evaluation import bootstrap as boot
 from lvisnb.evaluation import result_columns
 from lvisnb.evaluation.fast_backend import FastBackend, FastRunner

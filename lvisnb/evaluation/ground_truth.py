@@ -125,7 +125,7 @@ def train_image_counts(
     ids = [int(c["id"]) for c in category_records]
     if train_ann:
         from lvisnb.annotations import (
-            validate as data,  # imports the lvis API, kept out of CLI start-up
+            tables as data,  # imports the lvis API, kept out of CLI start-up
         )
 
         tables = data.read_tables(train_ann)
@@ -171,7 +171,7 @@ def load_ground_truth(gt, train_ann: str | os.PathLike | None = None) -> GroundT
     validate_dataset`; not again for an ``lvis.LVIS`` from
     :func:`lvisnb.annotations.validate.load_lvis`), and evaluation also needs every image's
     ``neg_category_ids`` / ``not_exhaustive_category_ids``; errors
-    (:class:`lvisnb.annotations.validate.LVISFormatError`) name the file, the record and the key.
+    (:class:`lvisnb.annotations.json_file.LVISFormatError`) name the file, the record and the key.
     """
     train_ann = train_ann or None  # "" (an empty notebook parameter) is no file
     if isinstance(gt, GroundTruth):
@@ -195,9 +195,14 @@ def _checked_dataset(gt) -> tuple[dict, str, object]:
     from lvisnb.annotations import (
         validate as data,  # imports the lvis API, kept out of CLI start-up
     )
+    from lvisnb.annotations.json_file import (  # with validate, as above
+        LABEL_LISTS,
+        LVISFormatError,
+        load_json,
+    )
 
     if isinstance(gt, str | os.PathLike):
-        dataset, source = data.load_json(gt), str(gt)
+        dataset, source = load_json(gt), str(gt)
     elif isinstance(gt, dict):
         dataset, source = gt, "<dict>"
     elif isinstance(getattr(gt, "dataset", None), dict):
@@ -206,11 +211,11 @@ def _checked_dataset(gt) -> tuple[dict, str, object]:
         raise TypeError(f"gt must be a path, an LVIS dict or an lvis.LVIS, got {type(gt)}")
     columns = None if data.is_validated(gt) else data.validate_dataset(dataset, source)
     images = dataset["images"]
-    for key in data.LABEL_LISTS:
+    for key in LABEL_LISTS:
         lists = [image.get(key) for image in images]
         if not set(map(type, lists)) <= {list}:
             index = next(i for i, v in enumerate(lists) if not isinstance(v, list))
-            raise data.LVISFormatError(
+            raise LVISFormatError(
                 f"{source}: images[{index}] (id={images[index]['id']!r}) needs a list "
                 f"'{key}' for LVIS (federated) evaluation"
             )

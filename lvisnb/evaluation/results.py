@@ -202,11 +202,11 @@ def read_result_records(results: str | os.PathLike | list) -> tuple[list[dict], 
     try:
         records = msgspec.json.decode(data)
     except msgspec.DecodeError as error:
-        from lvisnb.annotations.validate import json_problem
+        from lvisnb.annotations.json_file import json_problem
 
         raise ValueError(f"{path}: {json_problem(data, str(error))}") from None
     except RecursionError:
-        from lvisnb.annotations.validate import TOO_DEEP
+        from lvisnb.annotations.json_file import TOO_DEEP
 
         raise ValueError(f"{path}: {TOO_DEEP}") from None
     if not isinstance(records, list):

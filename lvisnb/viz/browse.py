@@ -26,11 +26,12 @@ from pathlib import Path
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
+from IPython.display import display
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from lvisnb.annotations.categories import FREQUENCY_GROUPS, FREQUENCY_NAMES
-from lvisnb.annotations.validate import ImageReadError
+from lvisnb.annotations.images import ImageReadError
 from lvisnb.viz.overlay import draw_federated, draw_instances
 from lvisnb.viz.scene import Scene, load_scene
 
@@ -378,8 +379,6 @@ def show(browser: Browser, interactive: str = "auto", n_images: int = 3):
     """Display ``browser`` where a front end renders widgets, else its :meth:`Browser.static`
     grid; ``interactive``: "auto" (:func:`front_end_attached`), "yes" or "no". Returns the
     static figure, or None when the widget was displayed."""
-    from IPython.display import display
-
     if interactive not in ("auto", "yes", "no"):
         raise ValueError(f"interactive must be 'auto', 'yes' or 'no', got {interactive!r}")
     if interactive == "yes" or (interactive == "auto" and front_end_attached()):

@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
 from lvisnb.annotations.categories import FREQUENCY_GROUPS, embedded_train_image_counts
-from lvisnb.annotations.validate import ImageReadError
+from lvisnb.annotations.images import ImageReadError
 from lvisnb.viz import verdicts as federated
 from lvisnb.viz.overlay import STATUS_COLOURS, Shape, category_colour, draw_shapes, instance_box
 from lvisnb.viz.scene import Scene

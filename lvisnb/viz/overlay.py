@@ -13,7 +13,9 @@ outlined, missed ground truth in dashed orange.
 
 Instances are LVIS records: ground-truth annotations or results, with ``category_id`` (LVIS
 id), ``bbox`` XYWH in image pixels (optional for results), ``segmentation`` (polygons,
-uncompressed or compressed RLE; optional) and, for results, ``score``.
+uncompressed or compressed RLE; optional) and, for results, ``score``. Figures of their own:
+:func:`plot_instances` (one image) and :func:`gt_beside_predictions` (ground truth beside the
+predictions above a score threshold).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pycocotools.mask as mask_utils
 from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 
 from lvisnb.annotations.categories import FREQUENCY_GROUPS, FREQUENCY_NAMES
@@ -456,4 +459,33 @@ def plot_instances(
     draw_instances(ax, image, instances, frequency, names, **options)
     if title:
         ax.set_title(title, fontsize=9)
+    return fig
+
+
+def gt_beside_predictions(
+    image: np.ndarray,
+    gt_instances: list[dict],
+    results: list[dict],
+    frequency: dict[int, str],
+    names: dict[int, str] | None = None,
+    score_thr: float = 0.3,
+    title: str = "",
+) -> Figure:
+    """Ground truth (left) beside the predictions scoring at least ``score_thr`` (right).
+
+    ``image``: ``(H, W, 3)`` uint8 RGB; ``gt_instances`` / ``results``: the LVIS records of this
+    image (see :mod:`lvisnb.viz.overlay`), ``frequency`` / ``names`` keyed by LVIS category id.
+    """
+    shown = [r for r in results if r.get("score", 1.0) >= score_thr]
+    height, width = image.shape[:2]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 5.5 * height / max(width, 1)))
+    draw_instances(left, image, gt_instances, frequency, names, legend=False)
+    left.set_title(f"ground truth ({len(gt_instances)})", fontsize=9)
+    draw_instances(right, image, shown, frequency, names)
+    right.set_title(
+        f"predictions, score >= {score_thr:g} ({len(shown)} of {len(results)})", fontsize=9
+    )
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
     return fig

@@ -1,11 +1,17 @@
-"""Plots for the notebooks (seaborn on matplotlib). Each function returns a ``Figure``.
+"""The kit's figure style and the plots of annotation statistics (notebooks 01, 02).
 
-Colours are fixed per frequency group everywhere in the kit: :data:`FREQUENCY_COLOURS`.
+Colours are fixed per frequency group everywhere in the kit: :data:`FREQUENCY_COLOURS`; every
+figure is written into a run directory with :func:`save`. The plots of one annotation file's
+long tail (:func:`rank_frequency`, :func:`group_shares`, :func:`size_distribution`,
+:func:`instances_per_image`, :func:`federated_labels`) and of what repeat-factor sampling shows
+the model (:func:`repeat_factors_by_group`, :func:`epoch_composition`) each return a
+``Figure``; the plots of training and evaluation are in :mod:`lvisnb.viz.metric_plots`.
 
-Importing this module loads neither torch nor ipywidgets (a notebook that only plots starts
-fast): seaborn, which imports ipywidgets (``seaborn.widgets``), is imported inside the
-functions that draw with it, the browser (:mod:`lvisnb.viz.browse`) on first use, and torch only
-where image pixels are read (:meth:`lvisnb.viz.scene.Scene.image`).
+Notebook 04 reaches the category gallery (:func:`category_gallery`) and the image browser
+(:func:`browse`, :func:`show`, :func:`view_grid`) here too. Importing this module loads neither
+torch nor ipywidgets (a notebook that only plots starts fast): seaborn, which imports
+ipywidgets (``seaborn.widgets``), is imported inside the functions that draw with it
+(:func:`import_seaborn`), and the browser (:mod:`lvisnb.viz.browse`) on first use.
 """
 
 from __future__ import annotations
@@ -26,9 +32,6 @@ from lvisnb.annotations.categories import (
 )
 from lvisnb.annotations.statistics import RankFrequencyFit
 from lvisnb.viz.gallery import category_gallery as category_gallery
-from lvisnb.viz.overlay import draw_federated as draw_federated
-from lvisnb.viz.overlay import draw_instances
-from lvisnb.viz.overlay import plot_instances as plot_instances
 
 FREQUENCY_COLOURS = {"r": "#d1495b", "c": "#edae49", "f": "#00798c"}
 GROUP_ORDER = [FREQUENCY_NAMES[g] for g in FREQUENCY_GROUPS]
@@ -36,14 +39,14 @@ GROUP_PALETTE = {FREQUENCY_NAMES[g]: FREQUENCY_COLOURS[g] for g in FREQUENCY_GRO
 DOT_ZORDER = {"f": 3, "c": 4, "r": 5}  # rare dots on top: the fewest must not be hidden
 
 
-def _seaborn():
+def import_seaborn():
     """seaborn, imported on first use: it imports ipywidgets (see the module docstring)."""
-    import seaborn
+    import seaborn  # imports ipywidgets: loaded by the plots that draw with it only
 
     return seaborn
 
 
-def _despine(fig: Figure) -> None:
+def despine(fig: Figure) -> None:
     """Hide the top and right spines of every axes of ``fig`` (``seaborn.despine``)."""
     for ax in fig.axes:
         ax.spines[["top", "right"]].set_visible(False)
@@ -57,7 +60,7 @@ def save(fig: Figure, run_dir: str | os.PathLike, name: str, dpi: int = 110) -> 
     return path
 
 
-def _draw_group_thresholds(ax, axis: str = "y") -> None:
+def draw_group_thresholds(ax, axis: str = "y") -> None:
     """Dashed lines at LVIS's r/c and c/f boundaries (10 and 100 training images)."""
     line = ax.axhline if axis == "y" else ax.axvline
     for value in (RARE_MAX_IMAGES + 0.5, COMMON_MAX_IMAGES + 0.5):
@@ -115,7 +118,7 @@ def rank_frequency(
             linewidth=1,
             label=f"fit: count ~ rank^-{fit.alpha:.2f} (R²={fit.r2:.2f})",
         )
-    _draw_group_thresholds(ax)
+    draw_group_thresholds(ax)
     ax.set(
         xscale="log",
         yscale="log",
@@ -124,7 +127,7 @@ def rank_frequency(
         title=title,
     )
     ax.legend(frameon=False, fontsize=8)
-    _despine(fig)
+    despine(fig)
     return fig
 
 
@@ -143,7 +146,7 @@ def group_shares(groups: pd.DataFrame) -> Figure:
         {"category_share": "categories", "instance_share": "instances"}
     )
     fig, ax = plt.subplots(figsize=(6, 4))
-    _seaborn().barplot(
+    import_seaborn().barplot(
         data=long,
         x="group",
         y="share",
@@ -160,7 +163,7 @@ def group_shares(groups: pd.DataFrame) -> Figure:
         ax.bar_label(
             container, fmt="%.0f%%", labels=[f"{v.get_height():.0%}" for v in container], fontsize=8
         )
-    _despine(fig)
+    despine(fig)
     return fig
 
 
@@ -210,7 +213,7 @@ def size_distribution(annotations: pd.DataFrame, counts: pd.DataFrame) -> Figure
         title="Object sizes by frequency group (cumulative)",
     )
     ax.legend(frameon=False, fontsize=8, title="group (instances)", title_fontsize=8)
-    _despine(fig)
+    despine(fig)
     return fig
 
 
@@ -220,7 +223,7 @@ def instances_per_image(per_image: pd.DataFrame) -> Figure:
     fig, ax = plt.subplots(figsize=(6, 3.5))
     top = int(per_image["instances"].max())
     bins = np.arange(0, top + 2) - 0.5 if top <= 60 else 60
-    _seaborn().histplot(per_image["instances"], bins=bins, color="0.35", ax=ax)
+    import_seaborn().histplot(per_image["instances"], bins=bins, color="0.35", ax=ax)
     ax.axvline(
         per_image["instances"].mean(),
         color=FREQUENCY_COLOURS["f"],
@@ -229,7 +232,7 @@ def instances_per_image(per_image: pd.DataFrame) -> Figure:
     )
     ax.set(xlabel="annotated instances in the image", ylabel="images", title="Instances per image")
     ax.legend(frameon=False)
-    _despine(fig)
+    despine(fig)
     return fig
 
 
@@ -239,9 +242,9 @@ def federated_labels(federated: pd.DataFrame) -> Figure:
         value_vars=["positive", "negative", "not_exhaustive"], var_name="label", value_name="n"
     )
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    _seaborn().boxplot(data=long, x="label", y="n", color="0.8", ax=ax)
+    import_seaborn().boxplot(data=long, x="label", y="n", color="0.8", ax=ax)
     ax.set(xlabel="", ylabel="categories per image", title="Federated labels per image")
-    _despine(fig)
+    despine(fig)
     return fig
 
 
@@ -256,7 +259,7 @@ def repeat_factors_by_group(
         }
     )
     fig, ax = plt.subplots(figsize=(6, 4))
-    _seaborn().stripplot(
+    import_seaborn().stripplot(
         data=frame,
         x="group",
         y="r(c)",
@@ -270,7 +273,7 @@ def repeat_factors_by_group(
     )
     ax.axhline(1, color="0.4", linestyle="--", linewidth=0.8)
     ax.set(xlabel="", ylabel="repeat factor r(c)", title=f"RFS repeat factors (t = {threshold:g})")
-    _despine(fig)
+    despine(fig)
     return fig
 
 
@@ -286,7 +289,7 @@ def epoch_composition(composition: pd.DataFrame) -> Figure:
         .melt(id_vars="group", var_name="sampling", value_name="share")
     )
     fig, ax = plt.subplots(figsize=(7, 4))
-    _seaborn().barplot(
+    import_seaborn().barplot(
         data=long,
         x="group",
         y="share",
@@ -304,269 +307,30 @@ def epoch_composition(composition: pd.DataFrame) -> Figure:
     )
     for container in ax.containers:
         ax.bar_label(container, labels=[f"{v.get_height():.1%}" for v in container], fontsize=7)
-    _despine(fig)
-    return fig
-
-
-def loss_curve(records: list[dict], smooth: int = 10) -> Figure:
-    """Training losses (moving average over ``smooth`` iterations) and the lr, per iteration."""
-    frame = pd.DataFrame(records)
-    if frame.empty:
-        raise ValueError("no training records to plot")
-    loss_cols = [c for c in frame.columns if c.startswith("loss")]
-    fig, ax = plt.subplots(figsize=(7, 4))
-    smoothed = frame[loss_cols].rolling(max(1, smooth), min_periods=1).mean()
-    for col in loss_cols:
-        ax.plot(frame["iter"], smoothed[col], label=col, linewidth=2 if col == "loss" else 1)
-    ax.set(xlabel="iteration", ylabel="loss", yscale="log", title="Training loss")
-    lr_ax = ax.twinx()
-    lr_ax.plot(frame["iter"], frame["lr"], color="0.6", linestyle=":", label="lr")
-    lr_ax.set_ylabel("learning rate")
-    ax.legend(frameon=False, fontsize=7, loc="upper right")
-    return fig
-
-
-class LiveLossPlot:
-    """A ``train(..., callback=LiveLossPlot())`` that redraws the loss curve every ``every``
-    iterations in the notebook's output (one display area, updated in place)."""
-
-    def __init__(self, every: int = 10):
-        self.every = every
-        self.records: list[dict] = []
-        self._handle = None
-
-    def __call__(self, record: dict) -> None:
-        self.records.append(record)
-        if len(self.records) % self.every:
-            return
-        from IPython.display import display
-
-        fig = loss_curve(self.records)
-        if self._handle is None:
-            self._handle = display(fig, display_id=True)
-        else:
-            self._handle.update(fig)
-        plt.close(fig)
-
-
-def ap_by_group(metrics: dict[str, dict[str, float]]) -> Figure:
-    """Bars of AP, APr, APc, APf for box (``bbox``) and mask (``segm``) AP.
-
-    ``metrics``: ``lvisnb.evaluation.evaluate.evaluate(...).metrics``; undefined values (-1) are
-    left out.
-    """
-    rows = [
-        {
-            "iou type": {"bbox": "box", "segm": "mask"}.get(iou_type, iou_type),
-            "metric": name,
-            "AP": values[name],
-        }
-        for iou_type, values in metrics.items()
-        for name in ("APr", "APc", "APf", "AP")
-        if values.get(name, -1) >= 0
-    ]
-    frame = pd.DataFrame(rows)
-    palette = {
-        "APr": FREQUENCY_COLOURS["r"],
-        "APc": FREQUENCY_COLOURS["c"],
-        "APf": FREQUENCY_COLOURS["f"],
-        "AP": "0.5",
-    }
-    fig, ax = plt.subplots(figsize=(7, 4))
-    _seaborn().barplot(data=frame, x="iou type", y="AP", hue="metric", palette=palette, ax=ax)
-    for container in ax.containers:
-        ax.bar_label(container, fmt="%.3f", fontsize=7)
-    ax.set(xlabel="", ylabel="AP (IoU 0.50:0.95)", title="AP by frequency group", ylim=(0, 1))
-    ax.legend(frameon=False, ncols=4, loc="upper left")
-    _despine(fig)
-    return fig
-
-
-def _arm_labels(frame: pd.DataFrame) -> pd.Series:
-    """``frame["arm"]``, or ``<sampler>+<method>`` from a leaderboard's columns."""
-    if "arm" in frame.columns:
-        return frame["arm"].astype(str)
-    return frame["sampler"].astype(str) + "+" + frame["method"].astype(str)
-
-
-def ap_by_group_with_errors(
-    summary: pd.DataFrame, board: pd.DataFrame | None = None, prefix: str = "box"
-) -> Figure:
-    """Bars of AP, APr, APc, APf per arm (mean over seeds) with their 95% intervals.
-
-    ``summary``: :func:`lvisnb.methods.leaderboard.over_seeds` (``<prefix>_<metric>`` with ``_low``
-    / ``_high``; an ``arm`` column or ``sampler`` and ``method``). ``board``: the leaderboard's
-    runs, drawn as dots (one per seed) over their arm's bar. Error bars span the t-interval
-    (none for a single seed); undefined metrics (NaN) are left out.
-    """
-    names = ["AP", "APr", "APc", "APf"]
-    colours = ["0.55", FREQUENCY_COLOURS["r"], FREQUENCY_COLOURS["c"], FREQUENCY_COLOURS["f"]]
-    arms = list(_arm_labels(summary))
-    width = 0.8 / len(names)
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.5 * len(arms) + 1), 4))
-    x = np.arange(len(arms))
-    for k, (name, colour) in enumerate(zip(names, colours, strict=True)):
-        column = f"{prefix}_{name}"
-        mean = summary[column].to_numpy(float)
-        low = summary[f"{column}_low"].to_numpy(float)
-        high = summary[f"{column}_high"].to_numpy(float)
-        errors = np.nan_to_num(np.stack([mean - low, high - mean]), nan=0.0)
-        offset = x + (k - (len(names) - 1) / 2) * width
-        ax.bar(
-            offset,
-            np.nan_to_num(mean),
-            width,
-            color=colour,
-            label=name,
-            edgecolor="0.2",
-            linewidth=0.5,
-            yerr=errors,
-            capsize=2,
-            error_kw={"linewidth": 0.8},
-        )
-        if board is not None:
-            labels = _arm_labels(board)
-            for j, arm in enumerate(arms):
-                values = board.loc[labels == arm, column].dropna().to_numpy(float)
-                ax.scatter(np.full(len(values), offset[j]), values, s=9, color="0.1", zorder=3)
-    ax.set_xticks(x, arms)
-    ax.set(
-        ylabel=f"{prefix} AP (IoU 0.50:0.95)",
-        title=f"{prefix} AP by frequency group: mean over seeds, 95% interval",
-    )
-    ax.legend(frameon=False, ncols=4, loc="upper left", fontsize=8)
-    ax.set_ylim(0, max(0.05, ax.get_ylim()[1] * 1.1))
-    _despine(fig)
-    return fig
-
-
-def paired_differences(differences: pd.DataFrame) -> Figure:
-    """Each arm's paired difference from the baseline, one panel per metric (a forest plot).
-
-    ``differences``: :func:`lvisnb.methods.long_tail_summary.paired_differences` (``arm``,
-    ``metric``, ``mean``, ``low``, ``high``). A dot is the mean difference over seeds, its line the
-    95% t-interval; an interval that crosses the dashed zero line does not tell the arm from the
-    baseline. Panels are coloured by frequency group (AP in grey).
-    """
-    metrics = list(dict.fromkeys(differences["metric"]))
-    arms = list(dict.fromkeys(differences["arm"]))
-    fig, axes = plt.subplots(
-        1,
-        len(metrics),
-        figsize=(2.4 * len(metrics) + 1.5, 0.5 * len(arms) + 1.5),
-        sharey=True,
-        squeeze=False,
-    )
-    for ax, metric in zip(axes[0], metrics, strict=True):
-        rows = differences[differences["metric"] == metric].set_index("arm").reindex(arms)
-        group = metric[-1] if metric[-3:-1] == "AP" else ""  # box_APr -> r, box_AP -> ""
-        colour = FREQUENCY_COLOURS.get(group, "0.35")
-        y = np.arange(len(arms))
-        mean = rows["mean"].to_numpy(float)
-        errors = np.nan_to_num(np.stack([mean - rows["low"], rows["high"] - mean]), nan=0.0)
-        ax.errorbar(mean, y, xerr=errors, fmt="o", color=colour, capsize=3)
-        ax.axvline(0, color="0.4", linestyle="--", linewidth=0.8)
-        ax.set(title=metric, xlabel="difference")
-        ax.set_yticks(y, arms)
-        ax.xaxis.set_major_locator(plt.MaxNLocator(4))
-    axes[0][0].invert_yaxis()  # the first arm on top (the axes share y: invert once)
-    axes[0][0].set_ylabel("arm minus baseline")
-    _despine(fig)
-    fig.tight_layout()
-    return fig
-
-
-def ap_vs_train_count(
-    per_category: pd.DataFrame, column: str = "AP_segm", count_source: str | None = None
-) -> Figure:
-    """Per-category AP (``column``) against its number of training images, log x.
-
-    ``per_category``: ``evaluate(...).per_category`` (``train_image_count``, ``val_images``,
-    ``frequency``); categories without val ground truth (NaN AP) are left out. ``count_source``:
-    what the training counts are (``evaluation.info["train_count_source"]``), for the axis.
-    Where no training count is known (no train file, not a whole LVIS category set) the x axis
-    is the number of images *of the evaluated file* with the category, and says so. Dashed
-    lines: the r/c and c/f boundaries at 10 and 100 training images.
-    """
-    known = per_category["train_image_count"].notna().any()
-    count = "train_image_count" if known else "val_images"
-    frame = per_category.dropna(subset=[column, count]).copy()
-    frame = frame[frame[count] > 0]
-    frame["group"] = frame["frequency"].astype(str).map(FREQUENCY_NAMES)
-    frame["train images"] = frame[count].astype(float)
-    xlabel = f"{count_source or 'training images'} of the category (log)"
-    if not known:
-        xlabel = "images in this file with the category (log; no training counts known)"
-    fig, ax = plt.subplots(figsize=(7, 4))
-    _seaborn().scatterplot(
-        data=frame,
-        x="train images",
-        y=column,
-        hue="group",
-        hue_order=GROUP_ORDER,
-        palette=GROUP_PALETTE,
-        s=40,
-        ax=ax,
-    )
-    ax.set_xscale("log")
-    if known:  # the r/c/f boundaries are numbers of training images
-        _draw_group_thresholds(ax, axis="x")
-    label = {"AP_segm": "mask AP", "AP_bbox": "box AP"}.get(column, column)
-    ax.set(xlabel=xlabel, ylabel=label, title=f"Per-category {label} against training data")
-    ax.legend(frameon=False, title="")
-    _despine(fig)
-    return fig
-
-
-def gt_beside_predictions(
-    image: np.ndarray,
-    gt_instances: list[dict],
-    results: list[dict],
-    frequency: dict[int, str],
-    names: dict[int, str] | None = None,
-    score_thr: float = 0.3,
-    title: str = "",
-) -> Figure:
-    """Ground truth (left) beside the predictions scoring at least ``score_thr`` (right).
-
-    ``image``: ``(H, W, 3)`` uint8 RGB; ``gt_instances`` / ``results``: the LVIS records of this
-    image (see :mod:`lvisnb.viz.overlay`), ``frequency`` / ``names`` keyed by LVIS category id.
-    """
-    shown = [r for r in results if r.get("score", 1.0) >= score_thr]
-    height, width = image.shape[:2]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 5.5 * height / max(width, 1)))
-    draw_instances(left, image, gt_instances, frequency, names, legend=False)
-    left.set_title(f"ground truth ({len(gt_instances)})", fontsize=9)
-    draw_instances(right, image, shown, frequency, names)
-    right.set_title(
-        f"predictions, score >= {score_thr:g} ({len(shown)} of {len(results)})", fontsize=9
-    )
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    despine(fig)
     return fig
 
 
 # the browser lives in lvisnb.viz.browse (ipywidgets), imported when first used: lvisnb.viz.plots
-# itself loads neither ipywidgets nor torch; notebooks reach everything through lvisnb.viz.plots
+# itself loads neither ipywidgets nor torch; notebook 04 reaches the browser through these
 
 
 def browse(*args, **kwargs):
     """:func:`lvisnb.viz.browse.browse` (the interactive browser of notebook 04)."""
-    from lvisnb.viz import browse as module
+    from lvisnb.viz import browse as module  # ipywidgets: loaded when the browser is used
 
     return module.browse(*args, **kwargs)
 
 
 def show(*args, **kwargs):
     """:func:`lvisnb.viz.browse.show` (the browser, or its static grid without a front end)."""
-    from lvisnb.viz import browse as module
+    from lvisnb.viz import browse as module  # ipywidgets: loaded when the browser is used
 
     return module.show(*args, **kwargs)
 
 
 def view_grid(*args, **kwargs):
     """:func:`lvisnb.viz.browse.view_grid` (a static grid of images with their overlays)."""
-    from lvisnb.viz import browse as module
+    from lvisnb.viz import browse as module  # ipywidgets: loaded when the browser is used
 
     return module.view_grid(*args, **kwargs)

@@ -19,8 +19,16 @@ from pathlib import Path
 
 import numpy as np
 
+from lvisnb.annotations import validate
 from lvisnb.annotations.categories import find_category
-from lvisnb.annotations.validate import ImageReadError, image_path, image_relpath
+from lvisnb.annotations.images import (
+    ImageReadError,
+    default_image_root,
+    image_path,
+    image_relpath,
+    read_record_pixels,
+)
+from lvisnb.annotations.json_file import load_json
 from lvisnb.evaluation import results as detections
 from lvisnb.viz import verdicts as federated
 
@@ -31,7 +39,7 @@ class Scene:
 
     - ``dataset``: the LVIS annotation dict (never modified); ``source``: its file, for messages.
     - ``image_root``: folder the images resolve under
-      (:func:`lvisnb.annotations.validate.image_path`).
+      (:func:`lvisnb.annotations.images.image_path`).
     - ``results``: result records by image id (LVIS category ids, ``bbox`` XYWH pixels,
       ``segmentation`` RLE, ``score``), each list in decreasing score order and cut to the
       top 300 as ``lvis.LVISResults`` does (:func:`lvisnb.evaluation.results.cap_per_image`); empty
@@ -263,9 +271,7 @@ class Scene:
         if image_id in self._cache:
             self._cache.move_to_end(image_id)
             return self._cache[image_id]
-        from lvisnb.data.dataset import read_record_image  # torch: loaded when pixels are needed
-
-        pixels = read_record_image(self.images[image_id], self.image_root).permute(1, 2, 0).numpy()
+        pixels = read_record_pixels(self.images[image_id], self.image_root)
         self.reads += 1
         self._cache[image_id] = pixels
         while len(self._cache) > self.cache_size:
@@ -307,19 +313,17 @@ def load_scene(
     """A :class:`Scene` from an LVIS JSON path (or loaded dict, or ``lvis.LVIS``), the image
     root (default: two levels above the JSON file, the layout of LVIS and toy-LVIS) and an
     optional results JSON path or list (validated against the ground truth)."""
-    from lvisnb.annotations import validate as data
-
     if isinstance(gt, str | os.PathLike):
         source = str(gt)
-        dataset = data.load_json(gt)
-        default_root = data.default_image_root(gt)
+        dataset = load_json(gt)
+        default_root = default_image_root(gt)
     elif isinstance(gt, Mapping) or isinstance(getattr(gt, "dataset", None), dict):
         dataset = gt if isinstance(gt, Mapping) else gt.dataset
         source, default_root = str(getattr(gt, "source", "<dict>")), None
     else:
         raise TypeError(f"gt must be a path or an LVIS dict, got {type(gt).__name__}")
-    if not data.is_validated(gt):  # an lvis.LVIS from data.load_lvis already was
-        data.validate_dataset(dataset, source)
+    if not validate.is_validated(gt):  # an lvis.LVIS from validate.load_lvis already was
+        validate.validate_dataset(dataset, source)
     root = Path(image_root) if image_root else default_root
     if root is None:
         raise ValueError("image_root is needed when the ground truth is not a file")

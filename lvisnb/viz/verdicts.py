@@ -37,8 +37,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 import pycocotools.mask as mask_utils
 
+from lvisnb.annotations.categories import FREQUENCY_GROUPS
 from lvisnb.annotations.masks import segmentation_rle
 
 MATCHED = "matched"
@@ -211,10 +213,6 @@ def image_verdict(
 def verdict_table(verdicts: Sequence[ImageVerdict], frequency: Mapping[int, str]):
     """pandas DataFrame, one row per frequency group ("r", "c", "f") and a "total" row: how
     many predictions got each verdict and how many instances were missed, over ``verdicts``."""
-    import pandas as pd
-
-    from lvisnb.annotations.categories import FREQUENCY_GROUPS
-
     counted: Counter[tuple[str, str]] = Counter()
     for verdict in verdicts:
         for record, status in zip(verdict.predictions, verdict.prediction_status, strict=True):

@@ -2,10 +2,10 @@
 
 One valid LVIS file (three images with federated label lists, one of them 28 x 28; three
 categories; polygon annotations and one compressed RLE) is spoiled one fault at a time, written
-to a file and read by each entry point of the kit: ``data.load_lvis`` (datasets),
-``data.read_tables`` (statistics), ``ground_truth.load_ground_truth`` and ``evaluate.evaluate``
+to a file and read by each entry point of the kit: ``validate.load_lvis`` (datasets),
+``tables.read_tables`` (statistics), ``ground_truth.load_ground_truth`` and ``evaluate.evaluate``
 (evaluation), ``scene.load_scene`` (drawing) and ``dataset.LVISDetection`` (training). Each must
-raise :class:`lvisnb.annotations.validate.LVISFormatError` naming the file, ``section[index]`` and
+raise :class:`lvisnb.annotations.json_file.LVISFormatError` naming the file, ``section[index]`` and
 the field; none may crash in pycocotools, hang, or go on with a different number.
 """
 
@@ -17,6 +17,8 @@ import pytest
 from synthetic import box_mask, rle
 
 from lvisnb.annotations import validate as data
+from lvisnb.annotations.json_file import LVISFormatError
+from lvisnb.annotations.tables import read_tables
 from lvisnb.data.dataset import LVISDetection
 from lvisnb.evaluation import evaluate, ground_truth
 from lvisnb.viz import scene
@@ -83,7 +85,7 @@ def _result() -> dict:
 
 ENTRY_POINTS = {
     "load_lvis": lambda path: data.load_lvis(path),
-    "read_tables": lambda path: data.read_tables(path),
+    "read_tables": lambda path: read_tables(path),
     "load_ground_truth": lambda path: ground_truth.load_ground_truth(path),
     "load_scene": lambda path: scene.load_scene(path, image_root=path.parent),
     "LVISDetection": lambda path: LVISDetection(path, path.parent),
@@ -321,7 +323,7 @@ EMPTY = {
     "no categories": (_empty("categories"), "no categories"),
 }
 
-# JSON-level faults (data.json_problem): text -> words expected
+# JSON-level faults (json_file.json_problem): text -> words expected
 UNREADABLE = {
     "empty file": (b"", "the file is empty"),
     "truncated": (b'{"images": [{"id": 1', "cut short"),
@@ -343,7 +345,7 @@ def _raises_everywhere(path, *expected: str) -> list[str]:
     path and every one of ``expected``)."""
     messages = []
     for name, entry_point in ENTRY_POINTS.items():
-        with pytest.raises(data.LVISFormatError) as caught:
+        with pytest.raises(LVISFormatError) as caught:
             entry_point(path)
         message = str(caught.value)
         assert str(path) in message, (name, message)
@@ -386,8 +388,8 @@ def test_no_annotations_is_refused_where_they_are_needed(tmp_path):
     path = _write(tmp_path, dataset)
     for name in ("load_lvis", "load_ground_truth", "load_scene", "LVISDetection", "evaluate"):
         assert ENTRY_POINTS[name](path) is not None, name
-    for needs in (data.read_tables, lambda path: LVISDetection(path, tmp_path, skip_empty=True)):
-        with pytest.raises(data.LVISFormatError, match=rf"{path}: no annotations"):
+    for needs in (read_tables, lambda path: LVISDetection(path, tmp_path, skip_empty=True)):
+        with pytest.raises(LVISFormatError, match=rf"{path}: no annotations"):
             needs(path)
 
 
@@ -399,7 +401,7 @@ def test_a_long_tail_of_one_category_is_named(tmp_path):
         ann["category_id"] = 1
     path = _write(tmp_path, dataset)
     with pytest.raises(ValueError, match=rf"{path}: 1 category\(ies\) annotated"):
-        long_tail_report(data.read_tables(path))
+        long_tail_report(read_tables(path))
 
 
 @pytest.mark.parametrize("fault", list(UNREADABLE))
@@ -463,7 +465,7 @@ def test_an_lvis_object_is_checked_once(tmp_path, monkeypatch):
         lambda gt: scene.load_scene(gt, image_root=tmp_path),
         lambda gt: LVISDetection(gt, tmp_path),
     ):
-        with pytest.raises(data.LVISFormatError, match=r"annotations\[0\] .*'bbox'"):
+        with pytest.raises(LVISFormatError, match=r"annotations\[0\] .*'bbox'"):
             entry_point(LVISFromDict(copy.deepcopy(spoiled)))
 
 
@@ -473,5 +475,5 @@ def test_real_lvis_v05_and_toy_files_pass(toy_train, toy_val):
     real = Path(__file__).parents[1] / "fixtures" / "lvis_v0.5_val_100.json"  # see data/README.md
     for path in (toy_train, toy_val, real):
         data.load_lvis(path)
-        data.read_tables(path)
+        read_tables(path)
         ground_truth.load_ground_truth(path)

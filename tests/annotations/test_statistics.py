@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from lvisnb.annotations import statistics as analysis
-from lvisnb.annotations.validate import LVISTables
+from lvisnb.annotations.tables import LVISTables
 
 
 @pytest.fixture
@@ -87,7 +87,7 @@ def test_rank_frequency_fit_recovers_a_power_law():
 
 
 def test_report_on_toy(toy_train):
-    from lvisnb.annotations.validate import read_tables
+    from lvisnb.annotations.tables import read_tables
 
     report = analysis.long_tail_report(read_tables(toy_train))
     summary = report.summary()

@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 from synthetic import box_mask, rle, toy_detections
 
+from lvisnb.annotations.json_file import LVISFormatError
 from lvisnb.annotations.lvis_compat import LVISEval, LVISFromDict
-from lvisnb.annotations.validate import LVISFormatError, load_lvis
+from lvisnb.annotations.validate import load_lvis
 from lvisnb.evaluation import evaluate
 from lvisnb.evaluation import metrics as metrics_module
 from lvisnb.evaluation import results as detections

@@ -13,6 +13,8 @@ from lvis_cases import reference_metrics
 
 from lvisnb.annotations import statistics as analysis
 from lvisnb.annotations import validate as data
+from lvisnb.annotations.images import image_path, image_relpath
+from lvisnb.annotations.tables import read_tables
 from lvisnb.evaluation.evaluate import evaluate
 
 REAL = Path(__file__).parents[1] / "fixtures" / "lvis_v0.5_val_100.json"
@@ -24,7 +26,7 @@ def real_gt():
 
 
 def test_real_file_loads_and_its_long_tail_is_counted(real_gt):
-    tables = data.read_tables(REAL)
+    tables = read_tables(REAL)
     assert len(tables.images) == 100 and len(tables.annotations) == 977
     assert len(tables.categories) == 1230
     assert set(tables.categories["frequency"]) == {"r", "c", "f"}
@@ -43,10 +45,10 @@ def test_real_v05_records_resolve_to_coco_2017_files(real_gt, tmp_path):
     2017's ``val2017/<12-digit id>.jpg``, which ``coco_url`` gives."""
     for image in real_gt["images"]:
         assert image["file_name"].startswith("COCO_val2014_")
-        assert data.image_relpath(image) == f"val2017/{image['id']:012d}.jpg"
+        assert image_relpath(image) == f"val2017/{image['id']:012d}.jpg"
     first = next(i for i in real_gt["images"] if i["id"] == 266409)
-    assert data.image_path(first, tmp_path) == tmp_path / "val2017" / "000000266409.jpg"
-    tables = data.read_tables(REAL)
+    assert image_path(first, tmp_path) == tmp_path / "val2017" / "000000266409.jpg"
+    tables = read_tables(REAL)
     assert set(tables.images["path"]) == {f"val2017/{i:012d}.jpg" for i in tables.images["id"]}
 
 

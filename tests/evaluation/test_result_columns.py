@@ -17,7 +17,7 @@ from lvis_cases import make_case
 from test_masks import _rle_strings
 
 from lvisnb.annotations import masks
-from lvisnb.annotations.validate import LVISFormatError
+from lvisnb.annotations.json_file import LVISFormatError
 from lvisnb.evaluation import result_columns
 from lvisnb.evaluation import results as detections
 from lvisnb.evaluation.evaluate import evaluate, load_ground_truth

@@ -7,7 +7,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pytest
 
-from lvisnb.annotations.validate import image_path
+from lvisnb.annotations.images import image_path
 from lvisnb.viz import gallery
 from lvisnb.viz import verdicts as federated
 from lvisnb.viz.scene import load_scene

@@ -83,11 +83,9 @@ def test_a_mask_of_the_wrong_size_is_a_clear_error(sample):
 
 
 def test_ground_truth_beside_predictions_above_the_threshold(sample):
-    from lvisnb.viz import plots as viz
-
     image, anns, frequency, names = sample
     results = [dict(a, score=s) for a, s in zip(anns[:3], (0.9, 0.5, 0.1), strict=True)]
-    fig = viz.gt_beside_predictions(image, anns, results, frequency, names, score_thr=0.3)
+    fig = overlay.gt_beside_predictions(image, anns, results, frequency, names, score_thr=0.3)
     left, right = fig.axes[:2]
     assert len(left.texts) == len(anns)
     assert [t.get_text().split()[-1] for t in right.texts] == ["0.90", "0.50"]

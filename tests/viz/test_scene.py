@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from synthetic import box_mask, rle
 
-from lvisnb.annotations.validate import ImageReadError, image_path
+from lvisnb.annotations.images import ImageReadError, image_path
 from lvisnb.viz import browse, gallery
 from lvisnb.viz.scene import load_scene
 
@@ -276,3 +276,18 @@ def test_categories_resolve_by_lvis_synonym_in_any_case(tmp_path):
     assert scene.category_id("Cat") == cat
     with pytest.raises(ValueError, match=r"did you mean couch \(= sofa\)"):
         scene.category_id("cuoch")
+
+
+def test_reading_an_image_for_drawing_does_not_import_torch(toy_root, toy_val):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from lvisnb.viz.scene import load_scene\n"
+        f"scene = load_scene({str(toy_val)!r}, {str(toy_root)!r})\n"
+        "pixels = scene.image(scene.image_ids[0])\n"
+        "print(pixels.dtype, pixels.shape[2], 'torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["uint8", "3", "False"]
