@@ -5,7 +5,7 @@ An *arm* is a sampler and a box-classification loss: ``uniform+ce`` (no re-sampl
 ``rfs+eqlv2``, ``rfs+federated`` (RFS with each loss of :mod:`lvisnb.model.losses`). Each arm runs
 with several seeds, each (arm, seed) into its own run directory
 ``run_dir/long_tail/<protocol>/<sampler>_<method>_seed<k>/`` holding ``metrics.json``
-(:func:`lvisnb.evaluation.evaluate.save_metrics`) and ``config.json`` (sections ``train``,
+(:func:`lvisnb.evaluation.report.save_metrics`) and ``config.json`` (sections ``train``,
 ``preset``, ``resolved`` as :func:`lvisnb.engine.train.train` writes them), so
 :func:`lvisnb.methods.leaderboard.leaderboard` reads every run, whichever protocol made it.
 
@@ -385,7 +385,8 @@ def run_decoupled(
 
 def _evaluate_run(data: Decoupled, run_dir: Path, records: list[dict], masks: bool) -> None:
     """Box (and mask) AP of one decoupled run's records into ``run_dir/metrics.json``."""
-    from lvisnb.evaluation.evaluate import evaluate, save_metrics
+    from lvisnb.evaluation.evaluate import evaluate
+    from lvisnb.evaluation.report import save_metrics
 
     iou_types = ("bbox", "segm") if masks else ("bbox",)
     save_metrics(
@@ -432,8 +433,9 @@ def run_end_to_end(
     from lvisnb.data.dataset import LVISDetection
     from lvisnb.engine.inference import load_trained_model, predict, save_results
     from lvisnb.engine.train import resolve_device, train
-    from lvisnb.evaluation.evaluate import evaluate, save_metrics
+    from lvisnb.evaluation.evaluate import evaluate
     from lvisnb.evaluation.ground_truth import load_ground_truth
+    from lvisnb.evaluation.report import save_metrics
 
     truth = None
     done = []
