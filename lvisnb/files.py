@@ -42,6 +42,16 @@ def is_metrics_file(path: Path) -> bool:
     return isinstance(data, dict) and {"info", "metrics", "per_category"} <= set(data)
 
 
+def is_json_object_with(path: Path, keys: Iterable[str]) -> bool:
+    """Whether ``path`` holds a JSON object with every one of ``keys`` (a summary the kit
+    wrote); ``False`` for anything unreadable."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and set(keys) <= set(data)
+
+
 def is_per_category_csv(path: Path) -> bool:
     """A CSV whose header is the kit's per-category table's (``id,name,frequency,...``)."""
     try:

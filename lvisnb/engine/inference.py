@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from lvisnb.annotations.categories import check_same_version
 from lvisnb.data.dataset import CategoryMapping, LVISDetection, collate, read_record_image
-from lvisnb.evaluation.results import MAX_DETS_PER_IMAGE
+from lvisnb.evaluation.metrics import MAX_DETS_PER_IMAGE
 from lvisnb.files import atomic_path, check_output
 from lvisnb.model.builder import Preset, autocast_dtype, build_model
 
@@ -164,7 +164,7 @@ def predict(
     restored after. ``max_dets=None`` keeps the model's own limit (the preset's
     ``box_detections_per_img``: 300 for the seed rows, 100 for ``toy``), capped at LVIS's
     ``MAX_DETS_PER_IMAGE`` (300); the model's own top-k is the cut, so evaluation, which cuts
-    with :func:`lvisnb.evaluation.results.cap_per_image`, keeps every record.
+    with :func:`lvisnb.evaluation.caps.cap_per_image`, keeps every record.
     ``mapping`` converts labels to LVIS category ids (default: the dataset's); a model trained
     on one LVIS version run on a file of the other is a ``ValueError`` naming both.
     Runs under ``torch.inference_mode``, with autocast on CUDA when ``amp`` (bf16 where the GPU

@@ -17,27 +17,22 @@ write; see :mod:`lvisnb.files`):
 
 - ``training.json`` (:func:`write_training_summary`, notebook 02): the experiment, iterations,
   throughput and the mean loss at the start and at the end of the log;
-- ``evaluation.json`` (:func:`write_evaluation_summary`, notebook 03): what was evaluated, how
-  long inference took, and box / mask AP, APr, APc, APf.
+- ``evaluation.json`` (:func:`lvisnb.evaluation.report.write_evaluation_summary`, notebook 03):
+  what was evaluated, how long inference took, and box / mask AP, APr, APc, APf.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from lvisnb.files import check_output, write_text_atomic
-
-if TYPE_CHECKING:
-    from lvisnb.evaluation.evaluate import Evaluation
+from lvisnb.files import check_output, is_json_object_with, write_text_atomic
 
 LOG_FILE = "train_log.jsonl"
 CONFIG_FILE = "config.json"
 TRAINING_FILE = "training.json"
-EVALUATION_FILE = "evaluation.json"
 CHECKPOINT_DIR = "checkpoints"
 LAST, FINAL = "last.pt", "final.pt"
 SAMPLES_GLOB = "samples_rank*.jsonl"
@@ -238,19 +233,8 @@ def training_summary(
     }
 
 
-def _json_object_with(path: Path, keys: Iterable[str]) -> bool:
-    """Whether ``path`` holds a JSON object with every one of ``keys`` (a summary the kit
-    wrote); ``False`` for anything unreadable."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(data, dict) and set(keys) <= set(data)
-
-
 # the keys that make a JSON object one of the kit's summaries (written by every version)
 TRAINING_KEYS = ("preset", "sampler", "iterations", "loss_first", "loss_last")
-EVALUATION_KEYS = ("ann_file", "results_file", "backend", "inference_seconds")
 
 
 def _write_summary(path: Path, summary: dict, keys: tuple, what: str, overwrite: bool) -> Path:
@@ -258,7 +242,7 @@ def _write_summary(path: Path, summary: dict, keys: tuple, what: str, overwrite:
     not a summary the kit wrote (a JSON object with ``keys``): ``FileExistsError`` then."""
     check_output(
         path,
-        written_by_kit=lambda p: _json_object_with(p, keys),
+        written_by_kit=lambda p: is_json_object_with(p, keys),
         overwrite=overwrite,
         what=what,
     )
@@ -287,39 +271,3 @@ def write_training_summary(
     return _write_summary(
         path, {**summary, **(extra or {})}, TRAINING_KEYS, "training summary", overwrite
     )
-
-
-SUMMARY_METRICS = ("AP", "APr", "APc", "APf")  # per IoU type in evaluation.json
-_IOU_NAMES = {"bbox": "box", "segm": "mask"}
-
-
-def evaluation_summary(evaluation: Evaluation, inference_seconds: float | None = None) -> dict:
-    """The headline of an :class:`lvisnb.evaluation.evaluate.Evaluation`: ``ann_file`` and
-    ``results_file`` (the paths evaluated), ``backend``, ``inference_seconds`` (seconds the model
-    took to write the results; ``None`` when an existing results file was evaluated), and for each
-    evaluated IoU type ``box`` (bbox) / ``mask`` (segm): ``{"AP", "APr", "APc", "APf"}`` as in
-    ``metrics.json`` (-1 where undefined, LVIS's convention)."""
-    info = evaluation.info
-    summary = {
-        "ann_file": str(info["gt"]),
-        "results_file": str(info["results"]),
-        "backend": info["backend"],
-        "inference_seconds": inference_seconds,
-    }
-    for iou_type, values in evaluation.metrics.items():
-        summary[_IOU_NAMES[iou_type]] = {k: float(values[k]) for k in SUMMARY_METRICS}
-    return summary
-
-
-def write_evaluation_summary(
-    run_dir: str | os.PathLike,
-    evaluation: Evaluation,
-    inference_seconds: float | None = None,
-    overwrite: bool = False,
-) -> Path:
-    """Write :func:`evaluation_summary` to ``run_dir/evaluation.json``, atomically; returns its
-    path. ``FileExistsError`` when that file exists and is not a summary the kit wrote (unless
-    ``overwrite``)."""
-    summary = evaluation_summary(evaluation, inference_seconds)
-    path = Path(run_dir) / EVALUATION_FILE
-    return _write_summary(path, summary, EVALUATION_KEYS, "summary of an evaluation", overwrite)

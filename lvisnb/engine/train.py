@@ -1,7 +1,7 @@
 """Iteration-based Mask R-CNN training on LVIS: schedule, AMP, checkpoints, resume, DDP.
 
 ``train(TrainConfig(...))`` or, for several processes, ``torchrun --nproc_per_node=N -m
-lvisnb.engine.train --preset ... --run-dir ...`` (NCCL on GPUs, gloo on the CPU). The pieces, as
+lvisnb.cli train --preset ... --run-dir ...`` (NCCL on GPUs, gloo on the CPU). The pieces, as
 torchvision's ``references/detection``: :func:`setup_training` builds a :class:`TrainSetup`
 (data, model, optimiser, scheduler, AMP) and the :class:`Progress` to start from,
 :func:`train_step` is one iteration, :func:`run_epoch` one pass of the sampler,
@@ -35,7 +35,6 @@ import json
 import math
 import os
 import random
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -759,97 +758,3 @@ def _gather_rng(world: int) -> list[dict]:
     states: list = [None] * world
     dist.all_gather_object(states, mine)
     return states
-
-
-# ----------------------------------------------------------------------------- command line
-
-
-def _yaml_mapping(text: str) -> dict:
-    """``--overrides`` text -> a dict of Preset fields (YAML, e.g. ``{train_scales: [480]}``)."""
-    import yaml
-
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        where = getattr(error, "problem", None) or str(error).splitlines()[0]
-        raise ValueError(f"--overrides is not valid YAML ({where}): {text!r}") from None
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise ValueError(f"--overrides must be a mapping such as '{{lr: 0.01}}', got {text!r}")
-    return value
-
-
-def _cli_registry():
-    """tyro rules for the one field argparse types cannot express: ``overrides`` (YAML)."""
-    import json
-
-    from tyro.constructors import ConstructorRegistry, PrimitiveConstructorSpec
-
-    registry = ConstructorRegistry()
-
-    @registry.primitive_rule
-    def _mapping(type_info):
-        if type_info.type is not dict:
-            return None
-        return PrimitiveConstructorSpec(
-            nargs=1,
-            metavar="YAML",
-            instance_from_str=lambda args: _yaml_mapping(args[0]),
-            is_instance=lambda value: isinstance(value, dict),
-            str_from_instance=lambda value: [json.dumps(value)],
-        )
-
-    return registry
-
-
-def config_from_args(argv: list[str] | None = None) -> TrainConfig:
-    """A :class:`TrainConfig` from ``--field value`` flags, typed by the dataclass (tyro): each
-    field's comment is its ``--help`` text; ``--lr 1e-3`` is a float, ``--run-dir on`` a string,
-    ``--max-iters None`` the preset's value, ``--lr-steps 3 4`` a tuple, booleans are flags
-    (``--resume`` / ``--no-progress``), ``--overrides`` YAML (``'{train_scales: [480, 512]}'``).
-    A malformed value exits with status 2 and a message naming the flag."""
-    import tyro
-
-    return tyro.cli(
-        TrainConfig,
-        args=argv,
-        prog="lvisnb train",
-        registry=_cli_registry(),
-        description=__doc__.splitlines()[0],
-    )
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``lvisnb train`` / ``torchrun -m lvisnb.engine.train``: exit status 0 when training finished,
-    1 when it stopped on non-finite losses or weights (one line naming the last good
-    checkpoint), 2 for an input the kit refuses (one line naming file and field);
-    ``LVISNB_TRACEBACK=1`` raises instead."""
-    from lvisnb.annotations.images import ImageReadError
-
-    rank = int(os.environ.get("RANK", "0"))
-    try:
-        result = train(config_from_args(argv))
-        if rank == 0:
-            print(f"checkpoint: {result.checkpoint} ({result.iterations} iterations)")
-        return 0
-    except (
-        FloatingPointError,
-        ValueError,
-        FileNotFoundError,
-        FileExistsError,
-        ImageReadError,
-    ) as error:
-        if os.environ.get("LVISNB_TRACEBACK"):
-            raise
-        if rank == 0:
-            stopped = isinstance(error, FloatingPointError)
-            print(f"lvisnb train: {'stopped' if stopped else 'error'}: {error}", file=sys.stderr)
-        return 1 if isinstance(error, FloatingPointError) else 2
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -14,7 +14,8 @@ Both give, per IoU type, the LVIS metrics ``AP, AP50, AP75, APs, APm, APl, APr, 
 ``AR@300, ARs@300, ARm@300, ARl@300`` (the official protocol: at most 300 detections per image,
 federated filtering, area ranges small < 32^2 <= medium < 96^2 <= large px^2, results and GT
 of area 0 not evaluated), equal to raw ``LVISEval`` to 1e-4 on every legal input
-(``tests/test_differential.py``). Areas of results (:func:`result_areas`): ``bbox`` uses the
+(``tests/test_differential.py``). Areas of results
+(:func:`lvisnb.evaluation.result_validation.result_areas`): ``bbox`` uses the
 box area ``w * h`` (the mask area for mask-only results, as ``LVISResults``); ``segm`` uses
 the *mask* area by default, as detectron2 (which drops boxes before ``LVISEval`` for segm),
 or with ``segm_area="box"`` the box's, as raw ``LVISEval`` on records that carry a box.
@@ -41,86 +42,51 @@ is in the Details" (and their code, ``large-vocab-devil``), with ``fixed=True``:
 
 With ``bootstrap=B`` (fast backend), AP, APr, APc and APf of each IoU type also get 95%
 percentile intervals from B image resamples that reuse the evaluation's matching
-(:mod:`lvisnb.evaluation.bootstrap`); :func:`compare` gives the paired interval of the difference of
-two results files on the same ground truth.
+(:mod:`lvisnb.evaluation.bootstrap`); :func:`lvisnb.evaluation.compare.compare` gives the paired
+interval of the difference of two results files on the same ground truth. Text reports and
+saved files: :mod:`lvisnb.evaluation.report`; the command line: ``lvisnb evaluate``
+(:mod:`lvisnb.cli`).
 
 Results are validated first: a results file is read column-wise by the kit's C reader while
 the ground truth loads (:mod:`lvisnb.evaluation.result_columns`), and any file it does not take, or
-whose columns fail a check, goes through :func:`lvisnb.evaluation.results.read_detections`, which
+whose columns fail a check, goes through
+:func:`lvisnb.evaluation.result_records.read_detections`, which
 converts every legal form and names the offending record and field. More than 300
 detections on an image are cut to the top 300 by score with a warning, as ``LVISResults`` does.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import time
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from lvisnb import files as outputs
-from lvisnb.annotations.categories import lvis_version_of, other_version_ids
+from lvisnb.annotations.categories import FREQUENCY_GROUPS, lvis_version_of, other_version_ids
 from lvisnb.annotations.json_file import gc_paused
 from lvisnb.evaluation import bootstrap as boot
 from lvisnb.evaluation import result_columns
+from lvisnb.evaluation.caps import cap_per_class, cap_per_image
 from lvisnb.evaluation.fast_backend import FastBackend, FastRunner
-from lvisnb.evaluation.ground_truth import FREQUENCY_GROUPS, GroundTruth, load_ground_truth
-from lvisnb.evaluation.metrics import per_category_ap
-from lvisnb.evaluation.results import (
-    MAX_DETS_PER_IMAGE,
-    Detections,
-    RLEColumns,
-    cap_per_class,
-    cap_per_image,
-    mask_areas,
-    read_detections,
-)
+from lvisnb.evaluation.ground_truth import GroundTruth, load_ground_truth
+from lvisnb.evaluation.metrics import MAX_DETS_PER_IMAGE, per_category_ap
+from lvisnb.evaluation.result_records import read_detections
+from lvisnb.evaluation.result_validation import result_areas
+from lvisnb.evaluation.results import Detections, RLEColumns
 
 IOU_TYPES = ("bbox", "segm")
 BACKENDS = ("fast", "lvis")
 DETS_PER_CLASS = 10_000  # AP-fixed / AP-pool per-category budget (Dave et al. 2021)
 SEGM_AREAS = ("mask", "box")  # what a result's area is for segm: see result_areas
-
-
-# ----------------------------------------------------------------------------- areas
-
-
-def result_areas(
-    det: Detections, candidate: np.ndarray, iou_types, segm_area: str = "mask"
-) -> dict[str, np.ndarray]:
-    """Each result's area (px^2, float64 (N,)) per IoU type, NaN where not ``candidate``.
-
-    The area decides a result's size range (small / medium / large) and whether it is
-    evaluated at all: ``LVISEval`` keeps only results of area > 0 (its ``get_ann_ids`` range is
-    strict), so an empty mask or a box of width or height 0 is neither a true nor a false
-    positive. ``lvis.LVISResults`` takes ``w * h`` of the box when the records have a ``bbox``,
-    else the mask's area. Here:
-
-    - ``bbox``: the box's ``w * h``; the mask's area for results without boxes (as
-      ``LVISResults``).
-    - ``segm``: with ``segm_area="mask"`` (the default) the mask's area, as detectron2 (which
-      drops ``bbox`` from results before ``LVISEval`` for segm) and as ``LVISEval`` on
-      mask-only results; with ``segm_area="box"``, the box's ``w * h`` when the results have
-      boxes, which reproduces raw ``LVISEval`` on records that carry both.
-
-    Masks of candidates are decoded (and their runs checked) by :func:`mask_areas`.
-    """
-    n = len(det)
-    mask_area = np.full(n, np.nan)
-    if det.segmentation is not None:
-        index = np.flatnonzero(candidate)
-        mask_area[index] = mask_areas(det, index)
-    box_area = mask_area
-    if det.bbox is not None:
-        box_area = np.where(candidate, det.bbox[:, 2] * det.bbox[:, 3], np.nan)
-    use_box = {"bbox": True, "segm": segm_area == "box"}
-    return {t: box_area if use_box[t] else mask_area for t in iou_types}
+SEGM_AREA_RULES = {
+    "mask": "segm size ranges (APs/APm/APl): result areas from the masks, as detectron2 "
+    "(raw LVISEval takes w*h of a record's bbox: --segm-area box)",
+    "box": "segm size ranges (APs/APm/APl): result areas from the boxes' w*h when the results "
+    "have boxes, as raw LVISEval",
+}
 
 
 # ----------------------------------------------------------------------------- evaluate
@@ -220,7 +186,8 @@ def evaluate(
     ``fixed``: also compute AP-fixed and AP-pool (``dets_per_class`` per category, no
     per-image limit), which costs a second evaluation per IoU type. ``segm_area``: "mask"
     (default, as detectron2) or "box" (raw ``LVISEval`` on records with boxes): where a
-    result's area comes from for segm, see :func:`result_areas`. Results and GT instances of
+    result's area comes from for segm, see
+    :func:`lvisnb.evaluation.result_validation.result_areas`. Results and GT instances of
     area 0 take no part, as in ``LVISEval``. ``train_ann``: the train annotation file whose
     image counts ``per_category["train_image_count"]`` reports (default: LVIS v1 train's,
     embedded, for a whole LVIS category set; else unknown). ``bootstrap``: B > 0 adds
@@ -514,306 +481,3 @@ def _category_table(truth: GroundTruth) -> pd.DataFrame:
             "val_images": truth.image_count,
         }
     )
-
-
-@dataclass
-class Comparison:
-    """What :func:`compare` returns.
-
-    - ``table``: one row per IoU type and metric (AP, APr, APc, APf): ``iou_type``,
-      ``metric``, ``A``, ``B`` (the plain metrics of each results file), ``difference``
-      (B - A), ``low``, ``high`` (its paired-bootstrap percentile interval); NaN where the
-      metric is undefined (no GT of the group).
-    - ``a``, ``b``: the two :class:`Evaluation` s (with their own intervals).
-    - ``info``: the sources, replicates, seed and confidence.
-    """
-
-    table: pd.DataFrame
-    a: Evaluation = field(repr=False)
-    b: Evaluation = field(repr=False)
-    info: dict
-
-    def to_dict(self) -> dict:
-        """JSON-ready: ``info`` and ``table`` (records, NaN as null)."""
-        table = self.table.astype(object).where(self.table.notna(), None)
-        return {"info": self.info, "table": table.to_dict(orient="records")}
-
-
-def compare(
-    gt,
-    results_a,
-    results_b,
-    iou_types=IOU_TYPES,
-    *,
-    bootstrap: int = 200,
-    seed: int = 0,
-    **options,
-) -> Comparison:
-    """Paired comparison of two results on the same ground truth: B - A and its interval.
-
-    Both results are evaluated (:func:`evaluate`, fast backend, ``options`` passed on; AP-fixed
-    off unless ``fixed=True``) with ``bootstrap`` replicates drawn with the same ``seed``: the
-    same image resamples are applied to both, so replicate b gives ``B_b - A_b`` and the
-    interval is the 95% percentile interval of those differences (the paired bootstrap, as
-    hotcoco's ``compare``, but with full resamples; see :mod:`lvisnb.evaluation.bootstrap`). The
-    ground truth is loaded once.
-    """
-    if not bootstrap:
-        raise ValueError("compare needs bootstrap >= 1 replicates")
-    options.setdefault("fixed", False)
-    truth = load_ground_truth(gt, train_ann=options.get("train_ann"))
-    a, b = (
-        evaluate(truth, results, iou_types, bootstrap=bootstrap, seed=seed, **options)
-        for results in (results_a, results_b)
-    )
-    rows = []
-    for iou_type in a.metrics:
-        for name in boot.METRICS:
-            value_a, value_b = a.metrics[iou_type][name], b.metrics[iou_type][name]
-            defined = value_a > -1 and value_b > -1
-            interval = boot.difference_interval(
-                a.replicates[iou_type][name], b.replicates[iou_type][name]
-            )
-            low, high = interval if defined and interval else (np.nan, np.nan)
-            rows.append(
-                (
-                    iou_type,
-                    name,
-                    value_a,
-                    value_b,
-                    value_b - value_a if defined else np.nan,
-                    low,
-                    high,
-                )
-            )
-    columns = ["iou_type", "metric", "A", "B", "difference", "low", "high"]
-    info = {"gt": truth.source, "a": a.info["results"], "b": b.info["results"]}
-    info |= {k: v for k, v in a.info["bootstrap"].items() if k != "metrics"}
-    return Comparison(pd.DataFrame(rows, columns=columns), a, b, info)
-
-
-def best_and_worst(per_category: pd.DataFrame, column: str = "AP_segm", n: int = 3) -> pd.DataFrame:
-    """The ``n`` best and ``n`` worst categories by ``column`` within each frequency group.
-
-    ``per_category``: ``lvisnb.evaluation.evaluate.evaluate(...).per_category``; categories without
-    val ground truth (NaN) are skipped. Rows sorted by group (r, c, f), then best before worst.
-    """
-    frame = per_category.dropna(subset=[column])
-    parts = []
-    for group in FREQUENCY_GROUPS:
-        members = frame[frame["frequency"].astype(str) == group].sort_values(
-            column, ascending=False
-        )
-        best = members.head(n).assign(rank="best")
-        worst = members.tail(min(n, max(len(members) - n, 0))).assign(rank="worst")
-        parts.extend([best, worst])
-    columns = ["frequency", "rank", "name", "id", "train_image_count", "val_instances", column]
-    if not parts:
-        return pd.DataFrame(columns=columns)
-    return pd.concat(parts)[columns].reset_index(drop=True)
-
-
-# ----------------------------------------------------------------------------- output, CLI
-
-
-def _inputs(evaluation: Evaluation) -> list[str]:
-    info = evaluation.info
-    return [info["gt"], info["results"], *([info["train_ann"]] if info.get("train_ann") else [])]
-
-
-def save_metrics(path: str | os.PathLike, evaluation: Evaluation, overwrite: bool = False) -> Path:
-    """Write ``evaluation.to_dict()`` as JSON (``metrics.json``), atomically; returns the path.
-
-    Raises ``FileExistsError`` when ``path`` is one of the evaluation's input files, or an
-    existing file that is not a metrics file the kit wrote (unless ``overwrite``; see
-    :mod:`lvisnb.files`)."""
-    path = outputs.check_output(
-        path,
-        _inputs(evaluation),
-        written_by_kit=outputs.is_metrics_file,
-        overwrite=overwrite,
-        what="metrics file",
-    )
-    text = json.dumps(evaluation.to_dict(), indent=1, default=_json_default)
-    return outputs.write_text_atomic(path, text)
-
-
-def save_per_category(
-    path: str | os.PathLike, evaluation: Evaluation, overwrite: bool = False
-) -> Path:
-    """Write ``evaluation.per_category`` as CSV, atomically; refuses paths as
-    :func:`save_metrics` (an existing file must be a per-category CSV the kit wrote)."""
-    path = outputs.check_output(
-        path,
-        _inputs(evaluation),
-        written_by_kit=outputs.is_per_category_csv,
-        overwrite=overwrite,
-        what="per-category table",
-    )
-    return outputs.write_text_atomic(path, evaluation.per_category.to_csv(index=False))
-
-
-def _json_default(value):
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
-def format_summary(evaluation: Evaluation) -> str:
-    """The metrics table as text (4 decimals), with a line on what was evaluated."""
-    info = evaluation.info
-    lines = [
-        f"{info['results']} vs {info['gt']} ({info['backend']} backend): "
-        f"{info['num_detections']} detections, {info['num_verified_detections']} on verified "
-        f"categories within the {info['max_dets_per_image']}-per-image limit"
-    ]
-    zero = {t: n for t, n in info["zero_area_detections"].items() if n}
-    if zero or info["zero_area_gt"]:
-        lines.append(
-            "not evaluated (area 0, as LVISEval): "
-            + ", ".join(f"{n} {t} results" for t, n in zero.items())
-            + (", " if zero else "")
-            + f"{info['zero_area_gt']} GT instances"
-        )
-    if "segm" in info["iou_types"]:
-        lines.append(SEGM_AREA_RULES[info["segm_area"]])
-    summary = evaluation.summary()
-    table = summary.to_string(float_format=_metric_text)
-    undefined = bool((summary == -1).to_numpy().any())
-    lines += [table] + ["– : no ground truth in the group (LVIS's -1)"] * undefined
-    return "\n".join(lines + _interval_lines(evaluation))
-
-
-def _interval_lines(evaluation: Evaluation) -> list[str]:
-    """The bootstrap intervals as a table (``[low, high]`` per metric and IoU type), if any."""
-    if evaluation.intervals is None:
-        return []
-    settings = evaluation.info["bootstrap"]
-    bias = settings.get("bias", {})
-    table = pd.DataFrame(
-        {
-            iou_type: {
-                name: f"[{pair[0]:.4f}, {pair[1]:.4f}] bias {bias[iou_type][name]:+.4f}"
-                if pair
-                else "–"
-                for name, pair in values.items()
-            }
-            for iou_type, values in evaluation.intervals.items()
-        }
-    )
-    return [
-        f"{settings['confidence']:.0%} bootstrap intervals (percentile; {settings['replicates']} "
-        f"resamples of the images, seed {settings['seed']}; bias: mean of the resamples minus "
-        "the estimate; resampled AP runs high, see lvisnb.evaluation.bootstrap):",
-        table.to_string(),
-    ]
-
-
-def _metric_text(value: float) -> str:
-    """A metric to 4 decimals; LVIS's -1 (undefined: no GT in the group) as an en dash."""
-    return "–" if value == -1 else f"{value:.4f}"
-
-
-SEGM_AREA_RULES = {
-    "mask": "segm size ranges (APs/APm/APl): result areas from the masks, as detectron2 "
-    "(raw LVISEval takes w*h of a record's bbox: --segm-area box)",
-    "box": "segm size ranges (APs/APm/APl): result areas from the boxes' w*h when the results "
-    "have boxes, as raw LVISEval",
-}
-
-
-def build_evaluate_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add ``GT RESULTS [--backend] [--iou-types] [--out] ...`` to ``parser``."""
-    parser.add_argument("gt", help="LVIS annotation file (e.g. lvis_v1_val.json)")
-    parser.add_argument("results", help="LVIS results JSON (list of detections)")
-    parser.add_argument("--backend", choices=BACKENDS, default="fast")
-    parser.add_argument("--iou-types", nargs="+", choices=IOU_TYPES, default=list(IOU_TYPES))
-    parser.add_argument("--out", default="metrics.json", help="where to write the metrics JSON")
-    parser.add_argument(
-        "--per-category-csv", default=None, help="also write the per-category table"
-    )
-    parser.add_argument(
-        "--train-ann",
-        default=None,
-        help="train annotation file whose per-category image counts go into the "
-        "per-category table (default: LVIS v1 train's, for a whole LVIS category set)",
-    )
-    parser.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace existing --out / --per-category-csv files even if the kit did not "
-        "write them (inputs are never replaced)",
-    )
-    parser.add_argument(
-        "--no-fixed", action="store_true", help="skip AP-fixed / AP-pool (one evaluation less)"
-    )
-    parser.add_argument(
-        "--segm-area",
-        choices=SEGM_AREAS,
-        default="mask",
-        help="segm size ranges from the mask's area (default, as detectron2) or from the "
-        "box's w*h (raw LVISEval on records that carry a bbox)",
-    )
-    parser.add_argument(
-        "--bootstrap",
-        type=int,
-        default=0,
-        metavar="B",
-        help="add 95%% percentile intervals of AP, APr, APc, APf from B resamples of the "
-        "images (e.g. 200; fast backend; reuses the matching, so it costs at most about one "
-        "more evaluation)",
-    )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resamples")
-    parser.set_defaults(func=_cmd_evaluate)
-    return parser
-
-
-def add_evaluate_parser(subparsers) -> argparse.ArgumentParser:
-    """Register ``evaluate`` on an ``argparse`` sub-parsers object (``lvisnb evaluate``)."""
-    parser = subparsers.add_parser(
-        "evaluate",
-        help="evaluate LVIS results (bbox/segm AP, APr/c/f, AR, AP-fixed, AP-pool)",
-        description=__doc__.split("\n", 1)[0],
-    )
-    return build_evaluate_parser(parser)
-
-
-def _cmd_evaluate(args: argparse.Namespace) -> int:
-    inputs = [args.gt, args.results, *([args.train_ann] if args.train_ann else [])]
-    if args.per_category_csv and outputs.same_file(args.out, args.per_category_csv):
-        raise FileExistsError(f"--out and --per-category-csv are the same file: {args.out}")
-    for path, owned, what in (
-        (args.out, outputs.is_metrics_file, "metrics file"),
-        (args.per_category_csv, outputs.is_per_category_csv, "per-category table"),
-    ):
-        if path:  # refused before the work, not after it
-            outputs.check_output(
-                path, inputs, written_by_kit=owned, overwrite=args.overwrite, what=what
-            )
-    evaluation = evaluate(
-        args.gt,
-        args.results,
-        iou_types=args.iou_types,
-        backend=args.backend,
-        fixed=not args.no_fixed,
-        segm_area=args.segm_area,
-        train_ann=args.train_ann,
-        bootstrap=args.bootstrap,
-        seed=args.seed,
-    )
-    print(format_summary(evaluation))
-    out = save_metrics(args.out, evaluation, overwrite=args.overwrite)
-    print(f"wrote {out}")
-    if args.per_category_csv:
-        csv = save_per_category(args.per_category_csv, evaluation, overwrite=args.overwrite)
-        print(f"wrote {csv}")
-    return 0
-
-
-def main_evaluate(argv: list[str] | None = None) -> int:
-    """``lvisnb evaluate`` as a standalone entry point (tests, ``python -m``)."""
-    parser = build_evaluate_parser(argparse.ArgumentParser(prog="lvisnb evaluate"))
-    args = parser.parse_args(argv)
-    return args.func(args)

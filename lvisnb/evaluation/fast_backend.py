@@ -8,7 +8,7 @@ inputs, which the kit settles *before* handing data over, so that the numbers ar
 
 1. Area 0: ``LVISEval`` evaluates only GT and results of area > 0; hotcoco keeps them (an empty
    mask becomes a false positive). Only ``GroundTruth.ann_evaluated`` instances and results
-   of positive area (``lvisnb.evaluation.evaluate.result_areas``) are passed.
+   of positive area (``lvisnb.evaluation.result_validation.result_areas``) are passed.
 2. Ids: hotcoco, like ``LVISEval``, treats a matched GT id of 0 as "unmatched"; repeated ids
    collapse. Both are rejected when the file is read (``lvisnb.annotations.validate.check_ids``).
 3. Result areas: ``load_res`` takes each result's area from its box; the kit writes the area
@@ -33,10 +33,13 @@ pair; accumulation per category then ranks the detections of a whole pool by sco
 
 from __future__ import annotations
 
+import hotcoco
 import numpy as np
 
+from lvisnb.annotations.categories import FREQUENCY_GROUPS
 from lvisnb.annotations.masks import to_compressed_rle
-from lvisnb.evaluation.ground_truth import FREQUENCY_GROUPS, GroundTruth
+from lvisnb.evaluation.bootstrap import sorted_matches
+from lvisnb.evaluation.ground_truth import GroundTruth
 from lvisnb.evaluation.metrics import Accumulated, pool_metrics, summarize
 from lvisnb.evaluation.results import Detections, boxes_from_masks, rle_dicts
 
@@ -90,8 +93,8 @@ class FastBackend:
 
     ``evaluable``: per IoU type, bool (N,): the detections an evaluation of that type sees
     (verified, within the per-image or per-class limit, area > 0); ``area``: per IoU type,
-    float64 (N,) px^2 (see :func:`lvisnb.evaluation.evaluate.result_areas`). Boxes (XYWH) are the
-    results' own, or for mask-only results ``pycocotools.mask.toBbox`` of the masks.
+    float64 (N,) px^2 (see :func:`lvisnb.evaluation.result_validation.result_areas`). Boxes
+    (XYWH) are the results' own, or for mask-only results ``pycocotools.mask.toBbox`` of the masks.
     """
 
     def __init__(
@@ -146,8 +149,6 @@ class FastBackend:
 
     def gt(self, iou_type: str):
         """The ground truth as a ``hotcoco.COCO`` (built once per IoU type)."""
-        import hotcoco
-
         if iou_type not in self._gt:
             columns = self._gt_columns(iou_type)
             self._gt[iou_type] = hotcoco.COCO.from_arrays(
@@ -182,8 +183,6 @@ class FastBackend:
     @staticmethod
     def _evaluated(gt, dt, iou_type: str, max_dets: int):
         """A ``hotcoco.COCOeval`` in LVIS mode, evaluated and accumulated."""
-        import hotcoco
-
         ev = hotcoco.COCOeval(gt, dt, iou_type, lvis_style=True)
         ev.params.max_dets = [max(int(max_dets), 1)]
         ev.evaluate()
@@ -218,8 +217,6 @@ class FastBackend:
         matching), far cheaper than ``eval_imgs``, which builds Python lists for every area
         and threshold. GT instances: the evaluated ones of area <= 1e10 (LVIS's "all").
         """
-        from lvisnb.evaluation.bootstrap import sorted_matches
-
         det, truth = self.det, self.truth
         n, thresholds = len(index), ev.params.iou_thrs
         tp = np.zeros((len(thresholds), n), dtype=bool)
@@ -281,8 +278,6 @@ class FastBackend:
     def _pool_gt(self, iou_type: str, pairs: np.ndarray, pool_of_column: np.ndarray):
         """The GT on pseudo-images: pseudo-image ``j + 1`` holds pair ``pairs[j]``'s instances
         twice, as category 1 ("all") and as its pool's; its label lists name both."""
-        import hotcoco
-
         truth, k = self.truth, self.truth.num_categories
         pool = pool_of_column[pairs % k].tolist()
         negative = np.isin(pairs, truth.negative).tolist()

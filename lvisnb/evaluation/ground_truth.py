@@ -16,7 +16,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lvisnb.annotations.categories import FREQUENCY_GROUPS  # noqa: F401 - lvisnb.evaluation.evaluate imports it here
+from lvisnb.annotations.categories import (
+    FREQUENCY_GROUPS,
+    check_same_version,
+    embedded_train_image_counts,
+    lvis_version_of,
+)
 
 
 @dataclass
@@ -120,8 +125,6 @@ def train_image_counts(
     A train file whose categories are another LVIS version, or name other categories under
     the same ids, is a ``ValueError`` naming both files' categories (ids are joined).
     """
-    from lvisnb.annotations.categories import embedded_train_image_counts
-
     ids = [int(c["id"]) for c in category_records]
     if train_ann:
         from lvisnb.annotations import (
@@ -144,8 +147,6 @@ def train_image_counts(
 def _check_train_categories(records: list[dict], train: pd.DataFrame, train_ann) -> None:
     """``ValueError`` when the train file's categories cannot be joined to ``records`` by id:
     another LVIS version, or the same id naming another category."""
-    from lvisnb.annotations.categories import check_same_version, lvis_version_of
-
     train_records = train[["id", "name", "synset"]].to_dict("records")
     check_same_version(lvis_version_of(records), train_records, f"the train file {train_ann}")
     names = dict(zip(train["id"].tolist(), train["name"].tolist(), strict=True))
@@ -270,3 +271,9 @@ def _index(dataset: dict, source: str, train_ann, columns=None) -> GroundTruth:
         not_exhaustive=np.unique(not_exhaustive),
         ann_bbox=ann_bbox,
     )
+
+
+def pool_columns(truth: GroundTruth) -> dict[str, np.ndarray]:
+    """AP-pool's pools: column indices of all categories, then of each frequency group."""
+    every = np.arange(truth.num_categories)
+    return {"all": every} | {g: every[truth.frequency == g] for g in FREQUENCY_GROUPS}

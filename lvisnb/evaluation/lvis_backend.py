@@ -9,12 +9,12 @@ import warnings
 import lvis
 import numpy as np
 
+from lvisnb.annotations.categories import FREQUENCY_GROUPS
 from lvisnb.annotations.lvis_compat import LVISEval, LVISFromDict
-from lvisnb.evaluation.ground_truth import FREQUENCY_GROUPS, GroundTruth
+from lvisnb.evaluation.ground_truth import GroundTruth, pool_columns
 from lvisnb.evaluation.metrics import (
     Accumulated,
     interpolated_precision,
-    pool_columns,
     pool_metrics,
 )
 from lvisnb.evaluation.results import Detections, rle_dicts
@@ -35,7 +35,8 @@ class LvisBackend:
     def _records(self, iou_type: str, indices: np.ndarray) -> list[dict]:
         """Records for ``LVISResults``: boxes for bbox (when the results have them), masks
         for segm, with their boxes only for ``segm_area="box"``, so that ``LVISResults`` takes
-        the area from the right one (see :func:`result_areas`)."""
+        the area from the right one (see
+        :func:`lvisnb.evaluation.result_validation.result_areas`)."""
         det = self.det
         columns = {
             "image_id": det.image_id[indices].tolist(),

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lvisnb.evaluation.ground_truth import FREQUENCY_GROUPS, GroundTruth
-from lvisnb.evaluation.results import MAX_DETS_PER_IMAGE
+from lvisnb.annotations.categories import FREQUENCY_GROUPS
 
+MAX_DETS_PER_IMAGE = 300  # LVIS's official per-image limit (LVISResults' max_dets)
 AREA_LABELS = ("all", "small", "medium", "large")  # the A axis of precision/recall arrays
 
 
@@ -113,12 +113,6 @@ def interpolated_precision(
         inside = index < len(precision)
         out[t, inside] = precision[index[inside]]
     return out
-
-
-def pool_columns(truth: GroundTruth) -> dict[str, np.ndarray]:
-    """AP-pool's pools: column indices of all categories, then of each frequency group."""
-    every = np.arange(truth.num_categories)
-    return {"all": every} | {g: every[truth.frequency == g] for g in FREQUENCY_GROUPS}
 
 
 def pool_metrics(values: dict[str, float]) -> dict[str, float]:

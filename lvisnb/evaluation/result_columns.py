@@ -1,9 +1,9 @@
 """LVIS results read straight into columns by the kit's C reader, in a background thread.
 
-The general reader (:func:`lvisnb.evaluation.results.read_results` then
-:func:`lvisnb.evaluation.results.validate_detections`) builds one msgspec struct per record and
-pulls each field out of them: about two thirds of a fast evaluation's time at LVIS val scale. A
-results file as detectors write it (detectron2's ``coco_instances_results.json``,
+The general reader (:func:`lvisnb.evaluation.result_records.read_results` then
+:func:`lvisnb.evaluation.result_validation.validate_detections`) builds one msgspec struct per
+record and pulls each field out of them: about two thirds of a fast evaluation's time at LVIS
+val scale. A results file as detectors write it (detectron2's ``coco_instances_results.json``,
 mmdetection's ``.segm.json``, the kit's ``predict``) is much simpler than what the general
 reader must take, so ``lvisnb.evaluation._results_json`` (C, ``lvisnb/evaluation/_results_json.c``)
 reads such a file into int64 / float64 columns and one buffer of RLE strings, with no Python object
@@ -31,7 +31,7 @@ import numpy as np
 from lvisnb.evaluation.results import Detections, RLEColumns
 
 try:
-    from lvisnb.evaluation import _results_json
+    from lvisnb.evaluation import _results_json  # the optional C reader
 except ImportError:  # pragma: no cover - built at install time when a C compiler exists
     _results_json = None
 
@@ -58,7 +58,7 @@ def read_columns(
 ) -> ResultColumns | None:
     """The columns of the LVIS results file ``path``, or ``None`` when the file is not one the
     C reader takes (or the extension is missing): then read it with
-    :func:`lvisnb.evaluation.results.read_results`. ``boxes`` / ``masks``: read ``bbox`` /
+    :func:`lvisnb.evaluation.result_records.read_results`. ``boxes`` / ``masks``: read ``bbox`` /
     ``segmentation`` (then every record must have a compressed RLE); fields not asked for are
     checked as JSON and skipped. A file that cannot be opened is ``None`` too (the general
     reader says why). Setting ``cancel[0]`` (from another thread) stops the reading: ``None``.
@@ -155,8 +155,8 @@ def to_detections(
     need_masks: bool,
 ) -> Detections | None:
     """``columns`` as :class:`~lvisnb.evaluation.results.Detections` when they pass the checks of
-    :func:`lvisnb.evaluation.results.validate_detections` (same arguments), else ``None``: the
-    general path then finds and names the first offending record. What the C reader
+    :func:`lvisnb.evaluation.result_validation.validate_detections` (same arguments), else
+    ``None``: the general path then finds and names the first offending record. What the C reader
     guarantees (types, finite numbers, a bbox in every record or none, an RLE in every record
     when masks were read) is not checked again."""
     row, found = positions(image_ids, columns.image_id)

@@ -1,7 +1,7 @@
 """A leaderboard of runs: what each run directory trained and what it scored, one table.
 
 A run directory (``runs/<name>/``, see :mod:`lvisnb.engine.run_dir`) that was evaluated holds
-``metrics.json`` (:func:`lvisnb.evaluation.evaluate.save_metrics`); one that was trained by the kit
+``metrics.json`` (:func:`lvisnb.evaluation.report.save_metrics`); one that was trained by the kit
 also holds ``config.json`` (:func:`lvisnb.engine.train.train`: the ``train`` settings, the
 ``preset`` and the ``resolved`` values). :func:`leaderboard` reads both into one row per run;
 :func:`over_seeds` groups the rows by method and sampler and gives each metric's mean over seeds

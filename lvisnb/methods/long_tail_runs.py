@@ -6,7 +6,7 @@ loss: ``uniform+ce`` (no re-sampling), ``rfs+ce`` (repeat-factor sampling, the L
 ``rfs+federated`` (RFS with each loss of :mod:`lvisnb.model.losses`); :func:`arms` lists them.
 Each arm runs with several seeds, each (arm, seed) into its own run directory
 ``run_dir/long_tail/<protocol>/<sampler>_<method>_seed<k>/`` holding ``metrics.json``
-(:func:`lvisnb.evaluation.evaluate.save_metrics`) and ``config.json`` (sections ``train``,
+(:func:`lvisnb.evaluation.report.save_metrics`) and ``config.json`` (sections ``train``,
 ``preset``, ``resolved`` as :func:`lvisnb.engine.train.train` writes them), so
 :func:`lvisnb.methods.leaderboard.leaderboard` reads every run, whichever protocol made it.
 
@@ -40,8 +40,9 @@ from tqdm.auto import tqdm
 from lvisnb.data.dataset import LVISDetection
 from lvisnb.engine.inference import load_trained_model, predict, save_results
 from lvisnb.engine.train import resolve_device, train
-from lvisnb.evaluation.evaluate import evaluate, save_metrics
+from lvisnb.evaluation.evaluate import evaluate
 from lvisnb.evaluation.ground_truth import GroundTruth, load_ground_truth
+from lvisnb.evaluation.report import save_metrics
 from lvisnb.files import check_output, write_text_atomic
 from lvisnb.methods.decoupled_features import RoIFeatures, cached_roi_features
 from lvisnb.methods.decoupled_retraining import retrain_classifier

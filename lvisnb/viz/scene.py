@@ -29,7 +29,9 @@ from lvisnb.annotations.images import (
     read_record_pixels,
 )
 from lvisnb.annotations.json_file import load_json
-from lvisnb.evaluation import results as detections
+from lvisnb.evaluation.caps import cap_per_image
+from lvisnb.evaluation.result_records import read_result_records
+from lvisnb.evaluation.result_validation import mask_areas, validate_detections
 from lvisnb.viz import verdicts as federated
 
 
@@ -42,7 +44,7 @@ class Scene:
       (:func:`lvisnb.annotations.images.image_path`).
     - ``results``: result records by image id (LVIS category ids, ``bbox`` XYWH pixels,
       ``segmentation`` RLE, ``score``), each list in decreasing score order and cut to the
-      top 300 as ``lvis.LVISResults`` does (:func:`lvisnb.evaluation.results.cap_per_image`); empty
+      top 300 as ``lvis.LVISResults`` does (:func:`lvisnb.evaluation.caps.cap_per_image`); empty
       without results (``has_results`` tells).
     - ``image_ids``: every image id, sorted; ``frequency`` / ``names``: by LVIS category id.
     """
@@ -281,7 +283,7 @@ class Scene:
 
 def _results_by_image(records: list, dataset: dict, source: str) -> dict:
     """Results grouped by image id, each list in decreasing score order and cut as
-    ``lvis.LVISResults`` cuts it (:func:`lvisnb.evaluation.results.cap_per_image`), so that the
+    ``lvis.LVISResults`` cuts it (:func:`lvisnb.evaluation.caps.cap_per_image`), so that the
     verdicts are those of ``LVISEval``. The records are checked as evaluation checks them, RLE runs
     included (what is drawn is what is scored): ``ValueError`` naming the first offending one.
     """
@@ -293,12 +295,12 @@ def _results_by_image(records: list, dataset: dict, source: str) -> dict:
     category_ids = np.array(sorted(int(c["id"]) for c in dataset["categories"]), dtype=np.int64)
     boxes = any(isinstance(r, dict) and "bbox" in r for r in records)  # all or none
     masks = any(isinstance(r, dict) and "segmentation" in r for r in records)
-    det = detections.validate_detections(
+    det = validate_detections(
         records, image_ids, sizes.reshape(-1, 2), category_ids, boxes, masks or not boxes, source
     )
     if det.segmentation is not None:
-        detections.mask_areas(det, np.arange(len(det)))
-    kept, _ = detections.cap_per_image(det, sort=True)
+        mask_areas(det, np.arange(len(det)))
+    kept, _ = cap_per_image(det, sort=True)
     by_image: dict[int, list[dict]] = defaultdict(list)
     for index, image_id in zip(kept.tolist(), det.image_id[kept].tolist(), strict=True):
         by_image[image_id].append(records[index])
@@ -329,6 +331,6 @@ def load_scene(
         raise ValueError("image_root is needed when the ground truth is not a file")
     records, results_source = [], "<none>"
     if results is not None:
-        records, results_source = detections.read_result_records(results)
+        records, results_source = read_result_records(results)
     by_image = _results_by_image(records, dataset, results_source)
     return Scene(dataset, source, root, by_image, results is not None)

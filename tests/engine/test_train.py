@@ -10,6 +10,7 @@ import textwrap
 import pytest
 import torch
 
+from lvisnb import cli
 from lvisnb.data.dataset import LVISDetection
 from lvisnb.data.sampler import build_sampler
 from lvisnb.engine import train as train_mod
@@ -139,44 +140,6 @@ def test_a_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
         assert torch.isfinite(value.float()).all()
 
 
-def test_command_line_parses_every_field():
-    cfg = train_mod.config_from_args(
-        ["--max-iters", "5", "--lr-steps", "3", "4", "--resume", "--sampler", "uniform"]
-    )
-    assert cfg.max_iters == 5 and cfg.lr_steps == (3, 4) and cfg.resume is True
-    assert cfg.sampler == "uniform" and cfg.preset == "toy"
-
-
-def test_command_line_values_are_typed_by_the_config(capsys):
-    """Not YAML: 'on' stays a string, 0123 keeps its zero, 1e-3 is a float."""
-    cfg = train_mod.config_from_args(
-        [
-            "--run-dir",
-            "on",
-            "--train-ann",
-            "0123",
-            "--lr",
-            "1e-3",
-            "--no-progress",
-            "--overrides",
-            "{train_scales: [480, 512]}",
-            "--max-iters",
-            "None",
-        ]
-    )
-    assert cfg.run_dir == "on" and cfg.train_ann == "0123" and cfg.lr == 0.001
-    assert cfg.progress is False and cfg.max_iters is None
-    assert cfg.overrides == {"train_scales": [480, 512]}
-    for bad in (["--lr", "fast"], ["--batch-size", "2.5"], ["--overrides", "[1, 2]"]):
-        with pytest.raises(SystemExit) as exit_:
-            train_mod.config_from_args(bad)
-        assert exit_.value.code == 2
-    assert "--lr" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        train_mod.config_from_args(["--help"])
-    assert "DataLoader workers per process" in capsys.readouterr().out  # the field's comment
-
-
 def test_missing_checkpoint_is_named():
     with pytest.raises(FileNotFoundError, match="nowhere.pt"):
         load_checkpoint("nowhere.pt")
@@ -186,8 +149,8 @@ LOSS_TERMS = ("loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness",
 
 
 def _torchrun(run_dir, tiny_train, toy_root, *args, script=None, max_iters=2):
-    """Run ``lvisnb.engine.train`` (or ``script``) under torchrun: 2 gloo processes on the CPU."""
-    target = ["-m", "lvisnb.engine.train"] if script is None else [str(script)]
+    """Run ``lvisnb train`` (or ``script``) under torchrun: 2 gloo processes on the CPU."""
+    target = ["-m", "lvisnb.cli", "train"] if script is None else [str(script)]
     command = [
         sys.executable,
         "-m",
@@ -301,6 +264,7 @@ NAN_ON_RANK_1 = textwrap.dedent(
     import datetime, os, sys
     from pathlib import Path
     import torch.distributed as dist
+    from lvisnb import cli
     from lvisnb.engine import train as train_mod
 
     dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=60))
@@ -322,7 +286,7 @@ NAN_ON_RANK_1 = textwrap.dedent(
 
     train_mod.build_model = build_poisoned
     try:
-        train_mod.train(train_mod.config_from_args(sys.argv[1:]))
+        train_mod.train(cli.config_from_args(sys.argv[1:]))
     except FloatingPointError as error:
         Path(os.environ["ERROR_DIR"], f"error_rank{rank}.txt").write_text(str(error))
         dist.barrier()
@@ -350,36 +314,6 @@ def test_torchrun_a_nan_on_one_rank_stops_both(tiny_train, toy_root, tmp_path, m
     assert "nan" not in own_0.split("}")[0]  # rank 0's own loss was finite: the mean stopped it
     assert [r["iter"] for r in read_log(run_dir)] == [1]
     assert not (run_dir / "checkpoints" / "final.pt").exists()
-
-
-@pytest.mark.parametrize(
-    ("error", "status", "line"),
-    [
-        (FloatingPointError("non-finite loss at iteration 2"), 1, "stopped: non-finite loss"),
-        (ValueError("lr must be a finite number"), 2, "error: lr must be"),
-    ],
-)
-def test_the_command_line_stops_with_one_line(monkeypatch, capsys, error, status, line):
-    def fail(cfg):
-        raise error
-
-    monkeypatch.setattr(train_mod, "train", fail)
-    monkeypatch.delenv("LVISNB_TRACEBACK", raising=False)
-    assert train_mod.main(["--preset", "toy"]) == status
-    err = capsys.readouterr().err
-    assert err.startswith(f"lvisnb train: {line}") and err.count("\n") == 1
-    assert "Traceback" not in err
-    monkeypatch.setenv("LVISNB_TRACEBACK", "1")
-    with pytest.raises(type(error)):
-        train_mod.main(["--preset", "toy"])
-
-
-def test_malformed_overrides_yaml_is_one_error(capsys):
-    with pytest.raises(SystemExit) as stopped:  # tyro reports the kit's ValueError, exit 2
-        train_mod.config_from_args(["--overrides", "{cls_loss: "])
-    assert stopped.value.code == 2
-    err = capsys.readouterr().err
-    assert "--overrides is not valid YAML" in err and "Traceback" not in err
 
 
 class _Categories:
@@ -426,7 +360,7 @@ def test_rfs_rounding_is_validated_where_it_is_set():
         train_mod.get_preset("toy", rfs_rounding="round")
     assert train_mod.get_preset("toy").rfs_rounding == "stochastic"
     assert {train_mod.get_preset(n).rfs_rounding for n in SEED_PRESETS} == {"ceil"}
-    cfg = train_mod.config_from_args(["--rfs-rounding", "ceil"])
+    cfg = cli.config_from_args(["--rfs-rounding", "ceil"])
     assert cfg.rfs_rounding == "ceil"
 
 
@@ -766,8 +700,8 @@ def test_class_image_counts_come_from_the_annotations(tiny_train, toy_root):
 
 
 def test_the_loss_is_chosen_from_the_command_line():
-    cfg = train_mod.config_from_args(["--overrides", "{cls_loss: eqlv2, eqlv2_gamma: 6}"])
+    cfg = cli.config_from_args(["--overrides", "{cls_loss: eqlv2, eqlv2_gamma: 6}"])
     preset = train_mod._run_preset(cfg)
     assert (preset.cls_loss, preset.eqlv2_gamma, preset.eqlv2_mu) == ("eqlv2", 6, 0.8)
     with pytest.raises(ValueError, match="cls_loss 'softmax' is not one of"):
-        train_mod._run_preset(train_mod.config_from_args(["--overrides", "{cls_loss: softmax}"]))
+        train_mod._run_preset(cli.config_from_args(["--overrides", "{cls_loss: softmax}"]))

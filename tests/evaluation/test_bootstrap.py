@@ -1,5 +1,5 @@
 """Bootstrap intervals (lvisnb.evaluation.bootstrap) and paired comparisons
-(lvisnb.evaluation.evaluate.compare)."""
+(lvisnb.evaluation.compare.compare)."""
 
 import copy
 import json
@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 from synthetic import toy_detections
 
+from lvisnb import cli
 from lvisnb.annotations.lvis_compat import LVISEval, LVISFromDict
 from lvisnb.evaluation import bootstrap as boot
-from lvisnb.evaluation import evaluate
+from lvisnb.evaluation import compare, evaluate, report
 from lvisnb.evaluation.ground_truth import load_ground_truth
 from lvisnb.evaluation.metrics import IOU_THRESHOLDS, RECALL_POINTS, interpolated_precision
-from lvisnb.evaluation.results import read_detections
+from lvisnb.evaluation.result_records import read_detections
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -207,7 +208,7 @@ def test_to_dict_with_intervals_is_json_ready(with_bootstrap, tmp_path):
     bias = data["info"]["bootstrap"]["bias"]["bbox"]["AP"]
     replicates = with_bootstrap.replicates["bbox"]["AP"]
     assert bias == pytest.approx(replicates.mean() - with_bootstrap.metrics["bbox"]["AP"])
-    path = evaluate.save_metrics(tmp_path / "metrics.json", with_bootstrap)
+    path = report.save_metrics(tmp_path / "metrics.json", with_bootstrap)
     assert json.loads(path.read_text())["intervals"] == data["intervals"]
 
 
@@ -250,7 +251,7 @@ def test_compare_is_paired_and_its_difference_is_b_minus_a(toy_val, toy_results,
     worse = [r for r in toy_results if rng.random() > 0.3]  # a third of the detections lost
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = evaluate.compare(toy_val, toy_results, worse, bootstrap=100, seed=0)
+        result = compare.compare(toy_val, toy_results, worse, bootstrap=100, seed=0)
     table = result.table.set_index(["iou_type", "metric"])
     assert list(table.columns) == ["A", "B", "difference", "low", "high"]
     assert len(table) == len(evaluate.IOU_TYPES) * len(boot.METRICS)
@@ -269,10 +270,10 @@ def test_compare_is_paired_and_its_difference_is_b_minus_a(toy_val, toy_results,
 def test_compare_of_a_result_with_itself_is_exactly_zero(toy_val, toy_results):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = evaluate.compare(toy_val, toy_results, toy_results, ["bbox"], bootstrap=20)
+        result = compare.compare(toy_val, toy_results, toy_results, ["bbox"], bootstrap=20)
     assert (result.table[["difference", "low", "high"]] == 0).all().all()
     with pytest.raises(ValueError, match="bootstrap >= 1"):
-        evaluate.compare(toy_val, toy_results, toy_results, bootstrap=0)
+        compare.compare(toy_val, toy_results, toy_results, bootstrap=0)
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -284,8 +285,9 @@ def test_cli_prints_and_writes_intervals(toy_val, toy_results, tmp_path, capsys)
     out = tmp_path / "metrics.json"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        code = evaluate.main_evaluate(
+        code = cli.main(
             [
+                "evaluate",
                 str(toy_val),
                 str(results),
                 "--iou-types",

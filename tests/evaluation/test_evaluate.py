@@ -5,14 +5,18 @@ from collections import defaultdict
 
 import lvis
 import numpy as np
-import pandas as pd
 import pytest
 from synthetic import box_mask, rle, toy_detections
+from tiny_lvis import CATEGORIES
+from tiny_lvis import ann as _ann
+from tiny_lvis import good as _good
+from tiny_lvis import image as _image
+from tiny_lvis import tiny_gt as _tiny_gt
 
 from lvisnb.annotations.json_file import LVISFormatError
 from lvisnb.annotations.lvis_compat import LVISEval, LVISFromDict
 from lvisnb.annotations.validate import load_lvis
-from lvisnb.evaluation import evaluate
+from lvisnb.evaluation import caps, evaluate, report, result_records, result_validation
 from lvisnb.evaluation import metrics as metrics_module
 from lvisnb.evaluation import results as detections
 
@@ -32,35 +36,6 @@ def toy_case(request, toy_val):
         with pytest.warns(UserWarning, match="more than 300 detections"):
             runs[backend] = evaluate.evaluate(toy_val, results, backend=backend)
     return gt, results, snapshot, runs
-
-
-def _image(image_id, neg=(), not_exhaustive=(), size=(100, 100)):
-    return {
-        "id": image_id,
-        "height": size[0],
-        "width": size[1],
-        "coco_url": f"http://x/val2017/{image_id:012d}.jpg",
-        "neg_category_ids": list(neg),
-        "not_exhaustive_category_ids": list(not_exhaustive),
-    }
-
-
-def _ann(ann_id, image_id, category_id, x, y, w, h):
-    return {
-        "id": ann_id,
-        "image_id": image_id,
-        "category_id": category_id,
-        "bbox": [x, y, w, h],
-        "area": float(w * h),
-        "segmentation": [[x, y, x + w, y, x + w, y + h, x, y + h]],
-    }
-
-
-CATEGORIES = [
-    {"id": 1, "name": "abacus", "frequency": "r", "image_count": 3},
-    {"id": 2, "name": "banana", "frequency": "c", "image_count": 40},
-    {"id": 3, "name": "cup", "frequency": "f", "image_count": 900},
-]
 
 
 def _both(gt, results, **kwargs):
@@ -220,8 +195,8 @@ def test_segm_size_ranges_use_the_mask_area_not_the_box_area():
         for name, value in raw.items():
             assert run.metrics["segm"][name] == pytest.approx(value, abs=1e-12), name
     assert runs["fast"].info["segm_area"] == "mask"
-    assert "areas from the masks" in evaluate.format_summary(runs["fast"])
-    assert "-1.0000" not in evaluate.format_summary(runs["fast"])
+    assert "areas from the masks" in report.format_summary(runs["fast"])
+    assert "-1.0000" not in report.format_summary(runs["fast"])
     assert "--segm-area box" in runs["fast"].info["segm_area_rule"]
 
 
@@ -253,7 +228,7 @@ def test_zero_area_results_are_not_evaluated(iou_type):
         assert metrics["AP"] == pytest.approx(1.0)
         assert metrics["APfixed"] == pytest.approx(1.0) and metrics["APpool"] == pytest.approx(1)
         assert run.info["zero_area_detections"] == {iou_type: 1}
-    assert "not evaluated (area 0, as LVISEval): 1 " in evaluate.format_summary(runs["fast"])
+    assert "not evaluated (area 0, as LVISEval): 1 " in report.format_summary(runs["fast"])
 
 
 def test_zero_area_ground_truth_is_not_evaluated():
@@ -362,25 +337,6 @@ def test_dets_per_class_budget_keeps_the_best_scored():
 
 
 # ----------------------------------------------------------------------------- validation
-
-
-def _tiny_gt():
-    return {
-        "images": [_image(1, neg=[2]), _image(7, size=(50, 60))],
-        "annotations": [_ann(1, 1, 1, 10, 10, 30, 30)],
-        "categories": CATEGORIES,
-    }
-
-
-def _good(**changes):
-    record = {
-        "image_id": 1,
-        "category_id": 1,
-        "score": 0.5,
-        "bbox": [10.0, 10.0, 30.0, 30.0],
-        "segmentation": rle(box_mask(100, 100, 10, 10, 30, 30)),
-    }
-    return record | changes
 
 
 def _counts(mask_size=(100, 100)):
@@ -499,36 +455,36 @@ def test_results_files_are_decoded_typed_when_well_typed(tmp_path):
     path = tmp_path / "results.json"
     extra = _good(extra_key={"anything": [1, "x"]}, score=1)  # unknown keys are skipped
     path.write_text(json.dumps([_good(), extra]))
-    records, source = detections.read_results(path)
+    records, source = result_records.read_results(path)
     assert source == str(path)
     assert [type(r) for r in records] == [detections.Record] * 2
     assert records[1].score == 1.0 and records[1].bbox == (10.0, 10.0, 30.0, 30.0)
     assert records[1].segmentation == detections.RLE((100, 100), _good()["segmentation"]["counts"])
-    masks_only, _ = detections.read_results(path, boxes=False)
+    masks_only, _ = result_records.read_results(path, boxes=False)
     assert [type(r) for r in masks_only] == [detections.MaskRecord] * 2
-    boxes_only, _ = detections.read_results(path, masks=False)
+    boxes_only, _ = result_records.read_results(path, masks=False)
     assert [type(r) for r in boxes_only] == [detections.BoxRecord] * 2
     assert boxes_only[1].bbox == (10.0, 10.0, 30.0, 30.0)
     tiny = evaluate.load_ground_truth(_tiny_gt())
     with pytest.raises(ValueError, match="without their masks"):
-        detections.validate_detections(
+        result_validation.validate_detections(
             boxes_only, tiny.image_ids, tiny.image_sizes, tiny.category_ids, False, True
         )
     no_box = {k: v for k, v in _good().items() if k != "bbox"}
     mask_only = tmp_path / "mask_only.json"
     mask_only.write_text(json.dumps([no_box]))  # boxes must come from the masks: kept
-    assert [type(r) for r in detections.read_results(mask_only, masks=False)[0]] == [
+    assert [type(r) for r in result_records.read_results(mask_only, masks=False)[0]] == [
         detections.Record
     ]
     path.write_text(json.dumps([_good(), _good(score="0.5")]))
-    assert [type(r) for r in detections.read_results(path)[0]] == [dict, dict]
+    assert [type(r) for r in result_records.read_results(path)[0]] == [dict, dict]
     # typed records give the same columns, areas and RLE dicts as the dicts
     gt = evaluate.load_ground_truth(_tiny_gt())
     typed = [_good(), _good(score=0.25, category_id=2)]
     path.write_text(json.dumps(typed))
     args = (gt.image_ids, gt.image_sizes, gt.category_ids, True, True)
-    a = detections.validate_detections(detections.read_results(path)[0], *args)
-    b = detections.validate_detections(typed, *args)
+    a = result_validation.validate_detections(result_records.read_results(path)[0], *args)
+    b = result_validation.validate_detections(typed, *args)
     for name in ("image_id", "category_id", "score", "bbox"):
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
     indices = np.arange(2)
@@ -538,21 +494,23 @@ def test_results_files_are_decoded_typed_when_well_typed(tmp_path):
         == [r["segmentation"] for r in typed]
     )
     np.testing.assert_array_equal(
-        detections.mask_areas(a, indices), detections.mask_areas(b, indices)
+        result_validation.mask_areas(a, indices), result_validation.mask_areas(b, indices)
     )
     np.testing.assert_array_equal(
         detections.boxes_from_masks(a, indices), detections.boxes_from_masks(b, indices)
     )
     _assert_agree(_both(_tiny_gt(), path, fixed=False), ("bbox", "segm"))
     with pytest.raises(ValueError, match="without their boxes"):
-        detections.validate_detections(detections.read_results(path, boxes=False)[0], *args)
+        result_validation.validate_detections(
+            result_records.read_results(path, boxes=False)[0], *args
+        )
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered in cast:RuntimeWarning")
 def test_ids_beyond_int64_in_a_file_are_reported(tmp_path):
     path = tmp_path / "results.json"
     path.write_text(json.dumps([_good(), _good(image_id=2**63)]))
-    assert type(detections.read_results(path)[0][1]) is detections.Record
+    assert type(result_records.read_results(path)[0][1]) is detections.Record
     expected = r"results\[1\] .* field 'image_id' is 9223372036854775808, beyond 64-bit"
     with pytest.raises(ValueError, match=expected):
         evaluate.evaluate(_tiny_gt(), path, fixed=False)
@@ -632,12 +590,12 @@ def test_per_image_cap_reproduces_lvis_results_order():
         bbox=None,
         segmentation=None,
     )
-    kept, info = detections.cap_per_image(det, 150)
+    kept, info = caps.cap_per_image(det, 150)
     expected = lvis.LVISResults.limit_dets_per_image(None, records, 150)
     assert kept.tolist() == [r["id"] for r in expected]
     assert info["images_over_limit"] == 3
     # sorted: the same ones, each image's in descending score order, ties in input order
-    kept, _ = detections.cap_per_image(det, 150, sort=True)
+    kept, _ = caps.cap_per_image(det, 150, sort=True)
     by_image = defaultdict(list)
     for r in expected:
         by_image[r["image_id"]].append(r)
@@ -645,53 +603,7 @@ def test_per_image_cap_reproduces_lvis_results_order():
     assert kept.tolist() == [r["id"] for rs in in_order for r in rs]
 
 
-# ----------------------------------------------------------------------------- output and CLI
-
-
-def test_cli_prints_the_table_and_writes_metrics_json(tmp_path, capsys):
-    gt_path = tmp_path / "gt.json"
-    gt_path.write_text(json.dumps(_tiny_gt()))
-    results_path = tmp_path / "results.json"
-    results_path.write_text(json.dumps([_good()]))
-    out = tmp_path / "out" / "metrics.json"
-    csv = tmp_path / "per_category.csv"
-    argv = [str(gt_path), str(results_path), "--backend", "lvis", "--iou-types", "segm"]
-    assert evaluate.main_evaluate(argv + ["--out", str(out), "--per-category-csv", str(csv)]) == 0
-    printed = capsys.readouterr().out
-    assert "APfixed" in printed and "segm" in printed and str(out) in printed
-    assert "-1.0000" not in printed and "no ground truth in the group" in printed  # APc, APf
-    saved = json.loads(out.read_text())
-    assert saved["metrics"]["segm"]["AP"] == pytest.approx(1.0)
-    assert saved["info"]["backend"] == "lvis"
-    assert saved["per_category"][1]["AP_segm"] is None  # banana: no GT
-    assert csv.read_text().startswith("id,name,frequency,train_image_count,val_images,AP_segm")
-    assert saved["info"]["segm_area"] == "mask" and "areas from the masks" in printed
-    assert evaluate.main_evaluate(argv + ["--out", str(out), "--segm-area", "box"]) == 0
-    assert json.loads(out.read_text())["info"]["segm_area"] == "box"
-    assert "as raw LVISEval" in capsys.readouterr().out
-    # --train-ann: the train file's image counts (category 1 on both images, 2 on none)
-    train = _tiny_gt()
-    train["annotations"].append(_ann(2, 7, 1, 1, 1, 5, 5))
-    train_path = tmp_path / "train.json"
-    train_path.write_text(json.dumps(train))
-    argv += ["--out", str(out), "--per-category-csv", str(csv), "--train-ann", str(train_path)]
-    assert evaluate.main_evaluate(argv) == 0
-    table = pd.read_csv(csv)
-    assert table["train_image_count"].tolist()[:2] == [2, 0]
-    assert table["val_images"].tolist()[:2] == [1, 0]
-    assert json.loads(out.read_text())["info"]["train_count_source"] == (
-        "training images (train.json)"
-    )
-
-
-def test_evaluate_parser_registers_as_a_subcommand():
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="lvisnb")
-    evaluate.add_evaluate_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["evaluate", "gt.json", "res.json", "--iou-types", "bbox"])
-    assert args.func is evaluate._cmd_evaluate
-    assert (args.backend, args.iou_types, args.out) == ("fast", ["bbox"], "metrics.json")
+# ----------------------------------------------------------------------------- reading results
 
 
 @pytest.mark.parametrize(
@@ -710,7 +622,7 @@ def test_unreadable_results_files_are_named_in_words(tmp_path, text, expected):
     path = tmp_path / "results.json"
     path.write_bytes(text)
     with pytest.raises(ValueError, match=re.escape(f"{path}: ") + ".*" + re.escape(expected)):
-        detections.read_results(path)
+        result_records.read_results(path)
 
 
 def test_ids_beyond_float64_precision_evaluate_exactly():
@@ -743,23 +655,6 @@ def test_an_ignore_flag_in_ground_truth_is_refused(tmp_path):
     _assert_agree(_both(gt, [_box_result(0.9)]))
 
 
-def test_cli_reports_refused_input_in_one_line(tmp_path, capsys):
-    from lvisnb import cli
-
-    gt_path = tmp_path / "gt.json"
-    gt_path.write_text(json.dumps(_tiny_gt()))
-    results_path = tmp_path / "results.json"
-    results_path.write_text('[{"image_id": 1, "category_id": 1, "score": NaN}]')
-    assert cli.main(["evaluate", str(gt_path), str(results_path)]) == 2
-    error = capsys.readouterr().err
-    assert error.startswith("lvisnb evaluate: error: ") and "NaN at line 1" in error
-    assert "Traceback" not in error
-    deep = tmp_path / "deep.json"
-    deep.write_text("[" * 100_000)
-    assert cli.main(["evaluate", str(gt_path), str(deep)]) == 2
-    assert "nested too deeply" in capsys.readouterr().err
-
-
 def test_train_counts_come_from_the_train_file_given(toy_train, toy_val):
     """``train_ann``: images of the train file per category, counted from its annotations
     (toy-LVIS writes the same numbers into its categories' ``image_count``)."""
@@ -774,26 +669,3 @@ def test_train_counts_come_from_the_train_file_given(toy_train, toy_val):
     assert table["train_image_count"].tolist() == [expected[i] for i in table["id"]]
     assert evaluation.info["train_count_source"] == "training images (lvis_v1_train.json)"
     assert (table["train_image_count"] != table["val_images"]).any()
-
-
-def test_best_and_worst_per_group():
-    per_category = pd.DataFrame(
-        {
-            "id": [1, 2, 3, 4, 5, 6],
-            "name": ["a", "b", "c", "d", "e", "f"],
-            "frequency": ["r", "r", "r", "r", "c", "f"],
-            "train_image_count": [1, 2, 3, 4, 50, 500],
-            "val_instances": [1, 1, 0, 1, 2, 3],
-            "AP_segm": [0.1, 0.4, np.nan, 0.3, 0.5, 0.2],
-        }
-    )
-    table = evaluate.best_and_worst(per_category, "AP_segm", n=1)
-    rows = list(zip(table["frequency"], table["rank"], table["name"], strict=True))
-    # r: NaN skipped, best 0.4 (b), worst 0.1 (a); c and f have one category: best only
-    assert rows == [("r", "best", "b"), ("r", "worst", "a"), ("c", "best", "e"), ("f", "best", "f")]
-
-
-def test_best_and_worst_without_any_ap():
-    columns = ["id", "name", "frequency", "train_image_count", "val_instances", "AP_segm"]
-    per_category = pd.DataFrame([[1, "a", "r", 1, 0, np.nan]], columns=columns)
-    assert evaluate.best_and_worst(per_category).empty

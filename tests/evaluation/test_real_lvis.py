@@ -240,8 +240,8 @@ def test_a_train_file_of_another_version_or_vocabulary_is_refused(real_gt, tmp_p
 
 
 def test_the_train_file_is_an_input_even_when_given_at_load(real_gt, tmp_path):
-    from lvisnb.evaluation.evaluate import save_metrics
     from lvisnb.evaluation.ground_truth import load_ground_truth
+    from lvisnb.evaluation.report import save_metrics
 
     train = tmp_path / "train.json"
     train.write_text(REAL.read_text())

@@ -1,6 +1,7 @@
 """The C column-wise reader of results files (``lvisnb.evaluation.result_columns``) against the
-general reader (``detections.read_results`` + ``validate_detections``): the same values on every
-file it takes, ``None`` (so the general path decides) on every file it must not take."""
+general reader (``result_records.read_results`` + ``result_validation.validate_detections``): the
+same values on every file it takes, ``None`` (so the general path decides) on every file it must
+not take."""
 
 import json
 import math
@@ -18,7 +19,7 @@ from test_masks import _rle_strings
 
 from lvisnb.annotations import masks
 from lvisnb.annotations.json_file import LVISFormatError
-from lvisnb.evaluation import result_columns
+from lvisnb.evaluation import result_columns, result_records, result_validation
 from lvisnb.evaluation import results as detections
 from lvisnb.evaluation.evaluate import evaluate, load_ground_truth
 
@@ -39,8 +40,8 @@ def test_extension_is_built_where_a_compiler_exists():
 
 
 def _general(path, truth, boxes=True, masks=True) -> detections.Detections:
-    records, source = detections.read_results(path, boxes=boxes, masks=masks)
-    return detections.validate_detections(
+    records, source = result_records.read_results(path, boxes=boxes, masks=masks)
+    return result_validation.validate_detections(
         records, truth.image_ids, truth.image_sizes, truth.category_ids, boxes, masks, source
     )
 
@@ -72,7 +73,7 @@ def _assert_same(a: detections.Detections, b: detections.Detections) -> None:
 
 def _areas_or_error(det: detections.Detections, indices: np.ndarray) -> list | str:
     try:
-        return detections.mask_areas(det, indices).tolist()
+        return result_validation.mask_areas(det, indices).tolist()
     except ValueError as error:
         return str(error)
 

@@ -107,7 +107,8 @@ def test_the_interval_covers_the_mean_about_95_percent_of_the_time():
 
 
 def test_a_real_evaluation_reads_back(tmp_path, toy_val, results):
-    from lvisnb.evaluation.evaluate import evaluate, save_metrics
+    from lvisnb.evaluation.evaluate import evaluate
+    from lvisnb.evaluation.report import save_metrics
 
     with pytest.warns(UserWarning, match="more than 300 detections"):
         evaluation = evaluate(toy_val, results, fixed=False)
