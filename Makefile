@@ -40,7 +40,7 @@ test: $(STAMP) browser-deps
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest -q
 
-# tests/test_browser.py drives JupyterLab in Debian's headless Chromium: install chromium and
+# tests/test_jupyterlab.py drives JupyterLab in Debian's headless Chromium: install chromium and
 # chromium-driver with apt-get when missing (as root, or with passwordless sudo). When that is
 # impossible or fails, say so and go on: the test then skips with the reason.
 browser-deps:

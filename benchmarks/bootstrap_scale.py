@@ -6,7 +6,7 @@
 On the synthetic LVIS-v1-like case of ``benchmarks/eval_scale.py`` (same generator, cached
 under ``data/eval-scale/``), each measurement in a fresh process, one IoU type per process:
 
-- plain: ``lvisnb.evaluation.evaluate.evaluate(gt, results, iou_types=(T,), fixed=False)``;
+- plain: ``lvisnb.evaluation.evaluator.evaluate(gt, results, iou_types=(T,), fixed=False)``;
 - bootstrap: the same with ``bootstrap=B, seed=0``: the matching flags are read from the same
   hotcoco evaluation (``image_diagnostics`` once per IoU threshold, part of the IoU type's
   stage) and the B replicates are accumulated with numpy (``T_bootstrap`` stage).
@@ -37,7 +37,7 @@ METRICS = ("AP", "APr", "APc", "APf")
 
 
 def _child(iou_type: str, replicates: int, gt_path: str, results_path: str) -> dict:
-    from lvisnb.evaluation.evaluate import evaluate
+    from lvisnb.evaluation.evaluator import evaluate
 
     cpu_start, start = _cpu_seconds(), time.perf_counter()
     evaluation = evaluate(

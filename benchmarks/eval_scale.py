@@ -29,7 +29,7 @@ Each measurement runs in its own Python process (peak RSS ``ru_maxrss`` is that 
 imports included); the wall time runs from before reading the JSON files to the metrics
 (imports excluded), for one IoU type per process:
 
-- kit: ``lvisnb.evaluation.evaluate.evaluate(gt, results, iou_types=(T,), backend="fast",
+- kit: ``lvisnb.evaluation.evaluator.evaluate(gt, results, iou_types=(T,), backend="fast",
   fixed=False)``.
 - LVISEval: ``lvis.LVIS(gt)``, ``lvis.LVISResults(gt, results)``,
   ``lvisnb.annotations.lvis_compat.LVISEval(gt, dt, T).run()`` (the official code; ``lvis_api`` only
@@ -279,7 +279,7 @@ def _cpu_seconds() -> float:
 
 def _run_kit(iou_type: str, gt_path: str, results_path: str) -> tuple[dict, dict]:
     """The kit: ``evaluate(..., backend="fast", fixed=False)``; returns ``(metrics, detail)``."""
-    from lvisnb.evaluation.evaluate import evaluate
+    from lvisnb.evaluation.evaluator import evaluate
 
     evaluation = evaluate(gt_path, results_path, iou_types=(iou_type,), backend="fast", fixed=False)
     detail = {
@@ -407,7 +407,7 @@ RUNNERS = {
     "faster-coco-eval": _run_faster_coco_eval,
 }
 CHILD_IMPORTS = {  # imported before the clock starts
-    "kit": ("lvisnb.evaluation.evaluate",),
+    "kit": ("lvisnb.evaluation.evaluator",),
     "lvis": ("lvis", "lvisnb.annotations.lvis_compat"),
     "hotcoco": ("hotcoco",),
     "vernier": ("vernier",),

@@ -113,7 +113,7 @@ def section(saved: dict, source: Path) -> str:
         f"From `{source}`. Protocol `{saved['protocol']}`: {what}; {iterations} iterations per "
         f"run, seeds {saved['seeds']}, train images: {saved.get('train_images') or 'all'}, val "
         f"images: {saved.get('val_images') or 'all'}. {_timings(saved)}"
-        "Intervals: 95% Student-t over seeds (`lvisnb.methods.leaderboard.over_seeds`); "
+        "Intervals: 95% Student-t over seeds (`lvisnb.methods.ranking.over_seeds`); "
         "differences are paired seed by seed "
         "(`lvisnb.methods.long_tail_summary.paired_differences`). "
         "They cover what a seed changes (initialisation, image order, sampled negatives), not the "

@@ -148,7 +148,7 @@ class Evaluate:
 
 
 def _cmd_evaluate(args: Evaluate) -> int:
-    from lvisnb.evaluation.evaluate import evaluate  # pandas, hotcoco: only for this command
+    from lvisnb.evaluation.evaluator import evaluate  # pandas, hotcoco: only for this command
     from lvisnb.evaluation.report import format_summary, save_metrics, save_per_category  # same
 
     inputs = [args.gt, args.results, *([args.train_ann] if args.train_ann else [])]

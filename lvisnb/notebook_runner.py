@@ -168,8 +168,8 @@ def _boolean(value) -> bool:
 @contextmanager
 def _headless():
     """Tell kernels started meanwhile that no front end renders widgets (they inherit the
-    environment; :func:`lvisnb.viz.browse.front_end_attached` reads it)."""
-    from lvisnb.viz.browse import HEADLESS_ENV
+    environment; :func:`lvisnb.viz.browser.front_end_attached` reads it)."""
+    from lvisnb.viz.browser import HEADLESS_ENV
 
     before = os.environ.get(HEADLESS_ENV)
     os.environ[HEADLESS_ENV] = "1"

@@ -32,13 +32,24 @@ def test_torch_ranges_admit_the_installable_release():
     assert project["requires-python"].startswith(">=3.11")
 
 
-def test_readme_module_table_lists_every_module():
-    readme = (ROOT / "README.md").read_text()
-    listed = set(re.findall(r"^\| `lvisnb/([\w/]+)\.py` \|", readme, re.M))
+def test_layout_lists_every_module():
+    """docs/layout.md has a row for every module, the README one for every step of the flow."""
+    listed = set(
+        re.findall(r"^\| `lvisnb/([\w/]+)\.py` \|", (ROOT / "docs" / "layout.md").read_text(), re.M)
+    )
     package = ROOT / "lvisnb"
     on_disk = {
         p.relative_to(package).with_suffix("").as_posix()
         for p in package.rglob("*.py")
         if p.stem not in ("__init__", "__main__")
     }
-    assert listed == on_disk, {"not in README": on_disk - listed, "gone": listed - on_disk}
+    assert listed == on_disk, {"not in docs/layout.md": on_disk - listed, "gone": listed - on_disk}
+    steps = {p.name for p in package.iterdir() if (p / "__init__.py").is_file()} - {"resources"}
+    in_readme = set(re.findall(r"^\| `lvisnb/(\w+)/` \|", (ROOT / "README.md").read_text(), re.M))
+    assert in_readme == steps
+
+
+def test_readme_links_resolve():
+    readme = (ROOT / "README.md").read_text()
+    links = re.findall(r"\]\(((?:docs|benchmarks)/[^)#]+)\)", readme)
+    assert links and all((ROOT / link).is_file() for link in links), links

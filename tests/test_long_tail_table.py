@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from lvisnb.methods import long_tail_summary
-from lvisnb.methods.leaderboard import over_seeds
+from lvisnb.methods.ranking import over_seeds
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 SPEC = importlib.util.spec_from_file_location("long_tail_table", BENCHMARKS / "long_tail_table.py")

@@ -102,7 +102,7 @@ def params_03(toy: dict) -> dict:
 
 
 def check_03(run_dir: Path, toy_train: Path) -> None:
-    from lvisnb.evaluation.evaluate import evaluate
+    from lvisnb.evaluation.evaluator import evaluate
     from lvisnb.evaluation.metrics import metric_names
 
     results = json.loads((run_dir / "results.json").read_text())

@@ -1,0 +1,24 @@
+"""Training and inference: the training configuration, setup, one iteration and the loop
+(exact resume, AMP, torchrun), the lr schedule, run directories, the device, and a trained
+model's predictions as LVIS results (notebook 02).
+
+Names are imported on first use (:mod:`lvisnb._lazy`).
+"""
+
+from lvisnb._lazy import lazy_exports
+
+_EXPORTS = {
+    "TrainConfig": "train",
+    "TrainResult": "train",
+    "train": "train",
+    "resolve_device": "train",
+    "read_log": "run_dir",
+    "read_config": "run_dir",
+    "write_training_summary": "run_dir",
+    "load_trained_model": "inference",
+    "predict": "inference",
+    "save_results": "inference",
+    "results_for_evaluation": "inference",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

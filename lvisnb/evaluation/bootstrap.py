@@ -49,8 +49,8 @@ maximum of a rougher curve is higher. On the 5,000-image synthetic case of
 replicates exceeds the estimate by about 0.007 AP, as much as the interval's half-width, so
 the percentile intervals there lie just above the estimate; on the toy case they contain it.
 ``Evaluation.info["bootstrap"]["bias"]`` reports that difference. In a paired comparison
-(:func:`lvisnb.evaluation.compare.compare`) both results carry much the same bias, and the interval
-of the difference is the better-founded number.
+(:func:`lvisnb.evaluation.comparison.compare`) both results carry much the same bias, and the
+interval of the difference is the better-founded number.
 
 Intervals are percentile intervals: the (1 - c) / 2 and (1 + c) / 2 quantiles of the
 replicate values (``numpy.quantile``, linear), as hotcoco's ``compare`` computes them.

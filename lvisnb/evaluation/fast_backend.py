@@ -319,7 +319,7 @@ def _twice(values):
 
 
 class FastRunner:
-    """:class:`FastBackend` behind the interface that :func:`lvisnb.evaluation.evaluate.evaluate`
+    """:class:`FastBackend` behind the interface that :func:`lvisnb.evaluation.evaluator.evaluate`
     drives: ``standard`` and ``fixed`` return (:class:`~lvisnb.evaluation.metrics.Accumulated`,
     metrics), as :class:`lvisnb.evaluation.lvis_backend.LvisBackend` does."""
 

@@ -22,7 +22,7 @@ from lvisnb.evaluation.results import Detections, rle_dicts
 
 class LvisBackend:
     """The official ``lvis`` API as an evaluation backend: ``LVISResults`` + :class:`LVISEval` on
-    fresh records, behind the interface :func:`lvisnb.evaluation.evaluate.evaluate` drives
+    fresh records, behind the interface :func:`lvisnb.evaluation.evaluator.evaluate` drives
     (``standard`` and ``fixed`` return (:class:`~lvisnb.evaluation.metrics.Accumulated`,
     metrics))."""
 

@@ -8,7 +8,7 @@ Each arm runs with several seeds, each (arm, seed) into its own run directory
 ``run_dir/long_tail/<protocol>/<sampler>_<method>_seed<k>/`` holding ``metrics.json``
 (:func:`lvisnb.evaluation.report.save_metrics`) and ``config.json`` (sections ``train``,
 ``preset``, ``resolved`` as :func:`lvisnb.engine.train.train` writes them), so
-:func:`lvisnb.methods.leaderboard.leaderboard` reads every run, whichever protocol made it.
+:func:`lvisnb.methods.ranking.leaderboard` reads every run, whichever protocol made it.
 
 - ``"decoupled"`` (:func:`prepare_decoupled`, :func:`run_decoupled`): the box classifier alone
   is retrained on RoI features cached once from a trained model
@@ -40,14 +40,13 @@ from tqdm.auto import tqdm
 from lvisnb.data.dataset import LVISDetection
 from lvisnb.engine.inference import load_trained_model, predict, save_results
 from lvisnb.engine.train import resolve_device, train
-from lvisnb.evaluation.evaluate import evaluate
+from lvisnb.evaluation.evaluator import evaluate
 from lvisnb.evaluation.ground_truth import GroundTruth, load_ground_truth
 from lvisnb.evaluation.report import save_metrics
 from lvisnb.files import check_output, write_text_atomic
 from lvisnb.methods.decoupled_features import RoIFeatures, cached_roi_features
 from lvisnb.methods.decoupled_retraining import retrain_classifier
 from lvisnb.methods.decoupled_scoring import segment_val, val_detections, val_records
-from lvisnb.methods.leaderboard import read_run
 from lvisnb.methods.long_tail_summary import (
     BASELINE,
     DEFAULT_ITERATIONS,
@@ -55,6 +54,7 @@ from lvisnb.methods.long_tail_summary import (
     Arm,
     json_ready,
 )
+from lvisnb.methods.ranking import read_run
 from lvisnb.model.builder import Preset
 from lvisnb.model.losses import CLS_LOSSES
 

@@ -3,11 +3,11 @@
 An *arm* (:class:`Arm`) is a sampler and a box-classification loss; :data:`BASELINE`
 (``rfs+ce``, the LVIS baseline) is what every other arm is compared with. The runs themselves
 (:mod:`lvisnb.methods.long_tail_runs`) write one run directory per (arm, seed), read back by
-:func:`lvisnb.methods.leaderboard.leaderboard`; this module turns that leaderboard into answers.
+:func:`lvisnb.methods.ranking.leaderboard`; this module turns that leaderboard into answers.
 
 :func:`paired_differences` compares each arm with :data:`BASELINE` seed by seed: the same
 seed pairs the two runs, the difference is taken per seed and its mean gets a 95% Student-t
-interval over the seeds (:func:`lvisnb.methods.leaderboard.t975`). :func:`interval_table` and
+interval over the seeds (:func:`lvisnb.methods.ranking.t975`). :func:`interval_table` and
 :func:`difference_table` write means and differences as text, :func:`verdicts` answers the
 notebook's questions in words, and :func:`write_summary` keeps it all in
 ``long_tail_methods.json``, which :func:`differences_from_summary` reads back. pandas only, no
@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from lvisnb.files import write_text_atomic
-from lvisnb.methods.leaderboard import IOU_PREFIX, METRICS, t975
+from lvisnb.methods.ranking import IOU_PREFIX, METRICS, t975
 
 __all__ = [
     "BASELINE",
@@ -96,7 +96,7 @@ def json_ready(value):
 
 
 def with_arm(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` (a leaderboard or :func:`lvisnb.methods.leaderboard.over_seeds` table) with an
+    """``frame`` (a leaderboard or :func:`lvisnb.methods.ranking.over_seeds` table) with an
     ``arm`` column ``<sampler>+<method>`` first."""
     arm = frame["sampler"].astype(str) + "+" + frame["method"].astype(str)
     return frame.assign(arm=arm)[["arm", *frame.columns]]
@@ -107,7 +107,7 @@ def paired_differences(
 ) -> pd.DataFrame:
     """Each arm minus ``baseline``, seed by seed, per metric: one row per (arm, metric).
 
-    ``board``: :func:`lvisnb.methods.leaderboard.leaderboard` rows (``method``, ``sampler``,
+    ``board``: :func:`lvisnb.methods.ranking.leaderboard` rows (``method``, ``sampler``,
     ``seed``, the ``metrics`` columns). For an arm, the seeds it shares with the baseline pair its
     runs with the baseline's; ``d_s = arm_s - baseline_s``. Columns: ``arm``, ``metric``, ``mean``
     (of the ``d_s``), ``low``, ``high`` (``mean +- t(0.975, n - 1) * sd(d) / sqrt(n)``; NaN for

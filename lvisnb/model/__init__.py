@@ -1,0 +1,23 @@
+"""The model: mmdetection's LVIS Mask R-CNN rows as presets, the torchvision Mask R-CNN they
+build, backbone weights, the RoI heads and long-tail classification losses, and checkpoints.
+
+Names are imported on first use (:mod:`lvisnb._lazy`).
+"""
+
+from lvisnb._lazy import lazy_exports
+
+_EXPORTS = {
+    "Preset": "builder",
+    "PRESETS": "builder",
+    "SEED_PRESETS": "builder",
+    "SEESAW_PRESETS": "builder",
+    "get_preset": "builder",
+    "build_model": "builder",
+    "load_backbone_weights": "builder",
+    "CLS_LOSSES": "losses",
+    "build_cls_loss": "losses",
+    "save_checkpoint": "checkpoint",
+    "load_checkpoint": "checkpoint",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -70,7 +70,7 @@ class LiveLossPlot:
 def ap_by_group(metrics: dict[str, dict[str, float]]) -> Figure:
     """Bars of AP, APr, APc, APf for box (``bbox``) and mask (``segm``) AP.
 
-    ``metrics``: ``lvisnb.evaluation.evaluate.evaluate(...).metrics``; undefined values (-1) are
+    ``metrics``: ``lvisnb.evaluation.evaluator.evaluate(...).metrics``; undefined values (-1) are
     left out.
     """
     rows = [
@@ -112,7 +112,7 @@ def ap_by_group_with_errors(
 ) -> Figure:
     """Bars of AP, APr, APc, APf per arm (mean over seeds) with their 95% intervals.
 
-    ``summary``: :func:`lvisnb.methods.leaderboard.over_seeds` (``<prefix>_<metric>`` with ``_low``
+    ``summary``: :func:`lvisnb.methods.ranking.over_seeds` (``<prefix>_<metric>`` with ``_low``
     / ``_high``; an ``arm`` column or ``sampler`` and ``method``). ``board``: the leaderboard's
     runs, drawn as dots (one per seed) over their arm's bar. Error bars span the t-interval
     (none for a single seed); undefined metrics (NaN) are left out.

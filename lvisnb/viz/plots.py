@@ -7,11 +7,9 @@ long tail (:func:`rank_frequency`, :func:`group_shares`, :func:`size_distributio
 the model (:func:`repeat_factors_by_group`, :func:`epoch_composition`) each return a
 ``Figure``; the plots of training and evaluation are in :mod:`lvisnb.viz.metric_plots`.
 
-Notebook 04 reaches the category gallery (:func:`category_gallery`) and the image browser
-(:func:`browse`, :func:`show`, :func:`view_grid`) here too. Importing this module loads neither
-torch nor ipywidgets (a notebook that only plots starts fast): seaborn, which imports
-ipywidgets (``seaborn.widgets``), is imported inside the functions that draw with it
-(:func:`import_seaborn`), and the browser (:mod:`lvisnb.viz.browse`) on first use.
+Importing this module loads neither torch nor ipywidgets (a notebook that only plots starts
+fast): seaborn, which imports ipywidgets (``seaborn.widgets``), is imported inside the functions
+that draw with it (:func:`import_seaborn`).
 """
 
 from __future__ import annotations
@@ -31,7 +29,6 @@ from lvisnb.annotations.categories import (
     RARE_MAX_IMAGES,
 )
 from lvisnb.annotations.statistics import RankFrequencyFit
-from lvisnb.viz.gallery import category_gallery as category_gallery
 
 FREQUENCY_COLOURS = {"r": "#d1495b", "c": "#edae49", "f": "#00798c"}
 GROUP_ORDER = [FREQUENCY_NAMES[g] for g in FREQUENCY_GROUPS]
@@ -309,28 +306,3 @@ def epoch_composition(composition: pd.DataFrame) -> Figure:
         ax.bar_label(container, labels=[f"{v.get_height():.1%}" for v in container], fontsize=7)
     despine(fig)
     return fig
-
-
-# the browser lives in lvisnb.viz.browse (ipywidgets), imported when first used: lvisnb.viz.plots
-# itself loads neither ipywidgets nor torch; notebook 04 reaches the browser through these
-
-
-def browse(*args, **kwargs):
-    """:func:`lvisnb.viz.browse.browse` (the interactive browser of notebook 04)."""
-    from lvisnb.viz import browse as module  # ipywidgets: loaded when the browser is used
-
-    return module.browse(*args, **kwargs)
-
-
-def show(*args, **kwargs):
-    """:func:`lvisnb.viz.browse.show` (the browser, or its static grid without a front end)."""
-    from lvisnb.viz import browse as module  # ipywidgets: loaded when the browser is used
-
-    return module.show(*args, **kwargs)
-
-
-def view_grid(*args, **kwargs):
-    """:func:`lvisnb.viz.browse.view_grid` (a static grid of images with their overlays)."""
-    from lvisnb.viz import browse as module  # ipywidgets: loaded when the browser is used
-
-    return module.view_grid(*args, **kwargs)

@@ -3,7 +3,7 @@
 One valid LVIS file (three images with federated label lists, one of them 28 x 28; three
 categories; polygon annotations and one compressed RLE) is spoiled one fault at a time, written
 to a file and read by each entry point of the kit: ``validate.load_lvis`` (datasets),
-``tables.read_tables`` (statistics), ``ground_truth.load_ground_truth`` and ``evaluate.evaluate``
+``tables.read_tables`` (statistics), ``ground_truth.load_ground_truth`` and ``evaluator.evaluate``
 (evaluation), ``scene.load_scene`` (drawing) and ``dataset.LVISDetection`` (training). Each must
 raise :class:`lvisnb.annotations.json_file.LVISFormatError` naming the file, ``section[index]`` and
 the field; none may crash in pycocotools, hang, or go on with a different number.
@@ -20,7 +20,7 @@ from lvisnb.annotations import validate as data
 from lvisnb.annotations.json_file import LVISFormatError
 from lvisnb.annotations.tables import read_tables
 from lvisnb.data.dataset import LVISDetection
-from lvisnb.evaluation import evaluate, ground_truth
+from lvisnb.evaluation import evaluator, ground_truth
 from lvisnb.viz import scene
 
 SIZES = {1: (48, 64), 2: (40, 50), 3: (28, 28)}  # image id -> (height, width)
@@ -89,7 +89,7 @@ ENTRY_POINTS = {
     "load_ground_truth": lambda path: ground_truth.load_ground_truth(path),
     "load_scene": lambda path: scene.load_scene(path, image_root=path.parent),
     "LVISDetection": lambda path: LVISDetection(path, path.parent),
-    "evaluate": lambda path: evaluate.evaluate(path, [_result()]),
+    "evaluate": lambda path: evaluator.evaluate(path, [_result()]),
 }
 
 

@@ -1,5 +1,5 @@
 """Bootstrap intervals (lvisnb.evaluation.bootstrap) and paired comparisons
-(lvisnb.evaluation.compare.compare)."""
+(lvisnb.evaluation.comparison.compare)."""
 
 import copy
 import json
@@ -13,7 +13,7 @@ from synthetic import toy_detections
 from lvisnb import cli
 from lvisnb.annotations.lvis_compat import LVISEval, LVISFromDict
 from lvisnb.evaluation import bootstrap as boot
-from lvisnb.evaluation import compare, evaluate, report
+from lvisnb.evaluation import comparison, evaluator, report
 from lvisnb.evaluation.ground_truth import load_ground_truth
 from lvisnb.evaluation.metrics import IOU_THRESHOLDS, RECALL_POINTS, interpolated_precision
 from lvisnb.evaluation.result_records import read_detections
@@ -36,22 +36,22 @@ def _evaluate(gt, results, **kwargs):
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "Mean of empty slice")
         warnings.filterwarnings("ignore", ".*more than 300 detections.*")
-        return evaluate.evaluate(gt, results, **kwargs)
+        return evaluator.evaluate(gt, results, **kwargs)
 
 
 @pytest.fixture(scope="module")
 def toy_matches(toy_val, toy_results):
     """Per IoU type, the Matches of the standard evaluation (the kit's own pipeline)."""
     truth = load_ground_truth(toy_val)
-    options = evaluate._Options(evaluate.IOU_TYPES, "fast", False, 300, 10_000, "mask", None, 1)
+    options = evaluator._Options(evaluator.IOU_TYPES, "fast", False, 300, 10_000, "mask", None, 1)
     arrays = (truth.image_ids, truth.image_sizes, truth.category_ids)
     det = read_detections(toy_results, *arrays, need_boxes=True, need_masks=True)
     source = det.source
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        prepared = evaluate._prepare(truth, det, source, options)
-    runner = evaluate._runner(prepared, options)
-    metrics = {t: runner.standard(t, prepared.standard, 300)[1] for t in evaluate.IOU_TYPES}
+        prepared = evaluator._prepare(truth, det, source, options)
+    runner = evaluator._runner(prepared, options)
+    metrics = {t: runner.standard(t, prepared.standard, 300)[1] for t in evaluator.IOU_TYPES}
     return truth, runner.matches, metrics
 
 
@@ -115,7 +115,7 @@ def test_unit_weights_reproduce_the_plain_metrics(toy_matches):
             assert values[name][0] == pytest.approx(metrics[iou_type][name], abs=1e-12)
 
 
-@pytest.mark.parametrize("iou_type", evaluate.IOU_TYPES)
+@pytest.mark.parametrize("iou_type", evaluator.IOU_TYPES)
 def test_integer_weights_equal_lvis_eval_on_duplicated_images(
     toy_gt, toy_results, toy_matches, iou_type
 ):
@@ -176,7 +176,7 @@ def with_bootstrap(toy_val, toy_results):
 
 
 def test_intervals_contain_the_point_estimates(with_bootstrap):
-    assert set(with_bootstrap.intervals) == set(evaluate.IOU_TYPES)
+    assert set(with_bootstrap.intervals) == set(evaluator.IOU_TYPES)
     for iou_type, values in with_bootstrap.intervals.items():
         assert list(values) == list(boot.METRICS)
         for name, (low, high) in values.items():
@@ -240,7 +240,7 @@ def test_undefined_groups_have_no_interval():
 )
 def test_bootstrap_options_are_checked(toy_val, toy_results, kwargs, message):
     with pytest.raises(ValueError, match=message):
-        evaluate.evaluate(toy_val, toy_results[:5], **kwargs)
+        evaluator.evaluate(toy_val, toy_results[:5], **kwargs)
 
 
 # ----------------------------------------------------------------------------- compare
@@ -251,10 +251,10 @@ def test_compare_is_paired_and_its_difference_is_b_minus_a(toy_val, toy_results,
     worse = [r for r in toy_results if rng.random() > 0.3]  # a third of the detections lost
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = compare.compare(toy_val, toy_results, worse, bootstrap=100, seed=0)
+        result = comparison.compare(toy_val, toy_results, worse, bootstrap=100, seed=0)
     table = result.table.set_index(["iou_type", "metric"])
     assert list(table.columns) == ["A", "B", "difference", "low", "high"]
-    assert len(table) == len(evaluate.IOU_TYPES) * len(boot.METRICS)
+    assert len(table) == len(evaluator.IOU_TYPES) * len(boot.METRICS)
     for (iou_type, name), row in table.iterrows():
         assert row["A"] == with_bootstrap.metrics[iou_type][name]
         assert row["difference"] == pytest.approx(row["B"] - row["A"])
@@ -270,10 +270,10 @@ def test_compare_is_paired_and_its_difference_is_b_minus_a(toy_val, toy_results,
 def test_compare_of_a_result_with_itself_is_exactly_zero(toy_val, toy_results):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = compare.compare(toy_val, toy_results, toy_results, ["bbox"], bootstrap=20)
+        result = comparison.compare(toy_val, toy_results, toy_results, ["bbox"], bootstrap=20)
     assert (result.table[["difference", "low", "high"]] == 0).all().all()
     with pytest.raises(ValueError, match="bootstrap >= 1"):
-        compare.compare(toy_val, toy_results, toy_results, bootstrap=0)
+        comparison.compare(toy_val, toy_results, toy_results, bootstrap=0)
 
 
 # ----------------------------------------------------------------------------- CLI

@@ -1,4 +1,4 @@
-"""Differential tests: ``lvisnb.evaluation.evaluate.evaluate`` (both backends) against the official
+"""Differential tests: ``lvisnb.evaluation.evaluator.evaluate`` (both backends) against the official
 ``lvis.LVISResults`` + ``LVISEval`` on seeded random LVIS cases (:mod:`lvis_cases`)."""
 
 import copy
@@ -14,7 +14,7 @@ import pycocotools.mask as mask_utils
 import pytest
 from lvis_cases import box_mask, case_features, make_case, reference_metrics, rle
 
-from lvisnb.evaluation.evaluate import evaluate
+from lvisnb.evaluation.evaluator import evaluate
 
 FEW_SEEDS = range(8)
 MANY_SEEDS = range(8, 200)

@@ -15,7 +15,7 @@ from lvisnb.annotations import statistics as analysis
 from lvisnb.annotations import validate as data
 from lvisnb.annotations.images import image_path, image_relpath
 from lvisnb.annotations.tables import read_tables
-from lvisnb.evaluation.evaluate import evaluate
+from lvisnb.evaluation.evaluator import evaluate
 
 REAL = Path(__file__).parents[1] / "fixtures" / "lvis_v0.5_val_100.json"
 

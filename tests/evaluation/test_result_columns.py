@@ -21,7 +21,7 @@ from lvisnb.annotations import masks
 from lvisnb.annotations.json_file import LVISFormatError
 from lvisnb.evaluation import result_columns, result_records, result_validation
 from lvisnb.evaluation import results as detections
-from lvisnb.evaluation.evaluate import evaluate, load_ground_truth
+from lvisnb.evaluation.evaluator import evaluate, load_ground_truth
 
 needs_extension = pytest.mark.skipif(
     not result_columns.AVAILABLE,

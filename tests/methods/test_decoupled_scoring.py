@@ -8,7 +8,7 @@ import torch
 
 from lvisnb.data.dataset import LVISDetection
 from lvisnb.engine.inference import predict
-from lvisnb.evaluation.evaluate import evaluate
+from lvisnb.evaluation.evaluator import evaluate
 from lvisnb.methods import decoupled_retraining, decoupled_scoring
 from lvisnb.methods.long_tail_runs import subset_ground_truth
 

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from lvisnb.methods import long_tail_runs
-from lvisnb.methods.leaderboard import leaderboard
 from lvisnb.methods.long_tail_summary import Arm, metric_columns
+from lvisnb.methods.ranking import leaderboard
 
 SMALL = {"train_scales": (160,), "test_scale": 160, "max_size": 200}
 

@@ -6,7 +6,6 @@ import math
 import pandas as pd
 import pytest
 
-from lvisnb.methods.leaderboard import t975
 from lvisnb.methods.long_tail_summary import (
     difference_table,
     differences_from_summary,
@@ -16,6 +15,7 @@ from lvisnb.methods.long_tail_summary import (
     verdicts,
     write_summary,
 )
+from lvisnb.methods.ranking import t975
 
 
 def test_metric_columns_per_protocol():
@@ -79,7 +79,7 @@ def test_one_seed_gives_a_mean_without_interval():
 
 
 def test_the_summary_keys_differences_by_arm_and_writes_nan_as_null(tmp_path):
-    from lvisnb.methods.leaderboard import over_seeds
+    from lvisnb.methods.ranking import over_seeds
 
     board = _board()
     summary = over_seeds(board, metrics=["box_APr"])
@@ -134,7 +134,7 @@ def test_verdicts_say_which_arm_is_ahead_or_by_how_much_the_interval_misses():
 
 
 def test_verdicts_from_the_written_summary_match_those_of_the_board(tmp_path):
-    from lvisnb.methods.leaderboard import over_seeds
+    from lvisnb.methods.ranking import over_seeds
 
     board = _board()
     differences = paired_differences(board, ["box_APr"])

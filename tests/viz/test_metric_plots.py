@@ -42,7 +42,7 @@ def test_images_of_the_file_when_no_training_count_is_known():
 
 
 def _over_seeds():
-    """Two arms' means and intervals as lvisnb.methods.leaderboard.over_seeds gives them."""
+    """Two arms' means and intervals as lvisnb.methods.ranking.over_seeds gives them."""
     rows = []
     for arm, base in (("rfs+ce", 0.2), ("rfs+seesaw", 0.3)):
         row = {"sampler": arm.split("+")[0], "method": arm.split("+")[1], "seeds": 3}

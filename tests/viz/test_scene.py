@@ -12,7 +12,7 @@ import pytest
 from synthetic import box_mask, rle
 
 from lvisnb.annotations.images import ImageReadError, image_path
-from lvisnb.viz import browse, gallery
+from lvisnb.viz import browser, gallery
 from lvisnb.viz.scene import load_scene
 
 matplotlib.use("Agg")
@@ -75,8 +75,8 @@ def test_box_only_results_get_box_verdicts_and_draw(toy_val, val):
     assert counts["matched"] == len(scene.predictions(image_id)) > 0
     with pytest.raises(ValueError, match="no masks.*iou_type='bbox'"):
         scene.verdict(image_id, iou_type="segm")
-    figure = browse.view_grid(scene, [image_id])
-    assert len(figure.axes) == len(browse.VIEWS)
+    figure = browser.view_grid(scene, [image_id])
+    assert len(figure.axes) == len(browser.VIEWS)
 
 
 def test_polygon_results_are_accepted_and_drawn(toy_val, val):

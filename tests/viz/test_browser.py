@@ -6,9 +6,9 @@ import matplotlib.pyplot as plt
 import pytest
 from synthetic import toy_detections
 
-from lvisnb.viz import browse as browse_module
-from lvisnb.viz import plots as viz
-from lvisnb.viz.browse import VIEWS, Browser, category_option
+from lvisnb import viz
+from lvisnb.viz import browser as browse_module
+from lvisnb.viz.browser import VIEWS, Browser, category_option
 from lvisnb.viz.scene import load_scene
 
 

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from lvisnb.methods import leaderboard as L
+from lvisnb.methods import ranking as L
 
 
 def _run(root, name, seed, box_ap, method="ce", sampler="rfs", threshold=0.1, mask=True):
@@ -107,7 +107,7 @@ def test_the_interval_covers_the_mean_about_95_percent_of_the_time():
 
 
 def test_a_real_evaluation_reads_back(tmp_path, toy_val, results):
-    from lvisnb.evaluation.evaluate import evaluate
+    from lvisnb.evaluation.evaluator import evaluate
     from lvisnb.evaluation.report import save_metrics
 
     with pytest.warns(UserWarning, match="more than 300 detections"):

@@ -1,6 +1,6 @@
 """An ipywidgets browser over a :class:`~lvisnb.viz.scene.Scene`, and its static stand-in.
 
-:class:`Browser` (``lvisnb.viz.plots.browse(...)``) shows one image at a time in up to three panels,
+:class:`Browser` (``lvisnb.viz.browse(...)``) shows one image at a time in up to three panels,
 ground truth, predictions above a score threshold and the federated view
 (:func:`lvisnb.viz.overlay.draw_federated`), each an ``ipywidgets.Image`` holding a PNG. Controls:
 an index slider and an image-id box, a category filter (a combobox that searches as you

@@ -16,7 +16,7 @@ from tiny_lvis import tiny_gt as _tiny_gt
 from lvisnb.annotations.json_file import LVISFormatError
 from lvisnb.annotations.lvis_compat import LVISEval, LVISFromDict
 from lvisnb.annotations.validate import load_lvis
-from lvisnb.evaluation import caps, evaluate, report, result_records, result_validation
+from lvisnb.evaluation import caps, evaluator, report, result_records, result_validation
 from lvisnb.evaluation import metrics as metrics_module
 from lvisnb.evaluation import results as detections
 
@@ -32,17 +32,17 @@ def toy_case(request, toy_val):
             record["score"] = round(record["score"], 1)
     snapshot = copy.deepcopy(results)
     runs = {}
-    for backend in evaluate.BACKENDS:
+    for backend in evaluator.BACKENDS:
         with pytest.warns(UserWarning, match="more than 300 detections"):
-            runs[backend] = evaluate.evaluate(toy_val, results, backend=backend)
+            runs[backend] = evaluator.evaluate(toy_val, results, backend=backend)
     return gt, results, snapshot, runs
 
 
 def _both(gt, results, **kwargs):
-    return {b: evaluate.evaluate(gt, results, backend=b, **kwargs) for b in evaluate.BACKENDS}
+    return {b: evaluator.evaluate(gt, results, backend=b, **kwargs) for b in evaluator.BACKENDS}
 
 
-def _assert_agree(runs, iou_types=evaluate.IOU_TYPES):
+def _assert_agree(runs, iou_types=evaluator.IOU_TYPES):
     fast, official = runs["fast"], runs["lvis"]
     for iou_type in iou_types:
         assert list(fast.metrics[iou_type]) == list(official.metrics[iou_type])
@@ -77,7 +77,7 @@ def test_toy_detections_exercise_every_lvis_rule(toy_case):
 def test_fast_and_official_backends_agree_on_every_metric(toy_case):
     _, _, _, runs = toy_case
     _assert_agree(runs)
-    for iou_type in evaluate.IOU_TYPES:
+    for iou_type in evaluator.IOU_TYPES:
         metrics = runs["lvis"].metrics[iou_type]
         assert list(metrics) == list(metrics_module.metric_names())
         assert 0.05 < metrics["AP"] < 0.9 and metrics["AP50"] > metrics["AP75"]
@@ -134,22 +134,22 @@ def test_lvis_backend_matches_lvis_eval_run_directly(toy_case, toy_val):
 
 def test_ground_truth_can_be_loaded_once_and_reused(toy_case, toy_val):
     _, results, _, runs = toy_case
-    truth = evaluate.load_ground_truth(toy_val)
+    truth = evaluator.load_ground_truth(toy_val)
     for gt in (truth, lvis.LVIS(str(toy_val))):
         with pytest.warns(UserWarning):
-            again = evaluate.evaluate(gt, results, iou_types="bbox", fixed=False)
+            again = evaluator.evaluate(gt, results, iou_types="bbox", fixed=False)
         assert again.metrics["bbox"]["AP"] == runs["fast"].metrics["bbox"]["AP"]
 
 
 def test_options_are_checked():
     with pytest.raises(ValueError, match="iou_types"):
-        evaluate.evaluate({}, [], iou_types=("keypoints",))
+        evaluator.evaluate({}, [], iou_types=("keypoints",))
     with pytest.raises(ValueError, match="backend"):
-        evaluate.evaluate({}, [], backend="coco")
+        evaluator.evaluate({}, [], backend="coco")
     with pytest.raises(ValueError, match="segm_area"):
-        evaluate.evaluate({}, [], segm_area="polygon")
+        evaluator.evaluate({}, [], segm_area="polygon")
     with pytest.raises(ValueError, match="no detections"):
-        evaluate.evaluate(_tiny_gt(), [])
+        evaluator.evaluate(_tiny_gt(), [])
 
 
 # ----------------------------------------------------------------------------- hand-built cases
@@ -255,9 +255,9 @@ def test_repeated_or_zero_annotation_ids_are_rejected(ids, tmp_path):
     path = tmp_path / "gt.json"
     path.write_text(json.dumps(gt))
     expected = "share the id 7" if ids == (7, 7) else r"annotations\[0\] field 'id' is 0"
-    for backend in evaluate.BACKENDS:
+    for backend in evaluator.BACKENDS:
         with pytest.raises(LVISFormatError, match=re.escape(str(path)) + ".*" + expected):
-            evaluate.evaluate(path, [_box_result(0.9)], backend=backend)
+            evaluator.evaluate(path, [_box_result(0.9)], backend=backend)
     with pytest.raises(LVISFormatError, match=expected):
         load_lvis(path)
 
@@ -281,7 +281,7 @@ def test_polygon_and_uncompressed_rle_results_are_converted_as_lvis_does():
     other[1]["segmentation"] = {"size": [100, 100], "counts": counts}
     want = _both(_one_box_gt(), compressed, iou_types=("segm",))
     got = _both(_one_box_gt(), other, iou_types=("segm",))
-    for backend in evaluate.BACKENDS:
+    for backend in evaluator.BACKENDS:
         assert got[backend].metrics == want[backend].metrics
     assert want["fast"].metrics["segm"]["AP"] > 0
 
@@ -390,7 +390,7 @@ INVALID_RECORDS = [
 def test_invalid_records_name_the_first_offender(bad, field, reason):
     records = [_good(), _good(score=0.7), _good() | bad, _good() | bad]
     with pytest.raises(ValueError, match=r"<list>: results\[2\] \(image_id=.*\) field") as error:
-        evaluate.evaluate(_tiny_gt(), records, fixed=False)
+        evaluator.evaluate(_tiny_gt(), records, fixed=False)
     assert f"field '{field}'" in str(error.value)
     assert reason in str(error.value)
 
@@ -411,7 +411,7 @@ def test_invalid_records_in_a_file_name_the_first_offender(tmp_path, bad, field,
     path.write_text(json.dumps([_good(), _good(score=0.7), _good() | bad, _good() | bad]))
     expected = re.escape(f"{path}: results[2] (image_id=") + r".*\) field"
     with pytest.raises(ValueError, match=expected) as error:
-        evaluate.evaluate(_tiny_gt(), path, iou_types=iou_types, fixed=False)
+        evaluator.evaluate(_tiny_gt(), path, iou_types=iou_types, fixed=False)
     assert f"field '{field}'" in str(error.value)
     assert reason in str(error.value)
 
@@ -430,8 +430,8 @@ def test_invalid_boxes_in_a_file_matter_only_for_bbox(tmp_path, bad, reason):
     with pytest.raises(
         ValueError, match=re.escape(f"{path}: results[1] (image_id=1) field 'bbox'")
     ):
-        evaluate.evaluate(_tiny_gt(), path, fixed=False)
-    segm = evaluate.evaluate(_tiny_gt(), path, iou_types=("segm",), fixed=False)
+        evaluator.evaluate(_tiny_gt(), path, fixed=False)
+    segm = evaluator.evaluate(_tiny_gt(), path, iou_types=("segm",), fixed=False)
     assert segm.info["num_detections"] == 2
 
 
@@ -441,14 +441,14 @@ def test_missing_boxes_or_masks_in_a_file_are_reported(tmp_path):
     no_mask = {k: v for k, v in _good().items() if k != "segmentation"}
     path.write_text(json.dumps([_good(), no_box]))
     with pytest.raises(ValueError, match=r"results\[1\] \(image_id=1\) field 'bbox' is missing"):
-        evaluate.evaluate(_tiny_gt(), path, fixed=False)
+        evaluator.evaluate(_tiny_gt(), path, fixed=False)
     path.write_text(json.dumps([no_box, _good()]))
     with pytest.raises(ValueError, match=r"results\[1\] .* field 'bbox' is given but results\[0\]"):
-        evaluate.evaluate(_tiny_gt(), path, iou_types=("bbox",), fixed=False)
+        evaluator.evaluate(_tiny_gt(), path, iou_types=("bbox",), fixed=False)
     path.write_text(json.dumps([_good(), no_mask]))
     for iou_types in (("segm",), ("bbox", "segm")):
         with pytest.raises(ValueError, match=r"results\[1\] .* 'segmentation' is missing"):
-            evaluate.evaluate(_tiny_gt(), path, iou_types=iou_types, fixed=False)
+            evaluator.evaluate(_tiny_gt(), path, iou_types=iou_types, fixed=False)
 
 
 def test_results_files_are_decoded_typed_when_well_typed(tmp_path):
@@ -465,7 +465,7 @@ def test_results_files_are_decoded_typed_when_well_typed(tmp_path):
     boxes_only, _ = result_records.read_results(path, masks=False)
     assert [type(r) for r in boxes_only] == [detections.BoxRecord] * 2
     assert boxes_only[1].bbox == (10.0, 10.0, 30.0, 30.0)
-    tiny = evaluate.load_ground_truth(_tiny_gt())
+    tiny = evaluator.load_ground_truth(_tiny_gt())
     with pytest.raises(ValueError, match="without their masks"):
         result_validation.validate_detections(
             boxes_only, tiny.image_ids, tiny.image_sizes, tiny.category_ids, False, True
@@ -479,7 +479,7 @@ def test_results_files_are_decoded_typed_when_well_typed(tmp_path):
     path.write_text(json.dumps([_good(), _good(score="0.5")]))
     assert [type(r) for r in result_records.read_results(path)[0]] == [dict, dict]
     # typed records give the same columns, areas and RLE dicts as the dicts
-    gt = evaluate.load_ground_truth(_tiny_gt())
+    gt = evaluator.load_ground_truth(_tiny_gt())
     typed = [_good(), _good(score=0.25, category_id=2)]
     path.write_text(json.dumps(typed))
     args = (gt.image_ids, gt.image_sizes, gt.category_ids, True, True)
@@ -513,16 +513,16 @@ def test_ids_beyond_int64_in_a_file_are_reported(tmp_path):
     assert type(result_records.read_results(path)[0][1]) is detections.Record
     expected = r"results\[1\] .* field 'image_id' is 9223372036854775808, beyond 64-bit"
     with pytest.raises(ValueError, match=expected):
-        evaluate.evaluate(_tiny_gt(), path, fixed=False)
+        evaluator.evaluate(_tiny_gt(), path, fixed=False)
 
 
 def test_results_file_and_list_give_the_same_evaluation(toy_case, toy_val, tmp_path):
     _, results, _, runs = toy_case
     path = tmp_path / "results.json"
     path.write_text(json.dumps(results))
-    for iou_types in (evaluate.IOU_TYPES, ("segm",)):
+    for iou_types in (evaluator.IOU_TYPES, ("segm",)):
         with pytest.warns(UserWarning, match="more than 300 detections"):
-            again = evaluate.evaluate(toy_val, path, iou_types=iou_types)
+            again = evaluator.evaluate(toy_val, path, iou_types=iou_types)
         for iou_type in iou_types:
             assert again.metrics[iou_type] == runs["fast"].metrics[iou_type]
             np.testing.assert_array_equal(
@@ -534,30 +534,30 @@ def test_missing_fields_and_files_are_reported(tmp_path):
     record = _good()
     del record["score"]
     with pytest.raises(ValueError, match=r"results\[1\] \(image_id=1\) field 'score' is missing"):
-        evaluate.evaluate(_tiny_gt(), [_good(), record], fixed=False)
+        evaluator.evaluate(_tiny_gt(), [_good(), record], fixed=False)
     path = tmp_path / "results.json"
     path.write_text(json.dumps([_good(), _good(category_id=42)]))
     with pytest.raises(
         ValueError, match=re.escape(f"{path}: results[1] (image_id=1) field 'category_id' 42")
     ):
-        evaluate.evaluate(_tiny_gt(), path)
+        evaluator.evaluate(_tiny_gt(), path)
     path.write_text(json.dumps({"annotations": []}))
     with pytest.raises(ValueError, match="JSON list of detections"):
-        evaluate.evaluate(_tiny_gt(), path)
+        evaluator.evaluate(_tiny_gt(), path)
     with pytest.raises(FileNotFoundError):
-        evaluate.evaluate(_tiny_gt(), tmp_path / "missing.json")
+        evaluator.evaluate(_tiny_gt(), tmp_path / "missing.json")
     gt = _tiny_gt()
     del gt["images"][1]["neg_category_ids"]
     with pytest.raises(ValueError, match=r"images\[1\] \(id=7\) needs a list 'neg_category_ids'"):
-        evaluate.evaluate(gt, [_good()])
+        evaluator.evaluate(gt, [_good()])
 
 
 def test_box_only_results_are_enough_for_bbox():
     records = [{k: v for k, v in _good().items() if k != "segmentation"}]
-    result = evaluate.evaluate(_tiny_gt(), records, iou_types=["bbox"])
+    result = evaluator.evaluate(_tiny_gt(), records, iou_types=["bbox"])
     assert result.metrics["bbox"]["AP"] == pytest.approx(1.0)
     with pytest.raises(ValueError, match="field 'segmentation' is missing.*--iou-types bbox"):
-        evaluate.evaluate(_tiny_gt(), records, iou_types=["segm"])
+        evaluator.evaluate(_tiny_gt(), records, iou_types=["segm"])
 
 
 def test_mask_only_results_get_boxes_and_areas_from_masks():
@@ -650,7 +650,7 @@ def test_an_ignore_flag_in_ground_truth_is_refused(tmp_path):
     gt = _one_box_gt(annotation_ids=(1, 2))
     gt["annotations"][1]["ignore"] = 1
     with pytest.raises(LVISFormatError, match=r"annotations\[1\] \(id=2\) field 'ignore'"):
-        evaluate.evaluate(gt, [_box_result(0.9)])
+        evaluator.evaluate(gt, [_box_result(0.9)])
     gt["annotations"][1]["ignore"] = 0
     _assert_agree(_both(gt, [_box_result(0.9)]))
 
@@ -661,7 +661,7 @@ def test_train_counts_come_from_the_train_file_given(toy_train, toy_val):
     train = json.loads(toy_train.read_text())
     val = json.loads(toy_val.read_text())
     results = toy_detections(val)[:50]
-    evaluation = evaluate.evaluate(
+    evaluation = evaluator.evaluate(
         toy_val, results, iou_types=("bbox",), fixed=False, train_ann=toy_train
     )
     expected = {c["id"]: c["image_count"] for c in train["categories"]}

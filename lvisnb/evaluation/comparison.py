@@ -11,7 +11,7 @@ import pandas as pd
 
 from lvisnb.annotations.categories import FREQUENCY_GROUPS
 from lvisnb.evaluation import bootstrap as boot
-from lvisnb.evaluation.evaluate import IOU_TYPES, Evaluation, evaluate
+from lvisnb.evaluation.evaluator import IOU_TYPES, Evaluation, evaluate
 from lvisnb.evaluation.ground_truth import load_ground_truth
 
 
@@ -94,7 +94,7 @@ def compare(
 def best_and_worst(per_category: pd.DataFrame, column: str = "AP_segm", n: int = 3) -> pd.DataFrame:
     """The ``n`` best and ``n`` worst categories by ``column`` within each frequency group.
 
-    ``per_category``: ``lvisnb.evaluation.evaluate.evaluate(...).per_category``; categories without
+    ``per_category``: ``lvisnb.evaluation.evaluator.evaluate(...).per_category``; categories without
     val ground truth (NaN) are skipped. Rows sorted by group (r, c, f), then best before worst.
     """
     frame = per_category.dropna(subset=[column])

@@ -42,7 +42,7 @@ is in the Details" (and their code, ``large-vocab-devil``), with ``fixed=True``:
 
 With ``bootstrap=B`` (fast backend), AP, APr, APc and APf of each IoU type also get 95%
 percentile intervals from B image resamples that reuse the evaluation's matching
-(:mod:`lvisnb.evaluation.bootstrap`); :func:`lvisnb.evaluation.compare.compare` gives the paired
+(:mod:`lvisnb.evaluation.bootstrap`); :func:`lvisnb.evaluation.comparison.compare` gives the paired
 interval of the difference of two results files on the same ground truth. Text reports and
 saved files: :mod:`lvisnb.evaluation.report`; the command line: ``lvisnb evaluate``
 (:mod:`lvisnb.cli`).
