@@ -39,9 +39,12 @@ from lvisnb.annotations import toy  # noqa: E402
 from lvisnb.data.dataset import LVISDetection, collate  # noqa: E402
 from lvisnb.data.sampler import build_sampler  # noqa: E402
 from lvisnb.data.transforms import train_transforms  # noqa: E402
+from lvisnb.engine.config import TrainConfig  # noqa: E402
+from lvisnb.engine.run_dir import read_log  # noqa: E402
 from lvisnb.engine.schedule import scaled_lr  # noqa: E402
-from lvisnb.engine.train import TrainConfig, read_log, train  # noqa: E402
-from lvisnb.model.builder import build_model, get_preset  # noqa: E402
+from lvisnb.engine.train import train  # noqa: E402
+from lvisnb.model.builder import build_model  # noqa: E402
+from lvisnb.model.presets import get_preset  # noqa: E402
 
 
 def _train_dataset(preset_name: str, paths: dict) -> LVISDetection:

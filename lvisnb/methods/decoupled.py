@@ -81,8 +81,10 @@ from lvisnb.data.dataset import CategoryMapping, LVISDetection, collate, read_re
 from lvisnb.data.sampler import build_sampler
 from lvisnb.engine.inference import detection_records, masks_to_rle
 from lvisnb.files import atomic_path
-from lvisnb.model.builder import Preset, build_preset_cls_loss
-from lvisnb.model.losses import ClsLoss, NormedLinear
+from lvisnb.model.builder import build_preset_cls_loss
+from lvisnb.model.losses import ClsLoss
+from lvisnb.model.normed_predictor import NormedLinear
+from lvisnb.model.presets import Preset
 from lvisnb.model.roi_heads import ClsLossRoIHeads
 
 __all__ = [

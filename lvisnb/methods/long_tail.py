@@ -246,8 +246,8 @@ def prepare_decoupled(
     ``out_dir/long_tail/decoupled/roi_features_{train,val}.pt``, or read the caches made from
     the same checkpoint bytes (:func:`lvisnb.methods.decoupled.cached_roi_features`)."""
     from lvisnb.data.dataset import LVISDetection
+    from lvisnb.engine.device import resolve_device
     from lvisnb.engine.inference import load_trained_model
-    from lvisnb.engine.train import resolve_device
     from lvisnb.evaluation.ground_truth import load_ground_truth
     from lvisnb.methods.decoupled import cached_roi_features
 
@@ -430,8 +430,9 @@ def run_end_to_end(
     :func:`lvisnb.engine.train.train`: pass ``overwrite``).
     """
     from lvisnb.data.dataset import LVISDetection
+    from lvisnb.engine.device import resolve_device
     from lvisnb.engine.inference import load_trained_model, predict, save_results
-    from lvisnb.engine.train import resolve_device, train
+    from lvisnb.engine.train import train
     from lvisnb.evaluation.evaluate import evaluate, save_metrics
     from lvisnb.evaluation.ground_truth import load_ground_truth
 

@@ -1,10 +1,10 @@
-"""The README's "Presets" section, rendered from :mod:`lvisnb.model.builder` so every value exists
+"""The README's "Presets" section, rendered from :mod:`lvisnb.model.presets` so every value exists
 once.
 
 The section (between ``<!-- presets:start -->`` and ``<!-- presets:end -->`` in README.md) is
-generated whole, prose included: a table of the rows (:data:`~lvisnb.model.builder.PRESETS`) with
+generated whole, prose included: a table of the rows (:data:`~lvisnb.model.presets.PRESETS`) with
 the fields in which mmdetection's rows differ, and a table of every
-:class:`~lvisnb.model.builder.Preset` field with its value in the default row ("kit") and in
+:class:`~lvisnb.model.presets.Preset` field with its value in the default row ("kit") and in
 ``toy``, next to what it reproduces in mmdetection v2 (:data:`MMDETECTION`). Values are ``repr`` in
 backticks.
 
@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from lvisnb.files import write_text_atomic
-from lvisnb.model.builder import PRESETS, TOY, Preset
+from lvisnb.model.presets import PRESETS, TOY, Preset
 
 START, END = "<!-- presets:start -->", "<!-- presets:end -->"
 COMMAND = "python -m lvisnb.model.preset_table --write README.md"
@@ -302,11 +302,11 @@ MMDETECTION: dict[str, Entry] = {
 }
 
 _INTRO = """\
-<!-- generated from lvisnb/model/builder.py and lvisnb/model/preset_table.py: edit those, then run
+<!-- generated from lvisnb/model/presets.py and lvisnb/model/preset_table.py: edit those, then run
      python -m lvisnb.model.preset_table --write README.md -->
 ## Presets
 
-`lvisnb.model.builder.PRESETS` holds mmdetection's LVIS Mask R-CNN rows as frozen `Preset`
+`lvisnb.model.presets.PRESETS` holds mmdetection's LVIS Mask R-CNN rows as frozen `Preset`
 dataclasses, named exactly as mmdetection's `configs/lvis/` and `configs/seesaw_loss/` files, plus
 `toy` (ResNet-10 + GroupNorm from scratch, small images, trains on a 2-core CPU).
 `get_preset(name, **overrides)` returns a validated copy with fields replaced;
@@ -461,7 +461,7 @@ def replace_section(text: str, section: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m lvisnb.model.preset_table",
-        description="Print the README's Presets section generated from lvisnb.model.builder, or "
+        description="Print the README's Presets section generated from lvisnb.model.presets, or "
         "rewrite it in place between its markers.",
     )
     parser.add_argument(

@@ -15,8 +15,8 @@ from lvisnb.evaluation.evaluate import evaluate
 from lvisnb.methods import decoupled
 from lvisnb.methods.decoupled import RoIFeatures
 from lvisnb.methods.long_tail import subset_ground_truth
-from lvisnb.model.builder import get_preset
-from lvisnb.model.losses import NormedLinear
+from lvisnb.model.normed_predictor import NormedLinear
+from lvisnb.model.presets import get_preset
 
 SMALL = {"train_scales": (160,), "test_scale": 160, "max_size": 200}  # as notebook 03's test
 
@@ -24,7 +24,8 @@ SMALL = {"train_scales": (160,), "test_scale": 160, "max_size": 200}  # as noteb
 @pytest.fixture(scope="module")
 def checkpoint(toy_root, toy_train, tmp_path_factory):
     """A 2-iteration toy checkpoint at small scale (the weights barely matter here)."""
-    from lvisnb.engine.train import TrainConfig, train
+    from lvisnb.engine.config import TrainConfig
+    from lvisnb.engine.train import train
 
     run_dir = tmp_path_factory.mktemp("decoupled") / "train"
     config = TrainConfig(

@@ -112,7 +112,7 @@ def test_the_summary_keys_differences_by_arm_and_writes_nan_as_null(tmp_path):
 
 
 def test_end_to_end_trains_evaluates_and_reuses_each_run(toy_root, toy_train, toy_val, tmp_path):
-    from lvisnb.engine.train import TrainConfig
+    from lvisnb.engine.config import TrainConfig
 
     template = TrainConfig(
         train_ann=str(toy_train),

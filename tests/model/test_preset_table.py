@@ -1,4 +1,4 @@
-"""lvisnb.model.preset_table: the README's Presets section is generated from lvisnb.model.builder,
+"""lvisnb.model.preset_table: the README's Presets section is generated from lvisnb.model.presets,
 every Preset field has its mmdetection entry, and ``--write`` rewrites only the section."""
 
 import ast
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from lvisnb.model import preset_table as T
-from lvisnb.model.builder import PRESETS, TOY, Preset
+from lvisnb.model.presets import PRESETS, TOY, Preset
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -24,7 +24,7 @@ def _cells(table: str) -> list[list[str]]:
 def test_readme_presets_section_is_the_generated_one():
     _, section, _ = T.split_section(README.read_text(encoding="utf-8"))
     assert section == T.presets_markdown(), (
-        f"README.md's Presets section differs from lvisnb.model.builder; run: {T.COMMAND}"
+        f"README.md's Presets section differs from lvisnb.model.presets; run: {T.COMMAND}"
     )
 
 
