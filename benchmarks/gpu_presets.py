@@ -8,7 +8,7 @@ For each preset x ``cls_loss`` x AMP setting (``get_preset(name, cls_loss=loss)`
 ``lvisnb.model.builder.build_model(weights=False)`` on the device, so nothing is downloaded):
 
 - training: ``--warmup`` untimed then ``--iters`` timed iterations of
-  :func:`lvisnb.engine.train.train_step` (autocast forward, the rank-averaged loss check, backward,
+  :func:`lvisnb.engine.loop.train_step` (autocast forward, the rank-averaged loss check, backward,
   clipping when the preset clips, SGD step) on one synthetic batch of ``samples_per_gpu``
   images of ``max(train_scales)`` x ``max_size`` px (800 x 1333 for the seed rows: the largest
   batch multi-scale training can draw), ``--instances`` LVIS-like objects each (boxes XYXY,
@@ -23,7 +23,7 @@ For each preset x ``cls_loss`` x AMP setting (``get_preset(name, cls_loss=loss)`
   weights score every class of every proposal above ``box_score_thresh``, so NMS sees ~1000 x
   K candidates and 300 masks are pasted per image: a worst case for the post-processing.
 
-AMP "on" is ``lvisnb.model.builder.autocast_dtype("auto", device)``: bfloat16 on a GPU that has it,
+AMP "on" is ``lvisnb.engine.device.autocast_dtype("auto", device)``: bfloat16 on a GPU that has it,
 float16 (with a ``GradScaler``) otherwise, and float32 on the CPU, where the kit does not use
 autocast; the table's ``dtype`` column says which ran. The learning rate is the preset's first
 warm-up one (``scaled_lr * warmup_ratio``), as at the start of a real run: randomly initialised
@@ -61,18 +61,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import RESULTS, write_section  # noqa: E402
 
 from lvisnb.annotations.categories import categories  # noqa: E402
+from lvisnb.engine.config import TrainConfig  # noqa: E402
+from lvisnb.engine.device import autocast_dtype, resolve_device  # noqa: E402
+from lvisnb.engine.loop import train_step  # noqa: E402
+from lvisnb.engine.run_state import Progress, TrainSetup  # noqa: E402
 from lvisnb.engine.schedule import scaled_lr  # noqa: E402
-from lvisnb.engine.train import Progress, TrainConfig, TrainSetup, resolve_device, train_step  # noqa: E402
 from lvisnb.methods.published import SEED_RESULTS, SEESAW_RESULTS  # noqa: E402
-from lvisnb.model.builder import (  # noqa: E402
-    PRESETS,
-    SEED_PRESETS,
-    Preset,
-    autocast_dtype,
-    build_model,
-    get_preset,
-)
+from lvisnb.model.builder import build_model  # noqa: E402
 from lvisnb.model.losses import CLS_LOSSES  # noqa: E402
+from lvisnb.model.presets import PRESETS, SEED_PRESETS, Preset, get_preset  # noqa: E402
 
 SECTION = "gpu_presets"
 TINY_PRESET = "mask_rcnn_r50_fpn_sample1e-3_mstrain_1x_lvis_v1"
@@ -156,7 +153,7 @@ def bench_case(
 ) -> dict:
     """One row: training s/iteration, images/s and peak GiB; inference images/s and peak GiB.
 
-    ``amp``: ``"on"`` (:func:`lvisnb.model.builder.autocast_dtype` ``"auto"``) or ``"off"``."""
+    ``amp``: ``"on"`` (:func:`lvisnb.engine.device.autocast_dtype` ``"auto"``) or ``"off"``."""
     amp_dtype = autocast_dtype(amp == "on", device)
     row = {
         "preset": preset.name,
@@ -317,7 +314,7 @@ def markdown(rows: list[dict], args: argparse.Namespace, device: torch.device) -
         f"Device: {machine}; torch {torch.__version__}, Python {platform.python_version()}. "
         f"Synthetic batch per iteration: `samples_per_gpu` images at max(`train_scales`) x "
         f"`max_size` px, {args.instances} objects each; {args.warmup} untimed then "
-        f"{args.iters} timed iteration(s) of `lvisnb.engine.train.train_step`; inference batch 1 "
+        f"{args.iters} timed iteration(s) of `lvisnb.engine.loop.train_step`; inference batch 1 "
         f"at `test_scale`, as many images. Random weights, the first warm-up learning rate. "
         "Memory: "
         "`torch.cuda.max_memory_allocated` in GiB (the counter behind mmdetection's Mem); "

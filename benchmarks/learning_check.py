@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _results import write_section  # noqa: E402
 
-from lvisnb.engine.train import read_log  # noqa: E402
+from lvisnb.engine.run_dir import read_log  # noqa: E402
 
 TARGET_APF = 0.25
 TARGET_MINUTES = 20.0

@@ -6,7 +6,7 @@ Training: the same torchvision Mask R-CNN (built by ``lvisnb.model.builder.build
 same seed), the same toy-LVIS data, transforms, RFS sampler, batch and optimiser (SGD with the
 preset's momentum, weight decay and gradient clipping) run through
 
-- ``kit``: :func:`lvisnb.engine.train.train` (schedule, per-iteration JSON log, progress bar off,
+- ``kit``: :func:`lvisnb.engine.trainer.train` (schedule, per-iteration JSON log, progress bar off,
   non-finite check, checkpoint only at the end), timed between its per-iteration callbacks;
 - ``bare``: ``for images, targets in loader: loss = sum(model(images, targets).values());
   zero_grad; backward; clip; step``, timed around each iteration.
@@ -39,9 +39,12 @@ from lvisnb.annotations import toy  # noqa: E402
 from lvisnb.data.dataset import LVISDetection, collate  # noqa: E402
 from lvisnb.data.sampler import build_sampler  # noqa: E402
 from lvisnb.data.transforms import train_transforms  # noqa: E402
+from lvisnb.engine.config import TrainConfig  # noqa: E402
+from lvisnb.engine.run_dir import read_log  # noqa: E402
 from lvisnb.engine.schedule import scaled_lr  # noqa: E402
-from lvisnb.engine.train import TrainConfig, read_log, train  # noqa: E402
-from lvisnb.model.builder import build_model, get_preset  # noqa: E402
+from lvisnb.engine.trainer import train  # noqa: E402
+from lvisnb.model.builder import build_model  # noqa: E402
+from lvisnb.model.presets import get_preset  # noqa: E402
 
 
 def _train_dataset(preset_name: str, paths: dict) -> LVISDetection:
@@ -91,7 +94,7 @@ def bare_loop(preset_name: str, paths: dict, batch: int, iters: int, warmup: int
 
 
 def kit_loop(preset_name: str, paths: dict, batch: int, iters: int, warmup: int) -> float:
-    """Images/s of :func:`lvisnb.engine.train.train`: the intervals between its per-iteration
+    """Images/s of :func:`lvisnb.engine.trainer.train`: the intervals between its per-iteration
     callbacks, so logging, the progress bar and checks are all inside the timed span."""
     stamps: list[float] = []
     with tempfile.TemporaryDirectory() as run_dir:
@@ -157,7 +160,7 @@ def main() -> None:
         "| loop | images/s | s/iteration | runs (images/s) |",
         "| --- | ---: | ---: | --- |",
     ]
-    for name, rate in (("bare PyTorch loop", bare), ("`lvisnb.engine.train.train`", kit)):
+    for name, rate in (("bare PyTorch loop", bare), ("`lvisnb.engine.trainer.train`", kit)):
         key = "bare" if name.startswith("bare") else "kit"
         rates = ", ".join(f"{r:.2f}" for r in runs[key])
         lines.append(f"| {name} | {rate:.2f} | {args.batch / rate:.2f} | {rates} |")

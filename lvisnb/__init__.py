@@ -37,12 +37,12 @@ _EXPORTS = {
     "ensure_toy_lvis": "annotations.toy",
     # data and model
     "LVISDetection": "data.dataset",
-    "PRESETS": "model.builder",
-    "get_preset": "model.builder",
+    "PRESETS": "model.presets",
+    "get_preset": "model.presets",
     "build_model": "model.builder",
     # train and predict
-    "TrainConfig": "engine.train",
-    "train": "engine.train",
+    "TrainConfig": "engine.config",
+    "train": "engine.trainer",
     "load_trained_model": "engine.inference",
     "predict": "engine.inference",
     "save_results": "engine.inference",

@@ -3,7 +3,7 @@
 Every subcommand is a dataclass whose fields are its flags, typed by their annotations and
 documented by their comments (tyro): ``lvisnb --help`` lists the subcommands, ``lvisnb evaluate
 --help`` every flag of one. ``lvisnb train --preset toy --run-dir runs/train --max-iters 300``
-takes one ``--field value`` per :class:`lvisnb.engine.train.TrainConfig` field; for several
+takes one ``--field value`` per :class:`lvisnb.engine.config.TrainConfig` field; for several
 processes use ``torchrun --nproc_per_node=N -m lvisnb.cli train`` with the same flags.
 """
 
@@ -221,27 +221,27 @@ def _cli_registry() -> ConstructorRegistry:
 
 
 def _train_config() -> type:
-    """:class:`lvisnb.engine.train.TrainConfig`, imported when a command line needs it."""
-    from lvisnb.engine.train import TrainConfig  # torch: only for train (and --help)
+    """:class:`lvisnb.engine.config.TrainConfig`, imported when a command line needs it."""
+    from lvisnb.engine.config import TrainConfig  # torch: only for train (and --help)
 
     return TrainConfig
 
 
 def config_from_args(argv: list[str] | None = None):
-    """A :class:`lvisnb.engine.train.TrainConfig` from ``--field value`` flags, typed by the
+    """A :class:`lvisnb.engine.config.TrainConfig` from ``--field value`` flags, typed by the
     dataclass (tyro): each field's comment is its ``--help`` text; ``--lr 1e-3`` is a float,
     ``--run-dir on`` a string, ``--max-iters None`` the preset's value, ``--lr-steps 3 4`` a
     tuple, booleans are flags (``--resume`` / ``--no-progress``), ``--overrides`` YAML
     (``'{train_scales: [480, 512]}'``). A malformed value exits with status 2 and a message
     naming the flag."""
-    from lvisnb.engine import train  # torch: only for train
+    from lvisnb.engine import trainer  # torch: only for train
 
     return tyro.cli(
         _train_config(),
         args=argv,
         prog="lvisnb train",
         registry=_cli_registry(),
-        description=train.__doc__.splitlines()[0],
+        description=trainer.__doc__.splitlines()[0],
     )
 
 
@@ -253,7 +253,7 @@ def _cmd_train(cfg) -> int:
     import torch.distributed as dist  # torch: only for train
 
     from lvisnb.annotations.images import ImageReadError  # only on this path
-    from lvisnb.engine import train as train_mod  # torch: only for train
+    from lvisnb.engine import trainer as train_mod  # torch: only for train
 
     rank = int(os.environ.get("RANK", "0"))
     try:

@@ -39,7 +39,7 @@ def declared_parameters(notebook: str | os.PathLike) -> dict[str, dict]:
     """Parameters declared in the notebook's ``parameters`` cell (papermill's inspection), in
     the cell's order; a parameter that may be ``None`` (``image_ids: str | None = None  #
     ...``), which papermill's pattern skips, has ``inferred_type_name`` ``"str | None"``."""
-    import nbformat
+    import nbformat  # nbformat: only when a notebook is inspected
 
     found = papermill.inspect_notebook(str(notebook))
     cells = nbformat.read(str(notebook), as_version=4).cells
@@ -148,7 +148,7 @@ def coerce_parameter(name: str, value, spec: dict, notebook: Path):
             f"{notebook.name}: parameter {name} is {_article(kind)} {kind}, got {value!r} ({error})"
         ) from None
     if isinstance(value, str) and kind != "str":  # lists, dicts, None: YAML text
-        import yaml
+        import yaml  # yaml: only for list / dict / None parameters
 
         return yaml.safe_load(value)
     return value
@@ -169,7 +169,7 @@ def _boolean(value) -> bool:
 def _headless():
     """Tell kernels started meanwhile that no front end renders widgets (they inherit the
     environment; :func:`lvisnb.viz.browser.front_end_attached` reads it)."""
-    from lvisnb.viz.browser import HEADLESS_ENV
+    from lvisnb.viz.browser import HEADLESS_ENV  # ipywidgets: only the constant, when notebooks run
 
     before = os.environ.get(HEADLESS_ENV)
     os.environ[HEADLESS_ENV] = "1"
@@ -244,8 +244,8 @@ def _execute(notebook: Path, run_dir: Path, parameters: dict, html: bool, kernel
 
 def render_html(notebook: str | os.PathLike) -> Path:
     """Render an executed notebook to HTML beside it (nbconvert's HTML exporter)."""
-    import nbformat
-    from nbconvert import HTMLExporter
+    import nbformat  # nbconvert: only with --html
+    from nbconvert import HTMLExporter  # nbconvert: only with --html
 
     notebook = Path(notebook)
     body, _ = HTMLExporter().from_notebook_node(nbformat.read(notebook, as_version=4))

@@ -10,7 +10,7 @@ from tiny_lvis import tiny_gt as _tiny_gt
 
 from lvisnb import cli
 from lvisnb.annotations import full_scale, toy
-from lvisnb.engine import train as train_mod
+from lvisnb.engine import trainer as train_mod
 
 
 def test_toy_command_writes_and_is_idempotent(tmp_path, capsys):

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from lvisnb.model.builder import get_preset
 from lvisnb.model.losses import CLS_LOSSES
+from lvisnb.model.presets import get_preset
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 SPEC = importlib.util.spec_from_file_location("gpu_presets", BENCHMARKS / "gpu_presets.py")

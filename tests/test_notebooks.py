@@ -79,7 +79,8 @@ def check_02(run_dir: Path, toy_train: Path) -> None:
 
 def params_03(toy: dict) -> dict:
     """A 2-iteration checkpoint at small scale, so that inference over toy val is quick."""
-    from lvisnb.engine.train import TrainConfig, train
+    from lvisnb.engine.config import TrainConfig
+    from lvisnb.engine.trainer import train
 
     overrides = {"train_scales": (160,), "test_scale": 160, "max_size": 200}
     run = train(

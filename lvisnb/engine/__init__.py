@@ -8,10 +8,13 @@ Names are imported on first use (:mod:`lvisnb._lazy`).
 from lvisnb._lazy import lazy_exports
 
 _EXPORTS = {
-    "TrainConfig": "train",
-    "TrainResult": "train",
-    "train": "train",
-    "resolve_device": "train",
+    "TrainConfig": "config",
+    "TrainResult": "trainer",
+    "train": "trainer",
+    "setup_training": "setup",
+    "train_step": "loop",
+    "resolve_device": "device",
+    "autocast_dtype": "device",
     "read_log": "run_dir",
     "read_config": "run_dir",
     "write_training_summary": "run_dir",

@@ -35,9 +35,12 @@ from tqdm.auto import tqdm
 
 from lvisnb.annotations.categories import check_same_version
 from lvisnb.data.dataset import CategoryMapping, LVISDetection, collate, read_record_image
+from lvisnb.engine.device import autocast_dtype, resolve_device
 from lvisnb.evaluation.metrics import MAX_DETS_PER_IMAGE
 from lvisnb.files import atomic_path, check_output
-from lvisnb.model.builder import Preset, autocast_dtype, build_model
+from lvisnb.model.builder import build_model
+from lvisnb.model.checkpoint import load_checkpoint
+from lvisnb.model.presets import Preset
 
 __all__ = [
     "load_trained_model",
@@ -74,8 +77,6 @@ def load_trained_model(
     detections, is the preset's ``cls_loss``; its buffers (e.g. the federated class weights)
     come from the checkpoint.
     """
-    from lvisnb.model.checkpoint import load_checkpoint
-
     state = load_checkpoint(checkpoint)
     try:
         preset_fields = state["config"]["preset"]
@@ -168,7 +169,7 @@ def predict(
     ``mapping`` converts labels to LVIS category ids (default: the dataset's); a model trained
     on one LVIS version run on a file of the other is a ``ValueError`` naming both.
     Runs under ``torch.inference_mode``, with autocast on CUDA when ``amp`` (bf16 where the GPU
-    supports it, else fp16: :func:`lvisnb.model.builder.autocast_dtype`).
+    supports it, else fp16: :func:`lvisnb.engine.device.autocast_dtype`).
     ``mask_thresh`` defaults to the model preset's (0.5).
     """
     mapping = mapping or dataset.mapping
@@ -289,8 +290,6 @@ def results_for_evaluation(
         if not path.is_file():
             raise FileNotFoundError(f"results_file not found: {path}")
         return ResultsFile(path, None, f"existing results {path}")
-    from lvisnb.engine.train import resolve_device
-
     weights = Path(checkpoint) if checkpoint is not None else Path(run_dir) / DEFAULT_CHECKPOINT
     if not weights.is_file():
         raise FileNotFoundError(

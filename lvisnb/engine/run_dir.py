@@ -185,7 +185,7 @@ def _window(count: int, window: int) -> int:
 
 def read_config(run_dir: str | os.PathLike) -> dict:
     """``run_dir/config.json`` (sections ``train``, ``preset``, ``resolved``, written by
-    :func:`lvisnb.engine.train.train`); ``FileNotFoundError`` when the directory holds no run."""
+    :func:`lvisnb.engine.trainer.train`); ``FileNotFoundError`` when the directory holds no run."""
     path = Path(run_dir) / CONFIG_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: {run_dir} holds no training run")

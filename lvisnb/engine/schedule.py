@@ -1,7 +1,7 @@
 """The learning-rate schedule of a run: linear scaling, epochs to iterations, warm-up, steps.
 
 mmdetection's recipe (``optimizer.lr`` and ``lr_config`` of ``configs/_base_/schedules/
-schedule_1x.py``, mmcv's ``StepLrUpdaterHook``), read from a :class:`lvisnb.model.builder.Preset`:
+schedule_1x.py``, mmcv's ``StepLrUpdaterHook``), read from a :class:`lvisnb.model.presets.Preset`:
 
 1. linear scaling rule (Goyal et al. 2017, "Accurate, Large Minibatch SGD"; mmdetection's
    ``auto_scale_lr``): the base lr is ``preset.lr * total_batch / preset.lr_batch``
@@ -23,14 +23,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import torch
 from torch.optim.lr_scheduler import ChainedScheduler, ConstantLR, LinearLR, MultiStepLR
 
-if TYPE_CHECKING:
-    from lvisnb.data.sampler import EpochShardedSampler
-    from lvisnb.model.builder import Preset
+from lvisnb.data.sampler import EpochShardedSampler
+from lvisnb.model.presets import Preset
 
 
 def scaled_lr(preset: Preset, total_batch: int | None = None) -> float:

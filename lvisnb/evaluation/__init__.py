@@ -15,7 +15,7 @@ _EXPORTS = {
     "read_results": "result_records",
     "Detections": "results",
     "evaluate": "evaluator",
-    "Evaluation": "evaluator",
+    "Evaluation": "outcome",
     "compare": "comparison",
     "Comparison": "comparison",
     "best_and_worst": "comparison",

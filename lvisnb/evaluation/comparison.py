@@ -11,8 +11,9 @@ import pandas as pd
 
 from lvisnb.annotations.categories import FREQUENCY_GROUPS
 from lvisnb.evaluation import bootstrap as boot
-from lvisnb.evaluation.evaluator import IOU_TYPES, Evaluation, evaluate
+from lvisnb.evaluation.evaluator import evaluate
 from lvisnb.evaluation.ground_truth import load_ground_truth
+from lvisnb.evaluation.outcome import IOU_TYPES, Evaluation
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""What an :class:`~lvisnb.evaluation.evaluator.Evaluation` says, as text and files: the metrics
+"""What an :class:`~lvisnb.evaluation.outcome.Evaluation` says, as text and files: the metrics
 table (:func:`format_summary`), ``metrics.json`` (:func:`save_metrics`), the per-category CSV
 (:func:`save_per_category`) and a run directory's ``evaluation.json`` headline
 (:func:`write_evaluation_summary`, notebook 03). Every file is written atomically, never over an
@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from lvisnb import files as outputs
-from lvisnb.evaluation.evaluator import SEGM_AREA_RULES, Evaluation
+from lvisnb.evaluation.outcome import SEGM_AREA_RULES, Evaluation
 
 EVALUATION_FILE = "evaluation.json"
 # the keys that make a JSON object the kit's evaluation summary (written by every version)
@@ -127,7 +127,7 @@ _IOU_NAMES = {"bbox": "box", "segm": "mask"}
 
 
 def evaluation_summary(evaluation: Evaluation, inference_seconds: float | None = None) -> dict:
-    """The headline of an :class:`lvisnb.evaluation.evaluator.Evaluation`: ``ann_file`` and
+    """The headline of an :class:`lvisnb.evaluation.outcome.Evaluation`: ``ann_file`` and
     ``results_file`` (the paths evaluated), ``backend``, ``inference_seconds`` (seconds the model
     took to write the results; ``None`` when an existing results file was evaluated), and for each
     evaluated IoU type ``box`` (bbox) / ``mask`` (segm): ``{"AP", "APr", "APc", "APf"}`` as in

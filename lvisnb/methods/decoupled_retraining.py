@@ -28,8 +28,10 @@ from tqdm.auto import tqdm
 
 from lvisnb.data.sampler import build_sampler
 from lvisnb.methods.decoupled_features import RoIFeatures, one_thread
-from lvisnb.model.builder import Preset, build_preset_cls_loss
-from lvisnb.model.losses import ClsLoss, NormedLinear
+from lvisnb.model.builder import build_preset_cls_loss
+from lvisnb.model.losses import ClsLoss
+from lvisnb.model.normed_predictor import NormedLinear
+from lvisnb.model.presets import Preset
 
 __all__ = [
     "RECIPE",
@@ -51,7 +53,7 @@ RECIPE = {  # the classifier's SGD recipe, the same for every method and seed
 
 def class_image_counts(features: RoIFeatures) -> np.ndarray:
     """Images of the cached train split annotated with each class, ``(K,)`` int64 in label
-    order ``1..K`` (as :func:`lvisnb.engine.train.class_image_counts` counts a dataset)."""
+    order ``1..K`` (as :func:`lvisnb.engine.setup.class_image_counts` counts a dataset)."""
     counts = np.zeros(features.num_classes, dtype=np.int64)
     for labels in features.category_sets():
         counts[[label - 1 for label in labels]] += 1
@@ -61,8 +63,8 @@ def class_image_counts(features: RoIFeatures) -> np.ndarray:
 def build_classifier(preset: Preset, in_features: int, cls_loss: ClsLoss) -> nn.Module:
     """A fresh box classifier as :func:`lvisnb.model.builder.build_model` makes it for ``preset``:
     ``cls_loss.num_outputs`` outputs (``K + 1``; Seesaw ``K + 2``), a
-    :class:`~lvisnb.model.losses.NormedLinear` for Seesaw with ``seesaw_cls_temperature``, else
-    ``nn.Linear`` (PyTorch's default initialisation, as torchvision's predictor)."""
+    :class:`~lvisnb.model.normed_predictor.NormedLinear` for Seesaw with ``seesaw_cls_temperature``,
+    else ``nn.Linear`` (PyTorch's default initialisation, as torchvision's predictor)."""
     if preset.cls_loss == "seesaw" and preset.seesaw_cls_temperature is not None:
         return NormedLinear(
             in_features, cls_loss.num_outputs, temperature=preset.seesaw_cls_temperature
@@ -99,7 +101,7 @@ def image_sampler(features: RoIFeatures, sampler: str, seed: int, preset: Preset
     ``"uniform"``, or ``"rfs"`` with ``preset.rfs_threshold`` and ``rfs_rounding`` over the
     images' categories (:meth:`~lvisnb.methods.decoupled_features.RoIFeatures.category_sets`); a
     preset without RFS (``rfs_threshold=None``) samples uniformly, as
-    :func:`lvisnb.engine.train.build_train_sampler`."""
+    :func:`lvisnb.engine.setup.build_train_sampler`."""
     kind = sampler if preset.rfs_threshold is not None else "uniform"
     threshold = preset.rfs_threshold or 0.0
     sets = features.category_sets()

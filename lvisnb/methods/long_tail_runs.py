@@ -7,7 +7,7 @@ loss: ``uniform+ce`` (no re-sampling), ``rfs+ce`` (repeat-factor sampling, the L
 Each arm runs with several seeds, each (arm, seed) into its own run directory
 ``run_dir/long_tail/<protocol>/<sampler>_<method>_seed<k>/`` holding ``metrics.json``
 (:func:`lvisnb.evaluation.report.save_metrics`) and ``config.json`` (sections ``train``,
-``preset``, ``resolved`` as :func:`lvisnb.engine.train.train` writes them), so
+``preset``, ``resolved`` as :func:`lvisnb.engine.trainer.train` writes them), so
 :func:`lvisnb.methods.ranking.leaderboard` reads every run, whichever protocol made it.
 
 - ``"decoupled"`` (:func:`prepare_decoupled`, :func:`run_decoupled`): the box classifier alone
@@ -16,8 +16,8 @@ Each arm runs with several seeds, each (arm, seed) into its own run directory
   :mod:`lvisnb.methods.decoupled_scoring`; cRT / BAGS); box AP, and mask AP from the model's
   frozen mask head (one pass for all runs). Minutes on a CPU.
 - ``"end_to_end"`` (:func:`run_end_to_end`): every (arm, seed) trains the whole Mask R-CNN
-  with :func:`lvisnb.engine.train.train`, then runs inference and box + mask evaluation. Hours on a
-  CPU for toy-LVIS; the seed presets need a GPU.
+  with :func:`lvisnb.engine.trainer.train`, then runs inference and box + mask evaluation. Hours on
+  a CPU for toy-LVIS; the seed presets need a GPU.
 
 :mod:`lvisnb.methods.long_tail_summary` compares the runs (paired differences against the
 baseline, tables, verdicts, the summary file).
@@ -38,8 +38,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from lvisnb.data.dataset import LVISDetection
+from lvisnb.engine.device import resolve_device
 from lvisnb.engine.inference import load_trained_model, predict, save_results
-from lvisnb.engine.train import resolve_device, train
+from lvisnb.engine.trainer import train
 from lvisnb.evaluation.evaluator import evaluate
 from lvisnb.evaluation.ground_truth import GroundTruth, load_ground_truth
 from lvisnb.evaluation.report import save_metrics
@@ -55,8 +56,8 @@ from lvisnb.methods.long_tail_summary import (
     json_ready,
 )
 from lvisnb.methods.ranking import read_run
-from lvisnb.model.builder import Preset
 from lvisnb.model.losses import CLS_LOSSES
+from lvisnb.model.presets import Preset
 
 __all__ = [
     "Decoupled",
@@ -240,7 +241,7 @@ def prepare_decoupled(
 
 
 def _decoupled_config(data: Decoupled, settings: dict, loss: list[float]) -> dict:
-    """config.json of a decoupled run, in :func:`lvisnb.engine.train.train`'s sections."""
+    """config.json of a decoupled run, in :func:`lvisnb.engine.trainer.train`'s sections."""
     preset = dataclasses.replace(
         data.preset, cls_loss=settings["method"], num_classes=data.train.num_classes
     )
@@ -364,7 +365,7 @@ def run_end_to_end(
 ) -> list[RunDone]:
     """Train, run and evaluate (box and mask AP) Mask R-CNN for every arm and seed.
 
-    ``template``: a :class:`lvisnb.engine.train.TrainConfig` (preset, data, device, batch size,
+    ``template``: a :class:`lvisnb.engine.config.TrainConfig` (preset, data, device, batch size,
     ``max_iters``, ``overwrite``...); each run replaces its ``run_dir``
     (``out_dir/long_tail/end_to_end/<sampler>_<method>_seed<k>/``), ``sampler``, ``seed`` and
     ``overrides["cls_loss"]``. Then the run's ``checkpoints/final.pt`` predicts the val images
@@ -372,7 +373,7 @@ def run_end_to_end(
     ``metrics.json``. A run directory that already holds an evaluated run of the same arm,
     seed and ``max_iters`` is reused (unless ``template.overwrite``), so a comparison that was
     stopped continues with the runs it had not finished (a run stopped half-way is refused by
-    :func:`lvisnb.engine.train.train`: pass ``overwrite``).
+    :func:`lvisnb.engine.trainer.train`: pass ``overwrite``).
     """
     truth = None
     done = []

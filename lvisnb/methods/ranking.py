@@ -2,7 +2,7 @@
 
 A run directory (``runs/<name>/``, see :mod:`lvisnb.engine.run_dir`) that was evaluated holds
 ``metrics.json`` (:func:`lvisnb.evaluation.report.save_metrics`); one that was trained by the kit
-also holds ``config.json`` (:func:`lvisnb.engine.train.train`: the ``train`` settings, the
+also holds ``config.json`` (:func:`lvisnb.engine.trainer.train`: the ``train`` settings, the
 ``preset`` and the ``resolved`` values). :func:`leaderboard` reads both into one row per run;
 :func:`over_seeds` groups the rows by method and sampler and gives each metric's mean over seeds
 with a 95% Student-t interval, ``mean +- t(0.975, n - 1) * s / sqrt(n)`` (``s`` the sample standard

@@ -7,13 +7,13 @@ Names are imported on first use (:mod:`lvisnb._lazy`).
 from lvisnb._lazy import lazy_exports
 
 _EXPORTS = {
-    "Preset": "builder",
-    "PRESETS": "builder",
-    "SEED_PRESETS": "builder",
-    "SEESAW_PRESETS": "builder",
-    "get_preset": "builder",
+    "Preset": "presets",
+    "PRESETS": "presets",
+    "SEED_PRESETS": "presets",
+    "SEESAW_PRESETS": "presets",
+    "get_preset": "presets",
     "build_model": "builder",
-    "load_backbone_weights": "builder",
+    "load_backbone_weights": "backbone_weights",
     "CLS_LOSSES": "losses",
     "build_cls_loss": "losses",
     "save_checkpoint": "checkpoint",

@@ -6,7 +6,7 @@ Four losses, selectable by name through :func:`build_cls_loss` (:data:`CLS_LOSSE
   (``torchvision/models/detection/roi_heads.py``: ``F.cross_entropy(class_logits, labels)``).
 * ``"seesaw"``: Seesaw loss (Wang et al., "Seesaw Loss for Long-Tailed Instance Segmentation",
   CVPR 2021; mmdetection ``mmdet/models/losses/seesaw_loss.py``), usually with the cosine
-  classifier :class:`NormedLinear` (mmdetection ``mmdet/models/layers/normed_predictor.py``).
+  classifier :class:`lvisnb.model.normed_predictor.NormedLinear`.
 * ``"eqlv2"``: Equalization Loss v2 (Tan et al., "Equalization Loss v2: A New Gradient Balance
   Approach for Long-tailed Object Detection", CVPR 2021; tztztztztz/eqlv2
   ``mmdet/models/losses/eqlv2.py``).
@@ -49,7 +49,6 @@ __all__ = [
     "ClsLoss",
     "EQLv2Loss",
     "FederatedLoss",
-    "NormedLinear",
     "SeesawLoss",
     "SoftmaxCELoss",
     "build_cls_loss",
@@ -236,35 +235,6 @@ class SeesawLoss(ClsLoss):
         class_logits, objectness = self.split(logits)
         obj = F.softmax(objectness, dim=-1)
         return torch.cat([obj[:, :1], F.softmax(class_logits, dim=-1) * obj[:, 1:]], dim=1)
-
-
-class NormedLinear(nn.Linear):
-    """Cosine classifier: ``temperature * <x / |x|, w_c / |w_c|> + b_c``.
-
-    ``x`` ``(N, in_features)`` -> ``(N, out_features)``. mmdetection ``NormedLinear``
-    (``tempearture=20, power=1.0, eps=1e-6``; weights ``N(0, 0.01)``, bias 0), the classifier
-    of its Seesaw LVIS configs (``cls_predictor_cfg=dict(type='NormedLinear', tempearture=20)``).
-    """
-
-    def __init__(
-        self,
-        in_features: int,
-        out_features: int,
-        bias: bool = True,
-        temperature: float = 20.0,  # mmdetection's tempearture
-        power: float = 1.0,  # exponent of the norms
-        eps: float = 1e-6,  # added to the norms
-    ) -> None:
-        super().__init__(in_features, out_features, bias=bias)
-        self.temperature, self.power, self.eps = temperature, power, eps
-        nn.init.normal_(self.weight, mean=0.0, std=0.01)
-        if self.bias is not None:
-            nn.init.zeros_(self.bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weight = self.weight / (self.weight.norm(dim=1, keepdim=True).pow(self.power) + self.eps)
-        x = x / (x.norm(dim=1, keepdim=True).pow(self.power) + self.eps)
-        return F.linear(x * self.temperature, weight, self.bias)
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,19 +1,19 @@
-"""The README's "Presets" section, rendered from :mod:`lvisnb.model.builder` so every value exists
-once.
+"""The "Presets" page (docs/presets.md), rendered from :mod:`lvisnb.model.presets` so every value
+exists once.
 
-The section (between ``<!-- presets:start -->`` and ``<!-- presets:end -->`` in README.md) is
-generated whole, prose included: a table of the rows (:data:`~lvisnb.model.builder.PRESETS`) with
+The section (between ``<!-- presets:start -->`` and ``<!-- presets:end -->`` in docs/presets.md) is
+generated whole, prose included: a table of the rows (:data:`~lvisnb.model.presets.PRESETS`) with
 the fields in which mmdetection's rows differ, and a table of every
-:class:`~lvisnb.model.builder.Preset` field with its value in the default row ("kit") and in
+:class:`~lvisnb.model.presets.Preset` field with its value in the default row ("kit") and in
 ``toy``, next to what it reproduces in mmdetection v2 (:data:`MMDETECTION`). Values are ``repr`` in
 backticks.
 
 Adding a field to ``Preset`` takes one more thing: its :class:`Entry` in :data:`MMDETECTION`
-(rendering fails naming any field without one). Then regenerate and commit the README::
+(rendering fails naming any field without one). Then regenerate and commit the page::
 
-    python -m lvisnb.model.preset_table --write README.md
+    python -m lvisnb.model.preset_table --write docs/presets.md
 
-``tests/test_preset_table.py`` fails, with that command, while the README differs from
+``tests/test_preset_table.py`` fails, with that command, while docs/presets.md differs from
 :func:`presets_markdown`. Without ``--write`` the section is printed.
 """
 
@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import NamedTuple
 
 from lvisnb.files import write_text_atomic
-from lvisnb.model.builder import PRESETS, TOY, Preset
+from lvisnb.model.presets import PRESETS, TOY, Preset
 
 START, END = "<!-- presets:start -->", "<!-- presets:end -->"
-COMMAND = "python -m lvisnb.model.preset_table --write README.md"
+COMMAND = "python -m lvisnb.model.preset_table --write docs/presets.md"
 
 
 class Entry(NamedTuple):
@@ -302,11 +302,11 @@ MMDETECTION: dict[str, Entry] = {
 }
 
 _INTRO = """\
-<!-- generated from lvisnb/model/builder.py and lvisnb/model/preset_table.py: edit those, then run
-     python -m lvisnb.model.preset_table --write README.md -->
+<!-- generated from lvisnb/model/presets.py and lvisnb/model/preset_table.py: edit those, then run
+     python -m lvisnb.model.preset_table --write docs/presets.md -->
 ## Presets
 
-`lvisnb.model.builder.PRESETS` holds mmdetection's LVIS Mask R-CNN rows as frozen `Preset`
+`lvisnb.model.presets.PRESETS` holds mmdetection's LVIS Mask R-CNN rows as frozen `Preset`
 dataclasses, named exactly as mmdetection's `configs/lvis/` and `configs/seesaw_loss/` files, plus
 `toy` (ResNet-10 + GroupNorm from scratch, small images, trains on a 2-core CPU).
 `get_preset(name, **overrides)` returns a validated copy with fields replaced;
@@ -428,7 +428,7 @@ def fields_table(mmdetection: Mapping[str, Entry] = MMDETECTION) -> str:
 
 
 def presets_markdown() -> str:
-    """The README's Presets section: everything between its two markers, newlines included."""
+    """The Presets section of a page: everything between its two markers, newlines included."""
     toy_schedule = _TOY_SCHEDULE.format(max_iters=TOY.max_iters, lr_steps_iters=TOY.lr_steps_iters)
     parts = [
         _INTRO,
@@ -461,11 +461,12 @@ def replace_section(text: str, section: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m lvisnb.model.preset_table",
-        description="Print the README's Presets section generated from lvisnb.model.builder, or "
+        description="Print the Presets section (docs/presets.md) generated from "
+        "lvisnb.model.presets, or "
         "rewrite it in place between its markers.",
     )
     parser.add_argument(
-        "--write", metavar="README", type=Path, help="rewrite the section of this file"
+        "--write", metavar="PAGE", type=Path, help="rewrite the section of this file"
     )
     args = parser.parse_args(argv)
     section = presets_markdown()

@@ -20,9 +20,9 @@ torchvision's do (the same ``F.cross_entropy`` and ``F.softmax`` on the same log
 
 Predictors (mmdetection's cosine classifiers, ``mmdet/models/layers/normed_predictor.py``):
 :func:`box_predictor` gives the classifier ``cls_loss.num_outputs`` outputs (Seesaw: ``K + 2``),
-optionally a :class:`lvisnb.model.losses.NormedLinear`; ``bbox_pred`` stays ``(K + 1) * 4``.
-:func:`mask_predictor` optionally ends in :class:`NormedConv2d` (mmdetection's
-``*_normed_mask_*`` configs).
+optionally a :class:`lvisnb.model.normed_predictor.NormedLinear`; ``bbox_pred`` stays
+``(K + 1) * 4``. :func:`mask_predictor` optionally ends in
+:class:`lvisnb.model.normed_predictor.NormedConv2d` (mmdetection's ``*_normed_mask_*`` configs).
 """
 
 from __future__ import annotations
@@ -34,39 +34,10 @@ from torchvision.models.detection.mask_rcnn import MaskRCNNPredictor
 from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.ops import boxes as box_ops
 
-from lvisnb.model.losses import ClsLoss, NormedLinear
+from lvisnb.model.losses import ClsLoss
+from lvisnb.model.normed_predictor import NormedConv2d, NormedLinear
 
-__all__ = ["ClsLossRoIHeads", "NormedConv2d", "box_predictor", "mask_predictor"]
-
-
-class NormedConv2d(nn.Conv2d):
-    """Cosine convolution: ``temperature * <x / |x|, w_o / |w_o|> + b_o`` at every pixel.
-
-    ``x`` ``(B, C_in, H, W)`` -> ``(B, C_out, H', W')``; norms over the input channels (of the
-    input pixel and of each output channel's weight, per kernel position). mmdetection
-    ``NormedConv2d`` (``tempearture=20, power=1.0, eps=1e-6, norm_over_kernel=False``), the
-    mask logits of its ``*_normed_mask_*`` Seesaw configs. Initialised as mmdetection's
-    ``FCNMaskHead.conv_logits``: Kaiming normal (``fan_out``, ReLU), bias 0.
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: int = 1,
-        temperature: float = 20.0,  # mmdetection's tempearture
-        power: float = 1.0,  # exponent of the norms
-        eps: float = 1e-6,  # added to the norms
-    ) -> None:
-        super().__init__(in_channels, out_channels, kernel_size)
-        self.temperature, self.power, self.eps = temperature, power, eps
-        nn.init.kaiming_normal_(self.weight, mode="fan_out", nonlinearity="relu")
-        nn.init.zeros_(self.bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weight = self.weight / (self.weight.norm(dim=1, keepdim=True).pow(self.power) + self.eps)
-        x = x / (x.norm(dim=1, keepdim=True).pow(self.power) + self.eps)
-        return self._conv_forward(x * self.temperature, weight, self.bias)
+__all__ = ["ClsLossRoIHeads", "box_predictor", "mask_predictor"]
 
 
 def box_predictor(
@@ -74,7 +45,7 @@ def box_predictor(
 ) -> FastRCNNPredictor:
     """torchvision's ``FastRCNNPredictor`` for ``num_classes`` (background included) whose
     ``cls_score`` has ``cls_outputs`` outputs (the loss's ``num_outputs``), a
-    :class:`~lvisnb.model.losses.NormedLinear` with ``temperature`` when one is given.
+    :class:`~lvisnb.model.normed_predictor.NormedLinear` with ``temperature`` when one is given.
     ``bbox_pred`` keeps ``num_classes * 4`` outputs. With ``cls_outputs == num_classes`` and
     no temperature it is torchvision's predictor, initialised in the same order."""
     predictor = FastRCNNPredictor(in_features, num_classes)
@@ -89,7 +60,8 @@ def mask_predictor(
     channels: int, num_classes: int, temperature: float | None = None
 ) -> MaskRCNNPredictor:
     """torchvision's ``MaskRCNNPredictor`` (deconv, ReLU, 1x1 logits for ``num_classes``, the
-    background included); with ``temperature`` its logits are a :class:`NormedConv2d`."""
+    background included); with ``temperature`` its logits are a
+    :class:`~lvisnb.model.normed_predictor.NormedConv2d`."""
     predictor = MaskRCNNPredictor(channels, channels, num_classes)
     if temperature is not None:
         predictor.mask_fcn_logits = NormedConv2d(channels, num_classes, 1, temperature)

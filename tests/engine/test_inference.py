@@ -132,8 +132,8 @@ def _untrained_checkpoint(path, ann):
     """A kit checkpoint (the fields load_trained_model reads) of an untrained toy model."""
     from dataclasses import asdict
 
-    from lvisnb.model.builder import get_preset
     from lvisnb.model.checkpoint import save_checkpoint
+    from lvisnb.model.presets import get_preset
 
     mapping = LVISDetection(ann, ann.parent).mapping
     preset = get_preset("toy", **SMALL)

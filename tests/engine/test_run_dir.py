@@ -10,8 +10,8 @@ LOSSES = [4.0, 3.0, 2.0, 1.0, 1.0, 1.0, 1.0, 0.0]
 
 
 def _fake_run(run_dir, losses=LOSSES, first_iter=1, seconds=0.5, total_batch=4, final=True):
-    """A run directory as lvisnb.engine.train leaves it: config.json, a log line per iteration (each
-    ``seconds`` long), and checkpoints/final.pt (an empty stand-in) when ``final``."""
+    """A run directory as lvisnb.engine.trainer leaves it: config.json, a log line per iteration
+    (each ``seconds`` long), and checkpoints/final.pt (an empty stand-in) when ``final``."""
     run_dir.mkdir(parents=True, exist_ok=True)
     config = {
         "train": {"batch_size": total_batch, "seed": 0},

@@ -13,8 +13,8 @@ from lvisnb.engine.schedule import (
     scaled_lr,
     schedule_iters,
 )
-from lvisnb.model.builder import TOY, get_preset
 from lvisnb.model.checkpoint import load_checkpoint, save_checkpoint
+from lvisnb.model.presets import TOY, get_preset
 
 R50_V1 = "mask_rcnn_r50_fpn_sample1e-3_mstrain_1x_lvis_v1"  # 12 epochs, steps after 8 and 11
 R50_V05 = "mask_rcnn_r50_fpn_sample1e-3_mstrain_2x_lvis_v0.5"  # 24 epochs, steps after 16, 22

@@ -14,7 +14,8 @@ SMALL = {"train_scales": (160,), "test_scale": 160, "max_size": 200}  # as noteb
 @pytest.fixture(scope="session")
 def checkpoint(toy_root, toy_train, tmp_path_factory):
     """A 2-iteration toy checkpoint at small scale (the weights barely matter here)."""
-    from lvisnb.engine.train import TrainConfig, train
+    from lvisnb.engine.config import TrainConfig
+    from lvisnb.engine.trainer import train
 
     run_dir = tmp_path_factory.mktemp("decoupled") / "train"
     config = TrainConfig(

@@ -6,8 +6,8 @@ import torch
 
 from lvisnb.methods import decoupled_retraining
 from lvisnb.methods.decoupled_features import RoIFeatures
-from lvisnb.model.builder import get_preset
-from lvisnb.model.losses import NormedLinear
+from lvisnb.model.normed_predictor import NormedLinear
+from lvisnb.model.presets import get_preset
 
 
 def _synthetic(images=30, rois=16, classes=5, dim=8, rare_images=3, seed=0) -> RoIFeatures:

@@ -30,7 +30,7 @@ def test_arms_put_uniform_first_then_rfs_with_each_loss():
 
 
 def test_end_to_end_trains_evaluates_and_reuses_each_run(toy_root, toy_train, toy_val, tmp_path):
-    from lvisnb.engine.train import TrainConfig
+    from lvisnb.engine.config import TrainConfig
 
     template = TrainConfig(
         train_ann=str(toy_train),

@@ -3,7 +3,7 @@ import math
 import pytest
 
 from lvisnb.methods import published
-from lvisnb.model.builder import SEED_PRESETS, SEESAW_PRESETS
+from lvisnb.model.presets import SEED_PRESETS, SEESAW_PRESETS
 
 
 def test_every_seed_preset_has_its_published_row():

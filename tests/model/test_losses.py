@@ -9,6 +9,7 @@ from torch import nn
 from torchvision.models.detection.roi_heads import fastrcnn_loss
 
 from lvisnb.model import losses as L
+from lvisnb.model.normed_predictor import NormedLinear
 
 K = 3  # foreground classes in the small cases: labels 0 (background), 1, 2, 3
 
@@ -221,22 +222,6 @@ def test_seesaw_without_factors_is_class_ce_on_positives_plus_objectness():
     assert loss(z, y).item() == pytest.approx(expected.item(), rel=1e-6)
 
 
-def test_normed_linear_is_scaled_cosine_plus_bias():
-    torch.manual_seed(0)
-    layer = L.NormedLinear(5, 3)
-    assert layer.temperature == 20.0 and layer.bias.abs().sum() == 0
-    assert layer.weight.std().item() == pytest.approx(0.01, rel=0.5)  # N(0, 0.01) init
-    with torch.no_grad():
-        layer.bias.copy_(torch.tensor([0.5, -1.0, 2.0]))
-    x = torch.randn(4, 5)
-    xn, wn = x.numpy(), layer.weight.detach().numpy()
-    unit_x = xn / (np.linalg.norm(xn, axis=1, keepdims=True) + 1e-6)
-    unit_w = wn / (np.linalg.norm(wn, axis=1, keepdims=True) + 1e-6)  # eps matters: |w| ~ 0.02
-    expected = 20 * unit_x @ unit_w.T + [0.5, -1.0, 2.0]
-    np.testing.assert_allclose(layer(x).detach().numpy(), expected, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(layer(3 * x), layer(x))  # invariant to the feature's norm
-
-
 # -- EQLv2 -------------------------------------------------------------------------------------
 
 
@@ -419,7 +404,7 @@ def test_gradients_reach_the_classifier(name):
     torch.manual_seed(0)
     params = {"generator": seeded(0)} if name == "federated" else {}
     loss = L.build_cls_loss(name, K, class_image_counts=[3, 1, 2], **params)
-    layer = (L.NormedLinear if name == "seesaw" else nn.Linear)(6, loss.num_outputs)
+    layer = (NormedLinear if name == "seesaw" else nn.Linear)(6, loss.num_outputs)
     features = torch.randn(8, 6)
     y = labels([0, 1, 2, 3, 0, 1, 0, 2])
     loss(layer(features), y).backward()

@@ -1,5 +1,6 @@
-"""lvisnb.model.preset_table: the README's Presets section is generated from lvisnb.model.builder,
-every Preset field has its mmdetection entry, and ``--write`` rewrites only the section."""
+"""lvisnb.model.preset_table: the Presets page (docs/presets.md) is generated from
+lvisnb.model.presets, every Preset field has its mmdetection entry, and ``--write`` rewrites only
+the section."""
 
 import ast
 import dataclasses
@@ -10,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from lvisnb.model import preset_table as T
-from lvisnb.model.builder import PRESETS, TOY, Preset
+from lvisnb.model.presets import PRESETS, TOY, Preset
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+PAGE = Path(__file__).resolve().parents[2] / "docs" / "presets.md"
 
 
 def _cells(table: str) -> list[list[str]]:
@@ -22,9 +23,9 @@ def _cells(table: str) -> list[list[str]]:
 
 
 def test_readme_presets_section_is_the_generated_one():
-    _, section, _ = T.split_section(README.read_text(encoding="utf-8"))
+    _, section, _ = T.split_section(PAGE.read_text(encoding="utf-8"))
     assert section == T.presets_markdown(), (
-        f"README.md's Presets section differs from lvisnb.model.builder; run: {T.COMMAND}"
+        f"docs/presets.md's Presets section differs from lvisnb.model.presets; run: {T.COMMAND}"
     )
 
 

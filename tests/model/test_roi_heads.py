@@ -11,9 +11,11 @@ from synthetic import MASK_RCNN_LOSSES, detection_batch
 from torch import nn
 from torchvision.models.detection.roi_heads import RoIHeads
 
-from lvisnb.model.builder import build_model, get_preset
-from lvisnb.model.losses import CLS_LOSSES, NormedLinear
-from lvisnb.model.roi_heads import ClsLossRoIHeads, NormedConv2d, box_predictor, mask_predictor
+from lvisnb.model.builder import build_model
+from lvisnb.model.losses import CLS_LOSSES
+from lvisnb.model.normed_predictor import NormedConv2d, NormedLinear
+from lvisnb.model.presets import get_preset
+from lvisnb.model.roi_heads import ClsLossRoIHeads, box_predictor, mask_predictor
 
 K = 5
 COUNTS = [3, 1, 4, 1, 5]  # train images per class, labels 1..5 (the federated loss's input)
@@ -120,22 +122,6 @@ def test_seesaw_uses_a_cosine_classifier_and_normed_mask_is_optional():
     assert type(normed.box_predictor.cls_score) is nn.Linear  # the temperature is seesaw's
     assert isinstance(normed.mask_predictor.mask_fcn_logits, NormedConv2d)
     assert normed.mask_predictor.mask_fcn_logits.temperature == 10.0
-
-
-def test_normed_conv2d_is_a_scaled_cosine_per_pixel_plus_bias():
-    torch.manual_seed(0)
-    conv = NormedConv2d(4, 3, 1, temperature=20.0)
-    assert conv.bias.abs().sum() == 0
-    with torch.no_grad():
-        conv.bias.copy_(torch.tensor([0.5, -1.0, 0.0]))
-    x = torch.randn(2, 4, 5, 6)
-    out = conv(x)
-    w = conv.weight[:, :, 0, 0]
-    pixels = x.permute(0, 2, 3, 1)  # (B, H, W, C_in)
-    cosine = torch.nn.functional.cosine_similarity(pixels[..., None, :], w, dim=-1, eps=0)
-    expected = 20.0 * cosine + conv.bias
-    torch.testing.assert_close(out.permute(0, 2, 3, 1), expected, rtol=1e-4, atol=1e-4)
-    assert out.abs().max() <= 20.0 + 1.0 + 1e-4
 
 
 def test_predictor_builders_keep_torchvisions_layout():
