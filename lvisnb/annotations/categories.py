@@ -190,3 +190,42 @@ def _alias_of(alias: str, ids: set[int], names: Mapping[int, str]) -> str:
 def _embedded_synonyms() -> dict[str, tuple[str, ...]]:
     """LVIS synonyms by synset, over both versions (v1's where both have the synset)."""
     return {c["synset"]: tuple(c["synonyms"]) for v in reversed(VERSIONS) for c in _raw(v)}
+
+
+def images_per_category(image_ids, category_ids, categories) -> np.ndarray:
+    """The number of images annotated with each of ``categories``: int64 ``(len(categories),)``,
+    in their order.
+
+    ``image_ids``, ``category_ids``: one entry per annotation (or per image and category; 1-D,
+    equal length). An image counts once per category, however many instances it holds: LVIS's
+    ``image_count``, which decides r/c/f on the train split, and the ``n(c)`` of repeat-factor
+    sampling's ``f(c) = n(c) / images``. A category without annotations counts 0; an annotation
+    of a category outside ``categories`` is not counted. Ids of any sortable kind (LVIS
+    category ids, contiguous labels).
+    """
+    image_ids, category_ids = np.asarray(image_ids), np.asarray(category_ids)
+    if image_ids.shape != category_ids.shape or image_ids.ndim != 1:
+        raise ValueError(
+            f"image_ids and category_ids must be 1-D of equal length, got shapes "
+            f"{image_ids.shape} and {category_ids.shape}"
+        )
+    present, category_index = np.unique(category_ids, return_inverse=True)
+    _, image_index = np.unique(image_ids, return_inverse=True)
+    pairs = np.unique(np.stack([category_index, image_index]).astype(np.int64), axis=1)
+    per_present = np.bincount(pairs[0], minlength=len(present))
+    wanted = np.asarray(categories)
+    counts = np.zeros(len(wanted), dtype=np.int64)
+    if len(present):
+        slot = np.searchsorted(present, wanted).clip(max=len(present) - 1)
+        found = present[slot] == wanted
+        counts[found] = per_present[slot[found]]
+    return counts
+
+
+def category_set_pairs(category_sets: Sequence) -> tuple[np.ndarray, np.ndarray]:
+    """``(image_index, category_ids)``, one entry per category of each image's collection in
+    ``category_sets`` (image ``i``'s categories, LVIS ids or labels): the input of
+    :func:`images_per_category` for data held per image."""
+    sizes = [len(categories) for categories in category_sets]
+    image_index = np.repeat(np.arange(len(sizes), dtype=np.int64), sizes)
+    return image_index, np.asarray([c for categories in category_sets for c in categories])

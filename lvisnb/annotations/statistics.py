@@ -22,6 +22,7 @@ from lvisnb.annotations.categories import (
     FREQUENCY_NAMES,
     categories,
     frequency_of,
+    images_per_category,
 )
 from lvisnb.annotations.tables import LVISTables
 
@@ -38,11 +39,9 @@ def category_counts(tables: LVISTables) -> pd.DataFrame:
     images) and ``image_fraction`` (image_count / number of images, the ``f(c)`` of RFS).
     """
     anns = tables.annotations
-    pairs = anns[["image_id", "category_id"]].drop_duplicates()
-    image_count = pairs.groupby("category_id").size()
     instance_count = anns.groupby("category_id").size()
     frame = tables.categories[["id", "name", "frequency"]].copy()
-    frame["image_count"] = frame["id"].map(image_count).fillna(0).astype(np.int64)
+    frame["image_count"] = images_per_category(anns["image_id"], anns["category_id"], frame["id"])
     frame["instance_count"] = frame["id"].map(instance_count).fillna(0).astype(np.int64)
     frame["frequency_from_counts"] = pd.Categorical(
         [frequency_of(int(n)) if n else None for n in frame["image_count"]],

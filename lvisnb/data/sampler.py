@@ -40,7 +40,6 @@ ratio); the order is a uniform permutation of the epoch list.
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Collection, Hashable, Iterator, Sequence
 from typing import Any
 
@@ -50,7 +49,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Sampler
 
-from lvisnb.annotations.categories import FREQUENCY_GROUPS
+from lvisnb.annotations.categories import FREQUENCY_GROUPS, category_set_pairs, images_per_category
 
 __all__ = [
     "SAMPLER_KINDS",
@@ -130,12 +129,10 @@ def category_frequencies(category_sets: Sequence[Collection[Hashable]]) -> dict[
     """
     if len(category_sets) == 0:
         raise ValueError("empty dataset: no images (category sets) to sample from")
-    counts = Counter(c for cats in category_sets for c in set(cats))
-    try:
-        ids = sorted(counts)
-    except TypeError:
-        ids = list(counts)
-    return {c: counts[c] / len(category_sets) for c in ids}
+    image_index, category_ids = category_set_pairs(category_sets)
+    ids = np.unique(category_ids)
+    counts = images_per_category(image_index, category_ids, ids)
+    return {c: n / len(category_sets) for c, n in zip(ids.tolist(), counts.tolist(), strict=True)}
 
 
 def repeat_factors(

@@ -18,7 +18,12 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from lvisnb.annotations.categories import check_same_version, lvis_version_of
+from lvisnb.annotations.categories import (
+    category_set_pairs,
+    check_same_version,
+    images_per_category,
+    lvis_version_of,
+)
 from lvisnb.annotations.images import split_files
 from lvisnb.data.dataset import LVISDetection
 from lvisnb.data.sampler import EpochShardedSampler, build_sampler
@@ -106,9 +111,9 @@ def class_image_counts(dataset: LVISDetection) -> np.ndarray:
     Counted from ``dataset``'s annotations (each image counts once per category it holds),
     not read from the file's ``image_count`` field; the federated loss draws its negatives
     with these counts (:func:`lvisnb.model.losses.federated_class_weights`)."""
-    ids = [c for categories in dataset.category_sets() for c in categories]
-    labels = dataset.mapping.to_labels(ids).numpy()
-    return np.bincount(labels - 1, minlength=dataset.mapping.num_classes)
+    image_index, ids = category_set_pairs(dataset.category_sets())
+    labels = dataset.mapping.to_labels(ids).numpy()  # an id outside the mapping is an error
+    return images_per_category(image_index, labels, np.arange(1, dataset.mapping.num_classes + 1))
 
 
 def _placement(device: str) -> tuple[int, int, torch.device]:

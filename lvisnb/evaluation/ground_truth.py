@@ -20,6 +20,7 @@ from lvisnb.annotations.categories import (
     FREQUENCY_GROUPS,
     check_same_version,
     embedded_train_image_counts,
+    images_per_category,
     lvis_version_of,
 )
 
@@ -133,11 +134,11 @@ def train_image_counts(
 
         tables = data.read_tables(train_ann)
         _check_train_categories(category_records, tables.categories, train_ann)
-        pairs = tables.annotations[["image_id", "category_id"]].drop_duplicates()
-        counted = pairs.groupby("category_id").size()
-        listed = set(tables.categories["id"].tolist())
-        counts = [int(counted.get(i, 0)) if i in listed else -1 for i in ids]
-        return np.array(counts, dtype=np.int64), f"training images ({Path(train_ann).name})"
+        anns = tables.annotations
+        counts = images_per_category(anns["image_id"], anns["category_id"], ids)
+        listed = np.isin(ids, tables.categories["id"].to_numpy())
+        counts = np.where(listed, counts, -1).astype(np.int64)
+        return counts, f"training images ({Path(train_ann).name})"
     embedded = embedded_train_image_counts(category_records)
     if embedded is not None:
         return embedded

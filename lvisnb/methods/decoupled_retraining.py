@@ -26,6 +26,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from lvisnb.annotations.categories import images_per_category
 from lvisnb.data.sampler import build_sampler
 from lvisnb.methods.decoupled_features import RoIFeatures, one_thread
 from lvisnb.model.builder import build_preset_cls_loss
@@ -54,10 +55,8 @@ RECIPE = {  # the classifier's SGD recipe, the same for every method and seed
 def class_image_counts(features: RoIFeatures) -> np.ndarray:
     """Images of the cached train split annotated with each class, ``(K,)`` int64 in label
     order ``1..K`` (as :func:`lvisnb.engine.setup.class_image_counts` counts a dataset)."""
-    counts = np.zeros(features.num_classes, dtype=np.int64)
-    for labels in features.category_sets():
-        counts[[label - 1 for label in labels]] += 1
-    return counts
+    labels = np.arange(1, features.num_classes + 1)
+    return images_per_category(features.gt_image_index.numpy(), features.gt_labels.numpy(), labels)
 
 
 def build_classifier(preset: Preset, in_features: int, cls_loss: ClsLoss) -> nn.Module:

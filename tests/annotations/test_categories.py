@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 
 from lvisnb.annotations import categories as cats
@@ -104,3 +105,33 @@ def test_an_ambiguous_name_names_every_category_it_could_be():
 def test_records_without_synonyms_take_the_embedded_ones_by_synset():
     records = [{"id": 5, "name": "sofa", "synset": "sofa.n.01"}]
     assert cats.find_category("lounge", records) == 5
+
+
+def test_images_per_category_counts_each_image_once():
+    # image 10 holds category 5 twice, image 11 once; 6 has no annotation; 9 is not asked for
+    counts = cats.images_per_category([10, 10, 11, 12, 12], [5, 5, 5, 7, 9], [5, 6, 7])
+    assert counts.tolist() == [2, 0, 1] and counts.dtype == np.int64
+    assert cats.images_per_category([], [], [1, 2]).tolist() == [0, 0]
+    assert cats.images_per_category([1], [3], []).shape == (0,)
+    with pytest.raises(ValueError, match="equal length"):
+        cats.images_per_category([1, 2], [3], [3])
+
+
+def test_images_per_category_of_category_sets():
+    sets = [{1, 4}, [1, 2, 4], [1, 1], []]  # image 2 lists category 1 twice: counted once
+    image_index, category_ids = cats.category_set_pairs(sets)
+    assert image_index.tolist() == [0, 0, 1, 1, 1, 2, 2]
+    counts = cats.images_per_category(image_index, category_ids, [1, 2, 3, 4])
+    assert counts.tolist() == [3, 1, 0, 2]
+
+
+def test_images_per_category_equals_distinct_pairs_on_random_annotations():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        n = int(rng.integers(0, 300))
+        image_ids = rng.integers(0, 40, n) * 1000 + 7  # sparse, COCO-like ids
+        category_ids = rng.integers(1, 60, n)
+        wanted = rng.permutation(np.arange(-2, 70))[:50]
+        pairs = {(int(c), int(i)) for c, i in zip(category_ids, image_ids, strict=True)}
+        expected = [sum(1 for c, _ in pairs if c == w) for w in wanted]
+        assert cats.images_per_category(image_ids, category_ids, wanted).tolist() == expected
