@@ -23,7 +23,7 @@ first use (:mod:`lvisnb._lazy`), so ``import lvisnb`` loads neither torch nor pa
     report = lvisnb.long_tail_report(lvisnb.read_tables(toy["train"]))
 """
 
-from lvisnb._lazy import lazy_exports
+from lvisnb._lazy import lazy_exports as _lazy_exports
 
 __version__ = "0.1.0"
 
@@ -57,4 +57,4 @@ _EXPORTS = {
 }
 _STEPS = ("annotations", "data", "model", "engine", "evaluation", "methods", "viz")
 __all__ = sorted(_EXPORTS) + list(_STEPS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, _STEPS)
+__getattr__, __dir__ = _lazy_exports(__name__, _EXPORTS, _STEPS)

@@ -18,7 +18,7 @@ def lazy_exports(
     """``(__getattr__, __dir__)`` for ``package`` that import a public name on first use.
 
     ``exports`` maps a public name to the module that defines it, relative to ``package``
-    (``{"evaluate": "evaluation.evaluate"}`` in ``lvisnb``); ``submodules`` names modules or
+    (``{"evaluate": "evaluation.evaluator"}`` in ``lvisnb``); ``submodules`` names modules or
     subpackages reachable as attributes (``("viz",)``: ``lvisnb.viz``). An unknown name raises
     ``AttributeError`` as a plain module would.
     """
@@ -35,6 +35,7 @@ def lazy_exports(
         return value
 
     def __dir__() -> list[str]:
-        return sorted(set(namespace) | set(exports) | set(submodules))
+        public = {name for name in namespace if not name.startswith("_")}
+        return sorted(public | set(exports) | set(submodules))
 
     return __getattr__, __dir__

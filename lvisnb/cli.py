@@ -319,7 +319,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[str, Any]:
         configs,
         args=argv,
         prog="lvisnb",
-        description=__doc__.splitlines()[0],
+        description="lvisnb: make toy-LVIS, run the notebooks, train and evaluate LVIS models. "
+        "`lvisnb COMMAND --help` documents every flag of a command.",
         registry=_cli_registry(),
     )
     return next(c for c, t in configs.items() if isinstance(parsed, t)), parsed

@@ -5,7 +5,7 @@ category metadata, masks, toy-LVIS, and the long-tail statistics of notebook 01.
 No torch here. Names are imported on first use (:mod:`lvisnb._lazy`).
 """
 
-from lvisnb._lazy import lazy_exports
+from lvisnb._lazy import lazy_exports as _lazy_exports
 
 _EXPORTS = {
     # reading and validating
@@ -40,4 +40,4 @@ _EXPORTS = {
     "lvis_v1_train_counts": "statistics",
 }
 __all__ = sorted(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__getattr__, __dir__ = _lazy_exports(__name__, _EXPORTS)

@@ -4,7 +4,7 @@ masks}), ``torchvision.transforms.v2`` transforms, and repeat-factor sampling (L
 Names are imported on first use (:mod:`lvisnb._lazy`).
 """
 
-from lvisnb._lazy import lazy_exports
+from lvisnb._lazy import lazy_exports as _lazy_exports
 
 _EXPORTS = {
     "LVISDetection": "dataset",
@@ -20,4 +20,4 @@ _EXPORTS = {
     "UniformSampler": "sampler",
 }
 __all__ = sorted(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__getattr__, __dir__ = _lazy_exports(__name__, _EXPORTS)

@@ -5,7 +5,7 @@ model's predictions as LVIS results (notebook 02).
 Names are imported on first use (:mod:`lvisnb._lazy`).
 """
 
-from lvisnb._lazy import lazy_exports
+from lvisnb._lazy import lazy_exports as _lazy_exports
 
 _EXPORTS = {
     "TrainConfig": "config",
@@ -24,4 +24,4 @@ _EXPORTS = {
     "results_for_evaluation": "inference",
 }
 __all__ = sorted(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__getattr__, __dir__ = _lazy_exports(__name__, _EXPORTS)

@@ -6,7 +6,7 @@ intervals, paired comparisons, and the reports of notebook 03. No torch here.
 Names are imported on first use (:mod:`lvisnb._lazy`).
 """
 
-from lvisnb._lazy import lazy_exports
+from lvisnb._lazy import lazy_exports as _lazy_exports
 
 _EXPORTS = {
     "load_ground_truth": "ground_truth",
@@ -26,4 +26,4 @@ _EXPORTS = {
     "metric_names": "metrics",
 }
 __all__ = sorted(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__getattr__, __dir__ = _lazy_exports(__name__, _EXPORTS)

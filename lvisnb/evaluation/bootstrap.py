@@ -24,8 +24,8 @@ tied detections; within a run of true positives precision only rises, so the mon
 reads the run's last position at every recall point inside the run, which is the weighted
 position; false positives only lower the precision of later positions. (With tied scores
 across images, LVIS orders the copies by image id, so a literal resample can interleave them
-differently.) ``tests/test_bootstrap.py`` checks this against the official ``LVISEval`` on
-duplicated images, and that all weights 1 give the plain metrics.
+differently.) ``tests/evaluation/test_bootstrap.py`` checks this against the official ``LVISEval``
+on duplicated images, and that all weights 1 give the plain metrics.
 
 Only true-positive rows are needed per replicate: a recall point is read at a true positive
 (r = 0 at the first position, whose envelope is the maximum over all positions), and the

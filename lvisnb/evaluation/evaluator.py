@@ -14,7 +14,7 @@ Both give, per IoU type, the LVIS metrics ``AP, AP50, AP75, APs, APm, APl, APr, 
 ``AR@300, ARs@300, ARm@300, ARl@300`` (the official protocol: at most 300 detections per image,
 federated filtering, area ranges small < 32^2 <= medium < 96^2 <= large px^2, results and GT
 of area 0 not evaluated), equal to raw ``LVISEval`` to 1e-4 on every legal input
-(``tests/test_differential.py``). Areas of results
+(``tests/evaluation/test_differential.py``). Areas of results
 (:func:`lvisnb.evaluation.result_validation.result_areas`): ``bbox`` uses the
 box area ``w * h`` (the mask area for mask-only results, as ``LVISResults``); ``segm`` uses
 the *mask* area by default, as detectron2 (which drops boxes before ``LVISEval`` for segm),

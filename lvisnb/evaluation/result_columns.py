@@ -15,8 +15,8 @@ only checks that the general validation makes too; anything either of them does 
 non-ASCII byte, invalid JSON) sends the file to the general reader, which converts what is
 legal and names the file, the record and the field of what is not. So both paths give the
 same :class:`~lvisnb.evaluation.results.Detections` values and the same errors; only the time
-differs (``tests/test_result_columns.py`` compares them on many generated files). Without the
-compiled extension (no C compiler at install time) every file takes the general path.
+differs (``tests/evaluation/test_result_columns.py`` compares them on many generated files). Without
+the compiled extension (no C compiler at install time) every file takes the general path.
 """
 
 from __future__ import annotations

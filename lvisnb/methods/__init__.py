@@ -5,7 +5,7 @@ verdicts, the leaderboard of runs, and mmdetection's published numbers.
 Names are imported on first use (:mod:`lvisnb._lazy`).
 """
 
-from lvisnb._lazy import lazy_exports
+from lvisnb._lazy import lazy_exports as _lazy_exports
 
 _EXPORTS = {
     # the comparison's runs (torch)
@@ -36,4 +36,4 @@ _EXPORTS = {
     "result_row": "published",
 }
 __all__ = sorted(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__getattr__, __dir__ = _lazy_exports(__name__, _EXPORTS)

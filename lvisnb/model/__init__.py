@@ -4,7 +4,7 @@ build, backbone weights, the RoI heads and long-tail classification losses, and 
 Names are imported on first use (:mod:`lvisnb._lazy`).
 """
 
-from lvisnb._lazy import lazy_exports
+from lvisnb._lazy import lazy_exports as _lazy_exports
 
 _EXPORTS = {
     "Preset": "presets",
@@ -20,4 +20,4 @@ _EXPORTS = {
     "load_checkpoint": "checkpoint",
 }
 __all__ = sorted(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__getattr__, __dir__ = _lazy_exports(__name__, _EXPORTS)

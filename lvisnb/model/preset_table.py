@@ -13,7 +13,7 @@ Adding a field to ``Preset`` takes one more thing: its :class:`Entry` in :data:`
 
     python -m lvisnb.model.preset_table --write docs/presets.md
 
-``tests/test_preset_table.py`` fails, with that command, while docs/presets.md differs from
+``tests/model/test_preset_table.py`` fails, with that command, while docs/presets.md differs from
 :func:`presets_markdown`. Without ``--write`` the section is printed.
 """
 

@@ -6,7 +6,7 @@ Names are imported on first use (:mod:`lvisnb._lazy`), so ``from lvisnb import v
 plotting library until a figure is drawn.
 """
 
-from lvisnb._lazy import lazy_exports
+from lvisnb._lazy import lazy_exports as _lazy_exports
 
 _EXPORTS = {
     # figure style and saving
@@ -43,4 +43,4 @@ _EXPORTS = {
     "view_grid": "browser",
 }
 __all__ = sorted(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__getattr__, __dir__ = _lazy_exports(__name__, _EXPORTS)
