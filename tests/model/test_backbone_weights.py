@@ -2,7 +2,6 @@
 (local files and state_dicts; downloads are refused, never made) and never unpickling code."""
 
 import re
-import socket
 import urllib.error
 from pathlib import Path
 
@@ -15,17 +14,6 @@ from torch import nn
 from lvisnb.model import backbone_weights as W
 from lvisnb.model.backbone_weights import load_backbone_weights
 from lvisnb.model.builder import build_model, build_resnet
-
-
-@pytest.fixture(autouse=True)
-def _no_network(monkeypatch):
-    """Any connection attempt in this module fails loudly instead of downloading."""
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("tests/test_model.py must not touch the network")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
 
 
 @pytest.fixture(scope="module")

