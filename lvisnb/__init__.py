@@ -43,7 +43,8 @@ _EXPORTS = {
     # train and predict
     "TrainConfig": "engine.config",
     "train": "engine.trainer",
-    "load_trained_model": "engine.inference",
+    "load_model": "engine.model_source",
+    "load_trained_model": "engine.model_source",
     "predict": "engine.inference",
     "save_results": "engine.inference",
     # evaluate and compare

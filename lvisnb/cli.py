@@ -1,4 +1,5 @@
-"""Command line: ``lvisnb toy``, ``run``, ``train``, ``evaluate``; the Makefile calls these.
+"""Command line: ``lvisnb toy``, ``run``, ``train``, ``predict``, ``evaluate``; the Makefile
+calls these.
 
 Every subcommand is a dataclass whose fields are its flags, typed by their annotations and
 documented by their comments (tyro): ``lvisnb --help`` lists the subcommands, ``lvisnb evaluate
@@ -182,6 +183,64 @@ def _cmd_evaluate(args: Evaluate) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- predict
+
+
+@tyro.conf.configure(*FLAGS)
+@dataclass
+class Predict:
+    """Run a Mask R-CNN over an LVIS split and write LVIS results that `lvisnb evaluate` reads."""
+
+    # a kit run's checkpoint (checkpoints/final.pt), an mmdetection checkpoint file, or the
+    # name of a published model zoo row (downloaded once into torch hub's cache)
+    checkpoint: Annotated[str, tyro.conf.Positional, tyro.conf.arg(metavar="CHECKPOINT")]
+    ann_file: str  # LVIS annotation file of the images to run on (e.g. lvis_v1_val.json)
+    image_root: str  # folder of the images (e.g. the COCO 2017 images LVIS uses)
+    out: str = "results.json"  # the LVIS results JSON to write
+    # the preset of an mmdetection checkpoint whose file name does not say it
+    preset: str | None = None
+    device: str = "auto"  # "auto" (cuda when available), "cpu", "cuda", "cuda:1", ...
+    batch_size: int = 2  # images per forward pass
+    num_workers: int = 2  # DataLoader processes reading images
+    score_thresh: float = 1e-4  # drop detections scoring below this (LVIS: 1e-4)
+    # detections kept per image; None: the model's own (300 for the mmdetection rows)
+    max_dets: int | None = None
+    # replace an existing --out even if the kit did not write it; inputs are never replaced
+    overwrite: bool = False
+
+
+def _cmd_predict(args: Predict) -> int:
+    from lvisnb.data.dataset import LVISDetection  # torch: only for this command
+    from lvisnb.engine.device import resolve_device  # same
+    from lvisnb.engine.inference import is_saved_results, predict, save_results  # same
+    from lvisnb.engine.model_source import load_model  # same
+
+    inputs = [args.ann_file, *([args.checkpoint] if Path(args.checkpoint).exists() else [])]
+    outputs.check_output(  # refused before the work, not after it
+        args.out,
+        inputs,
+        written_by_kit=is_saved_results,
+        overwrite=args.overwrite,
+        what="results file",
+    )
+    device = resolve_device(args.device)
+    model, mapping = load_model(args.checkpoint, args.preset, device=device)
+    dataset = LVISDetection(args.ann_file, args.image_root, mapping=mapping)
+    records = predict(
+        model,
+        dataset,
+        mapping,
+        batch_size=args.batch_size,
+        device=device,
+        score_thresh=args.score_thresh,
+        max_dets=args.max_dets,
+        num_workers=args.num_workers,
+    )
+    count = save_results(args.out, records, overwrite=args.overwrite)
+    print(f"wrote {count} detections of {len(dataset)} images to {args.out}")
+    return 0
+
+
 # ----------------------------------------------------------------------------- train
 
 
@@ -295,6 +354,7 @@ COMMANDS = {
     "toy": Command(lambda: Toy, _cmd_toy),
     "run": Command(lambda: Run, _cmd_run),
     "train": Command(_train_config, _cmd_train),
+    "predict": Command(lambda: Predict, _cmd_predict),
     "evaluate": Command(lambda: Evaluate, _cmd_evaluate),
 }
 
@@ -319,7 +379,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[str, Any]:
         configs,
         args=argv,
         prog="lvisnb",
-        description="lvisnb: make toy-LVIS, run the notebooks, train and evaluate LVIS models. "
+        description="lvisnb: make toy-LVIS, run the notebooks, train, run and evaluate LVIS "
+        "models. "
         "`lvisnb COMMAND --help` documents every flag of a command.",
         registry=_cli_registry(),
     )

@@ -18,10 +18,11 @@ _EXPORTS = {
     "read_log": "run_dir",
     "read_config": "run_dir",
     "write_training_summary": "run_dir",
-    "load_trained_model": "inference",
+    "load_model": "model_source",
+    "load_trained_model": "model_source",
     "predict": "inference",
     "save_results": "inference",
-    "results_for_evaluation": "inference",
+    "results_for_evaluation": "run_results",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = _lazy_exports(__name__, _EXPORTS)

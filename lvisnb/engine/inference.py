@@ -19,12 +19,9 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections.abc import Iterable, Iterator
 from contextlib import nullcontext
-from dataclasses import fields
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import pycocotools.mask as mask_utils
@@ -35,19 +32,15 @@ from tqdm.auto import tqdm
 
 from lvisnb.annotations.categories import check_same_version
 from lvisnb.data.dataset import CategoryMapping, LVISDetection, collate, read_record_image
-from lvisnb.engine.device import autocast_dtype, resolve_device
+from lvisnb.engine.device import autocast_dtype
 from lvisnb.evaluation.metrics import MAX_DETS_PER_IMAGE
 from lvisnb.files import atomic_path, check_output
-from lvisnb.model.builder import build_model
-from lvisnb.model.checkpoint import load_checkpoint
-from lvisnb.model.presets import Preset
 
 __all__ = [
-    "load_trained_model",
     "predict",
     "save_results",
     "masks_to_rle",
-    "results_for_evaluation",
+    "is_saved_results",
 ]
 
 
@@ -64,39 +57,6 @@ class _Images(Dataset):
         info = self.dataset.image_info(index)
         image = read_record_image(info, self.dataset.image_root)
         return to_dtype(image, torch.float32, scale=True), int(info["id"])
-
-
-def load_trained_model(
-    checkpoint: str | os.PathLike, device: str | torch.device = "cpu"
-) -> tuple[torch.nn.Module, CategoryMapping]:
-    """The model of a kit checkpoint (``checkpoints/final.pt``) in eval mode, and its mapping.
-
-    The checkpoint is read with ``weights_only=True``; its ``config["preset"]`` rebuilds the
-    architecture (no backbone weights are fetched), ``category_ids`` gives the label mapping
-    (label ``k`` = ``category_ids[k - 1]``). The box classifier's loss, which scores the
-    detections, is the preset's ``cls_loss``; its buffers (e.g. the federated class weights)
-    come from the checkpoint.
-    """
-    state = load_checkpoint(checkpoint)
-    try:
-        preset_fields = state["config"]["preset"]
-        category_ids = state["category_ids"]
-        weights = state["model"]
-    except KeyError as error:
-        raise ValueError(
-            f"{checkpoint}: not a kit training checkpoint (missing key {error.args[0]!r})"
-        ) from None
-    known = {f.name for f in fields(Preset)}
-    preset = Preset(**{k: v for k, v in preset_fields.items() if k in known})
-    version = state["config"].get("resolved", {}).get("lvis_version")
-    mapping = CategoryMapping(tuple(category_ids), lvis_version=version)
-    # the federated loss is built with placeholder counts; load_state_dict sets its weights
-    counts = [0] * mapping.num_classes if preset.cls_loss == "federated" else None
-    model = build_model(
-        preset, num_classes=mapping.num_classes, weights=False, class_image_counts=counts
-    )
-    model.load_state_dict(weights)
-    return model.to(device).eval(), mapping
 
 
 def masks_to_rle(masks: torch.Tensor) -> list[dict]:
@@ -140,7 +100,7 @@ def _check_classes(model: torch.nn.Module, mapping: CategoryMapping, source: str
     if classes is not None and classes != mapping.num_classes:
         raise ValueError(
             f"the model predicts {classes} categories, but the mapping used for {source} has "
-            f"{mapping.num_classes}: pass the mapping saved with the model (load_trained_model)"
+            f"{mapping.num_classes}: pass the mapping saved with the model (load_model)"
         )
 
 
@@ -160,9 +120,9 @@ def predict(
 ) -> Iterator[dict]:
     """Yield LVIS result records (see the module docstring) for every image of ``dataset``.
 
-    ``model``: a torchvision Mask R-CNN (:func:`load_trained_model`); its ``score_thresh`` and
-    ``detections_per_img`` are set to ``score_thresh`` / ``max_dets`` for the call and
-    restored after. ``max_dets=None`` keeps the model's own limit (the preset's
+    ``model``: a torchvision Mask R-CNN (:func:`lvisnb.engine.model_source.load_model`); its
+    ``score_thresh`` and ``detections_per_img`` are set to ``score_thresh`` / ``max_dets``
+    for the call and restored after. ``max_dets=None`` keeps the model's own limit (the preset's
     ``box_detections_per_img``: 300 for the seed rows, 100 for ``toy``), capped at LVIS's
     ``MAX_DETS_PER_IMAGE`` (300); the model's own top-k is the cut, so evaluation, which cuts
     with :func:`lvisnb.evaluation.caps.cap_per_image`, keeps every record.
@@ -170,11 +130,14 @@ def predict(
     on one LVIS version run on a file of the other is a ``ValueError`` naming both.
     Runs under ``torch.inference_mode``, with autocast on CUDA when ``amp`` (bf16 where the GPU
     supports it, else fp16: :func:`lvisnb.engine.device.autocast_dtype`).
-    ``mask_thresh`` defaults to the model preset's (0.5).
+    ``mask_thresh`` defaults to the model preset's (0.5). Detections of categories the
+    annotation file does not list (a model of all of LVIS run on a file of some categories) are
+    left out, as ``lvis.LVISResults`` would refuse them; the per-image cut comes before.
     """
     mapping = mapping or dataset.mapping
     check_same_version(mapping.lvis_version, dataset.lvis.dataset["categories"], dataset.source)
     _check_classes(model, mapping, dataset.source)
+    known = {int(c["id"]) for c in dataset.lvis.dataset["categories"]}
     device = torch.device(device) if device is not None else next(model.parameters()).device
     if mask_thresh is None:
         mask_thresh = getattr(getattr(model, "preset", None), "mask_thresh", 0.5)
@@ -203,7 +166,8 @@ def predict(
                 with autocast:
                     outputs = model([image.to(device, non_blocking=True) for image in images])
                 for output, image_id in zip(outputs, image_ids, strict=True):
-                    yield from detection_records(output, image_id, mapping, mask_thresh)
+                    records = detection_records(output, image_id, mapping, mask_thresh)
+                    yield from (r for r in records if r["category_id"] in known)
                 bar.update(len(images))
     finally:
         bar.close()
@@ -219,7 +183,7 @@ def save_results(path: str | os.PathLike, records: Iterable[dict], overwrite: bo
     ``FileExistsError`` when ``path`` is a folder or an existing file that this function did
     not write (unless ``overwrite``): a user's file is never replaced.
     """
-    check_output(path, written_by_kit=_is_saved_results, overwrite=overwrite, what="results file")
+    check_output(path, written_by_kit=is_saved_results, overwrite=overwrite, what="results file")
     count = 0
     with atomic_path(path) as tmp, open(tmp, "w") as handle:
         handle.write("[")
@@ -231,21 +195,7 @@ def save_results(path: str | os.PathLike, records: Iterable[dict], overwrite: bo
     return count
 
 
-# ----------------------------------------------------------------------------- for notebook 03
-
-RESULTS_FILE = "results.json"  # what results_for_evaluation writes into a run directory
-DEFAULT_CHECKPOINT = "checkpoints/final.pt"  # under run_dir: what notebook 02 trains
-
-
-class ResultsFile(NamedTuple):
-    """What :func:`results_for_evaluation` returns."""
-
-    path: Path  # the LVIS results JSON to evaluate
-    seconds: float | None  # model loading + inference + writing, s; None: an existing file
-    description: str  # one line saying where the results came from
-
-
-def _is_saved_results(path: Path) -> bool:
+def is_saved_results(path: Path) -> bool:
     """Whether ``path`` starts as :func:`save_results` writes (``[`` then a record or ``]``)."""
     try:
         with open(path, encoding="utf-8") as handle:
@@ -253,62 +203,3 @@ def _is_saved_results(path: Path) -> bool:
     except (OSError, ValueError):
         return False
     return head.startswith(('[\n{"image_id":', "[\n]"))
-
-
-def results_for_evaluation(
-    run_dir: str | os.PathLike,
-    ann_path: str | os.PathLike,
-    image_root: str | os.PathLike,
-    checkpoint: str | os.PathLike | None = None,
-    results_file: str | os.PathLike | None = None,
-    device: str = "auto",
-    max_dets: int | None = None,
-    progress: bool = True,
-) -> ResultsFile:
-    """The LVIS results file to evaluate on ``ann_path``: ``results_file`` as it is, or the
-    predictions of a trained model written to ``run_dir/results.json``.
-
-    With ``results_file`` nothing runs (``seconds`` is ``None``). Otherwise the model of
-    ``checkpoint`` (``None``: ``run_dir/checkpoints/final.pt``, notebook 02's) runs on
-    ``device`` (``"auto"``: cuda when available) over every image of ``ann_path`` (images
-    under ``image_root``), keeping ``max_dets`` detections per image (``None``: the preset's,
-    see :func:`predict`), and ``seconds`` is the wall-clock time of loading, inference and
-    writing.
-
-    Raises ``ValueError`` when both ``checkpoint`` and ``results_file`` are given,
-    ``FileNotFoundError`` naming a missing ``results_file`` or checkpoint, and
-    ``FileExistsError`` when ``run_dir/results.json`` exists and was not written by
-    :func:`save_results` (a user's file is never replaced), besides what
-    :func:`load_trained_model` and :func:`predict` raise.
-    """
-    if results_file is not None:
-        if checkpoint is not None:
-            raise ValueError(
-                "give checkpoint (run the model) or results_file (evaluate it), not both"
-            )
-        path = Path(results_file)
-        if not path.is_file():
-            raise FileNotFoundError(f"results_file not found: {path}")
-        return ResultsFile(path, None, f"existing results {path}")
-    weights = Path(checkpoint) if checkpoint is not None else Path(run_dir) / DEFAULT_CHECKPOINT
-    if not weights.is_file():
-        raise FileNotFoundError(
-            f"no checkpoint at {weights}: train one (notebook 02 into this run_dir), or pass "
-            "checkpoint or results_file"
-        )
-    path = check_output(
-        Path(run_dir) / RESULTS_FILE,
-        [ann_path, weights],
-        written_by_kit=_is_saved_results,
-        what="results file",
-    )
-    started = time.perf_counter()
-    model, mapping = load_trained_model(weights, device=resolve_device(device))
-    dataset = LVISDetection(ann_path, image_root, mapping=mapping)
-    records = predict(model, dataset, mapping, max_dets=max_dets, progress=progress)
-    count = save_results(path, records)
-    seconds = time.perf_counter() - started
-    description = (
-        f"{count:,} detections on {len(dataset):,} images from {weights} in {seconds:.1f} s"
-    )
-    return ResultsFile(path, seconds, description)

@@ -169,7 +169,7 @@ def cached_roi_features(
     """``(features, reused)``: the cache at ``path`` when it was made from the same
     ``checkpoint`` bytes, annotation file, images and settings, else
     :func:`extract_roi_features` written there atomically (``.NAME.tmp-PID``, then renamed).
-    ``model`` is the checkpoint's (:func:`lvisnb.engine.inference.load_trained_model`)."""
+    ``model`` is the checkpoint's (:func:`lvisnb.engine.model_source.load_model`)."""
     path = Path(path)
     meta = {
         "version": CACHE_VERSION,
@@ -262,7 +262,7 @@ def extract_roi_features(
 ) -> RoIFeatures:
     """RoI features of every image of ``dataset`` under ``model`` (module docstring, step 1).
 
-    ``model``: a kit Mask R-CNN (:func:`lvisnb.engine.inference.load_trained_model`), run in eval
+    ``model``: a kit Mask R-CNN (:func:`lvisnb.engine.model_source.load_model`), run in eval
     mode on its own device; ``dataset``'s mapping must be the model's. ``train``: sampled,
     labelled RoIs of proposals + ground truth; else the test-time proposals with the frozen
     box regression. ``rois_per_image``: RoIs sampled per train image (``None``: the model's
@@ -306,6 +306,7 @@ def extract_roi_features(
         "score_thresh": float(heads.score_thresh),
         "nms_thresh": float(heads.nms_thresh),
         "detections_per_img": int(heads.detections_per_img),
+        "box_min_size": getattr(heads, "box_min_size", 1e-2),  # torchvision RoIHeads: 0.01
         "sampled_per_image": sampler.batch_size_per_image,  # RoIs drawn per train image
         "batch_size": batch_size,  # images per forward pass: segment_val batches alike
     }

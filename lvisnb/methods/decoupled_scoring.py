@@ -58,6 +58,7 @@ class _Heads:
     score_thresh: float
     nms_thresh: float
     detections_per_img: int
+    box_min_size: float | None
 
     postprocess_detections = ClsLossRoIHeads.postprocess_detections
 
@@ -92,6 +93,7 @@ def val_detections(
         meta["score_thresh"] if score_thresh is None else score_thresh,
         meta["nms_thresh"],
         meta["detections_per_img"] if max_dets is None else max_dets,
+        meta.get("box_min_size", 1e-2),  # a cache from before the field: torchvision's
     )
     offsets = val.roi_offsets()
     detections: list[dict] = []

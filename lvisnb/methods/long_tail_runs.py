@@ -39,7 +39,8 @@ from tqdm.auto import tqdm
 
 from lvisnb.data.dataset import LVISDetection
 from lvisnb.engine.device import resolve_device
-from lvisnb.engine.inference import load_trained_model, predict, save_results
+from lvisnb.engine.inference import predict, save_results
+from lvisnb.engine.model_source import checkpoint_path, load_model, load_trained_model
 from lvisnb.engine.trainer import train
 from lvisnb.evaluation.evaluator import evaluate
 from lvisnb.evaluation.ground_truth import GroundTruth, load_ground_truth
@@ -57,6 +58,7 @@ from lvisnb.methods.long_tail_summary import (
 )
 from lvisnb.methods.ranking import read_run
 from lvisnb.model.losses import CLS_LOSSES
+from lvisnb.model.mmdet_zoo import PUBLISHED
 from lvisnb.model.presets import Preset
 
 __all__ = [
@@ -208,13 +210,13 @@ def prepare_decoupled(
     ``out_dir/long_tail/decoupled/roi_features_{train,val}.pt``, or read the caches made from
     the same checkpoint bytes (:func:`lvisnb.methods.decoupled_features.cached_roi_features`)."""
     started = time.perf_counter()
-    checkpoint = Path(checkpoint)
-    if not checkpoint.is_file():
+    if not Path(checkpoint).is_file() and str(checkpoint) not in PUBLISHED:
         raise FileNotFoundError(
             f"no checkpoint at {checkpoint}: run notebook 02 into this run_dir first, or pass "
-            "checkpoint"
+            "checkpoint (a kit or mmdetection checkpoint file, or a published model's name)"
         )
-    model, mapping = load_trained_model(checkpoint, device=resolve_device(device))
+    checkpoint = checkpoint_path(checkpoint, progress)  # a published name: its cached file
+    model, mapping = load_model(checkpoint, device=resolve_device(device))
     train = _first_images(
         LVISDetection(train_ann, train_root, mapping=mapping, skip_empty=True), train_images
     )

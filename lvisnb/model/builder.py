@@ -43,13 +43,13 @@ from functools import partial
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torchvision.models.detection import MaskRCNN
-from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.models.detection.faster_rcnn import TwoMLPHead
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads
-from torchvision.models.detection.transform import GeneralizedRCNNTransform
+from torchvision.models.detection.transform import GeneralizedRCNNTransform, resize_boxes
 from torchvision.models.resnet import ResNet
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from torchvision.ops.misc import FrozenBatchNorm2d
@@ -57,6 +57,12 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 from lvisnb.model.backbone_weights import load_backbone_weights
 from lvisnb.model.losses import ClsLoss, build_cls_loss
 from lvisnb.model.presets import BACKBONES, NORMS, Preset, get_preset
+from lvisnb.model.rcnn_ops import (
+    AlignedMultiScaleRoIAlign,
+    PresetAnchorGenerator,
+    eval_resize_size,
+    paste_masks_grid_sample,
+)
 from lvisnb.model.roi_heads import ClsLossRoIHeads, box_predictor, mask_predictor
 
 
@@ -128,10 +134,36 @@ class PresizedRCNNTransform(GeneralizedRCNNTransform):
     most ``max_size``, and ``postprocess`` maps boxes and masks back to input-image pixels.
     """
 
+    def __init__(self, preset: Preset) -> None:
+        super().__init__(
+            preset.test_scale, preset.max_size, list(preset.image_mean), list(preset.image_std)
+        )
+        self.rounding = preset.test_resize_rounding
+        self.mask_paste = preset.mask_paste
+
     def resize(self, image, target=None):
         if self.training:
             return image, target
-        return super().resize(image, target)
+        if self.rounding == "floor":  # torchvision's own resize
+            return super().resize(image, target)
+        height, width = image.shape[-2:]
+        size = eval_resize_size(height, width, self.min_size[-1], self.max_size, "round")
+        resized = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0]
+        if target is not None:  # as torchvision's resize moves them: boxes scaled, masks nearest
+            target = {**target, "boxes": resize_boxes(target["boxes"], (height, width), size)}
+            if "masks" in target:
+                masks = F.interpolate(target["masks"][:, None].float(), size=size)[:, 0]
+                target["masks"] = masks.byte()
+        return resized, target
+
+    def postprocess(self, result, image_shapes, original_image_sizes):
+        if self.training or self.mask_paste == "torchvision":
+            return super().postprocess(result, image_shapes, original_image_sizes)
+        for pred, im_s, o_im_s in zip(result, image_shapes, original_image_sizes, strict=True):
+            pred["boxes"] = resize_boxes(pred["boxes"], im_s, o_im_s)
+            if "masks" in pred:
+                pred["masks"] = paste_masks_grid_sample(pred["masks"], pred["boxes"], o_im_s)
+        return result
 
 
 def _as_preset(preset: Preset | str) -> Preset:
@@ -149,10 +181,14 @@ def _head_arguments(preset: Preset, cls_outputs: int) -> dict:
     rpn = {name: getattr(preset, name) for name in _RPN_FIELDS}
     boxes = {name: getattr(preset, name) for name in _BOX_FIELDS}
     return {
-        "rpn_anchor_generator": AnchorGenerator(
+        "rpn_anchor_generator": PresetAnchorGenerator(
             sizes=tuple((s,) for s in preset.anchor_sizes),
             aspect_ratios=(preset.anchor_ratios,) * levels,
+            round_base=preset.anchor_round,
+            strides=preset.anchor_strides,
         ),
+        "box_roi_pool": _roi_pool(preset, 7),
+        "mask_roi_pool": _roi_pool(preset, 14),
         **rpn,
         "box_head": TwoMLPHead(preset.fpn_channels * 7 * 7, preset.box_head_dim),
         "box_predictor": box_predictor(preset.box_head_dim, classes, cls_outputs, temperature),
@@ -162,6 +198,17 @@ def _head_arguments(preset: Preset, cls_outputs: int) -> dict:
             preset.mask_head_channels, classes, preset.normed_mask_temperature
         ),
     }
+
+
+def _roi_pool(preset: Preset, output_size: int) -> AlignedMultiScaleRoIAlign:
+    """RoIAlign over P2-P5 (torchvision's feature names ``"0"``-``"3"``) with the preset's
+    alignment and sampling ratio; 7 x 7 for the box head, 14 x 14 for the mask head."""
+    return AlignedMultiScaleRoIAlign(
+        ["0", "1", "2", "3"],
+        output_size,
+        sampling_ratio=preset.roi_align_sampling_ratio,
+        aligned=preset.roi_align_aligned,
+    )
 
 
 _RPN_FIELDS = (  # Preset fields passed to MaskRCNN under the same name
@@ -238,13 +285,8 @@ def build_model(
             **_head_arguments(preset, cls_loss.num_outputs),
         )
         cls_loss = cls_loss.to(device) if device is not None else cls_loss
-        model.roi_heads = ClsLossRoIHeads(model.roi_heads, cls_loss)
-        model.transform = PresizedRCNNTransform(
-            preset.test_scale,
-            preset.max_size,
-            list(preset.image_mean),
-            list(preset.image_std),
-        )
+        model.roi_heads = ClsLossRoIHeads(model.roi_heads, cls_loss, preset.box_min_size)
+        model.transform = PresizedRCNNTransform(preset)
     model.preset = preset
     if weights and preset.pretrained is not None and torch.device(device or "cpu").type != "meta":
         load_backbone_weights(model, preset.pretrained)

@@ -6,7 +6,7 @@ sampling) and the optimisation recipe (SGD, linear scaling rule, warmup, step sc
 field defaults are mmdetection's ``mask_rcnn_r50_fpn_sample1e-3_mstrain_1x_lvis_v1``; the other
 rows only change what their mmdetection config changes. The "Presets" page (docs/presets.md) maps
 every field to its mmdetection config key and value; it is generated from these presets and
-:data:`lvisnb.model.preset_table.MMDETECTION`, where a new field needs its entry (then
+:data:`lvisnb.model.mmdet_config_keys.MMDETECTION`, where a new field needs its entry (then
 ``python -m lvisnb.model.preset_table --write docs/presets.md``).
 
 Rows (``PRESETS``), named exactly as mmdetection's ``configs/lvis/`` (``SEED_PRESETS``) and
@@ -41,6 +41,7 @@ from torchvision.models.resnet import BasicBlock, Bottleneck
 from lvisnb.data.sampler import ROUNDINGS
 from lvisnb.model.losses import CLS_LOSSES
 from lvisnb.model.ranges import Range, range_problems
+from lvisnb.model.rcnn_ops import MASK_PASTES, RESIZE_ROUNDINGS
 
 # name -> (block, blocks per stage, groups, width_per_group): torchvision ResNet arguments
 BACKBONES: dict[str, tuple[type[nn.Module], tuple[int, int, int, int], int, int]] = {
@@ -85,6 +86,9 @@ _RANGES = {
         Range(0.0, 1.0, low_open=True),
     ),
     "momentum": Range(0.0, 1.0, high_open=True),
+    "anchor_strides": Range(1.0),
+    "roi_align_sampling_ratio": Range(0.0),
+    "box_min_size": Range(0.0),
     **dict.fromkeys(
         (
             "lr",
@@ -151,7 +155,7 @@ class Preset:
     Units: sizes in pixels, learning rates per iteration at batch ``lr_batch``, schedules in
     epochs (``max_epochs``, ``lr_steps``) unless ``max_iters`` is set. The "Presets" page
     section maps every field to its mmdetection config key and value; a new field needs its
-    entry in :data:`lvisnb.model.preset_table.MMDETECTION`.
+    entry in :data:`lvisnb.model.mmdet_config_keys.MMDETECTION`.
     """
 
     name: str = "mask_rcnn_r50_fpn_sample1e-3_mstrain_1x_lvis_v1"  # mmdetection config name
@@ -218,6 +222,15 @@ class Preset:
     box_nms_thresh: float = 0.5  # per-class NMS IoU threshold
     box_detections_per_img: int = 300  # detections kept per image (LVIS allows 300)
     mask_thresh: float = 0.5  # mask probability -> binary mask threshold
+    # ---- where torchvision and mmdetection compute differently (lvisnb.model.rcnn_ops);
+    # defaults are mmdetection's, TORCHVISION_OPS torchvision's
+    anchor_round: bool = False  # round base anchors to whole pixels (torchvision)
+    anchor_strides: tuple[int, ...] | None = (4, 8, 16, 32, 64)  # px; None: inferred (torchvision)
+    roi_align_aligned: bool = True  # RoIAlign half-pixel shift (mmcv RoIAlign aligned=True)
+    roi_align_sampling_ratio: int = 0  # RoIAlign points per bin side; 0 = adaptive
+    test_resize_rounding: str = "round"  # test-time resized size: "round" (mmcv) | "floor"
+    box_min_size: float | None = None  # px; drop smaller detections at test time; None = keep
+    mask_paste: str = "grid_sample"  # "grid_sample" (mmdetection) | "torchvision"
     # ---- box classification loss (lvisnb.model.losses) and cosine predictors
     # (lvisnb.model.roi_heads)
     cls_loss: str = "ce"  # "ce" | "seesaw" | "eqlv2" | "federated" (lvisnb.model.losses.CLS_LOSSES)
@@ -240,12 +253,12 @@ class Preset:
         lengths = {
             **{"anchor_sizes": (5, 5), "anchor_ratios": (1, None), "train_scales": (1, None)},
             **{"image_mean": (3, 3), "image_std": (3, 3)},
-            **{"lr_steps": (0, None), "lr_steps_iters": (0, None)},
+            **{"lr_steps": (0, None), "lr_steps_iters": (0, None), "anchor_strides": (5, 5)},
         }
         problems = []
         for name, (low, high) in lengths.items():
             value = getattr(self, name)
-            if value is None and name == "lr_steps_iters":
+            if value is None and name in ("lr_steps_iters", "anchor_strides"):
                 continue
             if isinstance(value, str) or not isinstance(value, tuple | list):
                 problems.append(f"{name} must be a list of numbers, got {value!r}")
@@ -288,6 +301,7 @@ class Preset:
             problems.append(
                 f"lr_steps_iters {self.lr_steps_iters} must increase within 1..max_iters"
             )
+        problems += _ops_problems(self)
         if self.rfs_rounding not in ROUNDINGS:
             problems.append(f"rfs_rounding {self.rfs_rounding!r} is not one of {ROUNDINGS}")
         if self.optimizer != "sgd":
@@ -309,6 +323,47 @@ class Preset:
     def num_classes_with_background(self) -> int | None:
         """What torchvision's ``num_classes`` means: foreground classes + 1 (label 0)."""
         return None if self.num_classes is None else self.num_classes + 1
+
+
+def _ops_problems(preset: Preset) -> list[str]:
+    """What is wrong with the fields of :data:`TORCHVISION_OPS` beyond their ranges."""
+    problems = []
+    for name in ("anchor_round", "roi_align_aligned"):
+        if not isinstance(getattr(preset, name), bool):
+            problems.append(f"{name} must be true or false, got {getattr(preset, name)!r}")
+    sampling = preset.roi_align_sampling_ratio
+    if isinstance(sampling, bool) or not isinstance(sampling, int):
+        problems.append(f"roi_align_sampling_ratio must be an int, got {sampling!r}")
+    if preset.test_resize_rounding not in RESIZE_ROUNDINGS:
+        problems.append(
+            f"test_resize_rounding {preset.test_resize_rounding!r} is not one of {RESIZE_ROUNDINGS}"
+        )
+    if preset.mask_paste not in MASK_PASTES:
+        problems.append(f"mask_paste {preset.mask_paste!r} is not one of {MASK_PASTES}")
+    return problems
+
+
+# The torchvision values of the fields where torchvision and mmdetection compute differently
+# (lvisnb.model.rcnn_ops): toy's, and what a checkpoint saved before these fields existed ran
+TORCHVISION_OPS: dict[str, object] = {
+    "anchor_round": True,
+    "anchor_strides": None,
+    "roi_align_aligned": False,
+    "roi_align_sampling_ratio": 2,
+    "test_resize_rounding": "floor",
+    "box_min_size": 1e-2,
+    "mask_paste": "torchvision",
+}
+
+
+def preset_from_record(record: dict) -> Preset:
+    """The :class:`Preset` of a saved record (``dataclasses.asdict(preset)``, as checkpoints and
+    ``config.json`` hold it): unknown keys are ignored, and a field of :data:`TORCHVISION_OPS`
+    the record lacks (saved before it existed) takes its torchvision value, which is what that
+    run computed. Raises ``ValueError`` as :class:`Preset` does."""
+    known = {f.name for f in dataclasses.fields(Preset)}
+    values = {**TORCHVISION_OPS, **{k: v for k, v in record.items() if k in known}}
+    return Preset(**values)
 
 
 # ----------------------------------------------------------------------------- presets
@@ -400,6 +455,7 @@ TOY = Preset(
     rpn_post_nms_top_n_test=150,
     box_batch_size_per_image=128,
     box_detections_per_img=100,
+    **TORCHVISION_OPS,  # toy keeps torchvision's computation
 )
 
 _SEED_ROWS, _SEESAW_ROWS = _seed_presets(), _seesaw_presets()

@@ -78,7 +78,9 @@ class ClsLossRoIHeads(RoIHeads):
     ``(detections, losses)``; see the module docstring for what changes.
     """
 
-    def __init__(self, heads: RoIHeads, cls_loss: ClsLoss) -> None:
+    def __init__(
+        self, heads: RoIHeads, cls_loss: ClsLoss, box_min_size: float | None = 1e-2
+    ) -> None:
         super().__init__(
             heads.box_roi_pool,
             heads.box_head,
@@ -102,6 +104,7 @@ class ClsLossRoIHeads(RoIHeads):
                 f"{cls_loss.num_outputs} ({cls_loss.num_classes} classes)"
             )
         self.cls_loss = cls_loss
+        self.box_min_size = box_min_size
         self._sampled_labels: torch.Tensor | None = None
 
     def select_training_samples(self, proposals, targets):
@@ -127,8 +130,9 @@ class ClsLossRoIHeads(RoIHeads):
     def postprocess_detections(self, class_logits, box_regression, proposals, image_shapes):
         """torchvision's ``RoIHeads.postprocess_detections`` with ``cls_loss.scores`` in place
         of the softmax: per image, boxes clipped, the background column dropped, scores above
-        ``score_thresh`` kept, boxes under 0.01 px dropped, per-class NMS at ``nms_thresh``,
-        the ``detections_per_img`` best kept. Boxes XYXY in the (resized) image's pixels."""
+        ``score_thresh`` kept, boxes under ``box_min_size`` px dropped (torchvision 0.01;
+        ``None`` keeps them, as mmdetection), per-class NMS at ``nms_thresh``, the
+        ``detections_per_img`` best kept. Boxes XYXY in the (resized) image's pixels."""
         device = class_logits.device
         pred_scores = self.cls_loss.scores(class_logits.float())  # (N, K + 1), column 0 bg
         num_classes = pred_scores.shape[-1]
@@ -150,8 +154,9 @@ class ClsLossRoIHeads(RoIHeads):
             labels = labels[:, 1:].reshape(-1)
             inds = torch.where(scores > self.score_thresh)[0]
             boxes, scores, labels = boxes[inds], scores[inds], labels[inds]
-            keep = box_ops.remove_small_boxes(boxes, min_size=1e-2)
-            boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+            if self.box_min_size is not None:
+                keep = box_ops.remove_small_boxes(boxes, min_size=self.box_min_size)
+                boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
             keep = box_ops.batched_nms(boxes, scores, labels, self.nms_thresh)
             keep = keep[: self.detections_per_img]
             all_boxes.append(boxes[keep])

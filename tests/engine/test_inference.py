@@ -12,7 +12,8 @@ from torch import nn
 from lvisnb.annotations.lvis_compat import LVISEval
 from lvisnb.annotations.validate import load_lvis
 from lvisnb.data.dataset import LVISDetection
-from lvisnb.engine.inference import masks_to_rle, predict, results_for_evaluation, save_results
+from lvisnb.engine.inference import masks_to_rle, predict, save_results
+from lvisnb.engine.run_results import results_for_evaluation
 from lvisnb.model.builder import build_model
 
 

@@ -564,7 +564,7 @@ def test_a_loss_preset_field_trains_checkpoints_and_resumes_exactly(
 ):
     """The loss's state (Seesaw's class counts; the federated draw, which takes torch's global
     RNG, saved per rank in every checkpoint) resumes exactly; load_trained_model rebuilds it."""
-    from lvisnb.engine.inference import load_trained_model
+    from lvisnb.engine.model_source import load_trained_model
 
     overrides = {**FAST, "cls_loss": loss}
     if loss == "federated":  # fewer than toy's 40 classes: every batch draws negatives

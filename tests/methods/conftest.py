@@ -5,7 +5,7 @@ test_long_tail_runs): trained and extracted once per session."""
 import pytest
 
 from lvisnb.data.dataset import LVISDetection
-from lvisnb.engine.inference import load_trained_model
+from lvisnb.engine.model_source import load_trained_model
 from lvisnb.methods import decoupled_features
 
 SMALL = {"train_scales": (160,), "test_scale": 160, "max_size": 200}  # as notebook 03's test

@@ -32,7 +32,7 @@ def test_readme_presets_section_is_the_generated_one():
 def test_every_preset_field_has_an_mmdetection_entry():
     fields = [f.name for f in dataclasses.fields(Preset)]
     missing = T.undocumented()
-    assert not missing, f"add an Entry to lvisnb.model.preset_table.MMDETECTION for {missing}"
+    assert not missing, f"add an Entry to lvisnb.model.mmdet_config_keys.MMDETECTION for {missing}"
     assert set(T.MMDETECTION) == set(fields), sorted(set(T.MMDETECTION) - set(fields))
     for field, (key, value, _note) in T.MMDETECTION.items():
         assert key.strip() and value.strip(), f"{field}: mmdetection key and value"

@@ -1,0 +1,209 @@
+"""One way to get a model for inference: a kit checkpoint, an mmdetection checkpoint, or the
+name of a published model zoo row.
+
+:func:`load_model` takes what a user has at hand and returns the kit's Mask R-CNN in eval mode
+with the mapping from its labels to LVIS category ids:
+
+- a kit run's checkpoint (``checkpoints/final.pt``):
+  :func:`load_trained_model`;
+- an mmdetection 2.x / 3.x Mask R-CNN checkpoint file of a kit preset (named by ``preset`` or
+  inferred from the file): :func:`load_mmdet_model`; its class ``k``
+  (0-based) is the ``k``-th category id of its LVIS version in ascending order, as mmdetection's
+  ``LVISV1Dataset`` / ``LVISV05Dataset`` number them;
+- a preset name with a published checkpoint (:data:`lvisnb.model.mmdet_zoo.PUBLISHED`),
+  fetched once into torch hub's cache and hash-checked
+  (:func:`lvisnb.model.mmdet_zoo.published_checkpoint`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import torch
+
+from lvisnb.annotations.categories import VERSIONS, categories
+from lvisnb.data.dataset import CategoryMapping
+from lvisnb.model.builder import build_model
+from lvisnb.model.checkpoint import load_checkpoint
+from lvisnb.model.mmdet_weights import (
+    convert_mmdet_state_dict,
+    infer_preset_name,
+    mmdet_class_names,
+    read_mmdet_state_dict,
+)
+from lvisnb.model.mmdet_zoo import PUBLISHED, published_checkpoint
+from lvisnb.model.presets import Preset, get_preset, preset_from_record
+
+__all__ = [
+    "load_model",
+    "load_trained_model",
+    "load_mmdet_model",
+    "checkpoint_path",
+    "is_kit_checkpoint",
+]
+
+
+def load_trained_model(
+    checkpoint: str | os.PathLike, device: str | torch.device = "cpu"
+) -> tuple[torch.nn.Module, CategoryMapping]:
+    """The model of a kit checkpoint (``checkpoints/final.pt``) in eval mode, and its mapping.
+
+    The checkpoint is read with ``weights_only=True``; its ``config["preset"]`` rebuilds the
+    architecture (no backbone weights are fetched), ``category_ids`` gives the label mapping
+    (label ``k`` = ``category_ids[k - 1]``). The box classifier's loss, which scores the
+    detections, is the preset's ``cls_loss``; its buffers (e.g. the federated class weights)
+    come from the checkpoint.
+    """
+    state = load_checkpoint(checkpoint)
+    try:
+        preset_fields = state["config"]["preset"]
+        category_ids = state["category_ids"]
+        weights = state["model"]
+    except KeyError as error:
+        raise ValueError(
+            f"{checkpoint}: not a kit training checkpoint (missing key {error.args[0]!r})"
+        ) from None
+    preset = preset_from_record(preset_fields)
+    version = state["config"].get("resolved", {}).get("lvis_version")
+    mapping = CategoryMapping(tuple(category_ids), lvis_version=version)
+    # the federated loss is built with placeholder counts; load_state_dict sets its weights
+    counts = [0] * mapping.num_classes if preset.cls_loss == "federated" else None
+    model = build_model(
+        preset, num_classes=mapping.num_classes, weights=False, class_image_counts=counts
+    )
+    model.load_state_dict(weights)
+    return model.to(device).eval(), mapping
+
+
+def is_kit_checkpoint(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a kit training checkpoint (its ``config`` and ``category_ids``),
+    looked at without reading its tensors (``mmap``); ``False`` for anything else, unreadable
+    files included (the loader that follows names their problem)."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - any unreadable file is "not a kit checkpoint" here
+        return False
+    return isinstance(payload, dict) and {"config", "category_ids", "model"} <= set(payload)
+
+
+def checkpoint_path(checkpoint: str | os.PathLike, progress: bool = True) -> Path:
+    """The file of ``checkpoint``: the path itself when it is a file, else the published
+    checkpoint of that preset name, fetched once
+    (:func:`~lvisnb.model.mmdet_zoo.published_checkpoint`). Raises ``FileNotFoundError``
+    naming it when it is neither."""
+    path = Path(checkpoint)
+    if not path.exists() and str(checkpoint) in PUBLISHED:
+        return published_checkpoint(str(checkpoint), progress=progress)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{checkpoint}: no such checkpoint file, nor a published model "
+            f"(published: {', '.join(PUBLISHED)})"
+        )
+    return path
+
+
+def load_model(
+    checkpoint: str | os.PathLike,
+    preset: Preset | str | None = None,
+    *,
+    category_ids: tuple[int, ...] | None = None,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> tuple[torch.nn.Module, CategoryMapping]:
+    """``(model in eval mode on device, label -> LVIS category id mapping)`` of ``checkpoint``.
+
+    ``checkpoint``: a file path (kit or mmdetection checkpoint) or a preset name of
+    :data:`~lvisnb.model.mmdet_zoo.PUBLISHED` (downloaded once; an existing file of that name
+    wins). ``preset``: the preset of an mmdetection file when the file does not say (ignored for
+    a kit checkpoint, which holds its own). ``category_ids``: the LVIS ids of an mmdetection
+    model's classes in label order (ascending, as mmdetection numbers them), needed only when
+    it has not every category of its LVIS version and its file names no classes (mmdetection
+    3.x ``meta["dataset_meta"]["classes"]``, 2.x ``meta["CLASSES"]``; names are matched to
+    LVIS v1, else v0.5, categories). Raises ``FileNotFoundError`` naming a path that is
+    neither a file nor a published name, and the loaders' errors (``CheckpointError``,
+    ``MMDetCheckpointError``, ``DownloadError``), each naming the file.
+    """
+    path = checkpoint_path(checkpoint, progress)
+    if path != Path(checkpoint):  # a published row's file: its name is its preset
+        preset = preset or str(checkpoint)
+    if is_kit_checkpoint(path):
+        return load_trained_model(path, device=device)
+    return _load_mmdet(path, preset, category_ids, device)
+
+
+def model_from_mmdet_state(
+    state: dict[str, torch.Tensor], preset: Preset | str, source: str = "checkpoint"
+) -> torch.nn.Module:
+    """The kit's Mask R-CNN of ``preset`` (eval mode, on the CPU) holding mmdetection's weights
+    ``state`` (:func:`convert_mmdet_state_dict`, whose errors name ``source``)."""
+    model = build_model(preset, weights=False)
+    expected = model.state_dict()
+    model.load_state_dict(convert_mmdet_state_dict(state, expected, model.preset, source))
+    return model.eval()
+
+
+def load_mmdet_model(
+    path: str | os.PathLike, preset: Preset | str | None = None, device: str | torch.device = "cpu"
+) -> torch.nn.Module:
+    """The kit's Mask R-CNN in eval mode holding the weights of an mmdetection checkpoint file.
+
+    ``preset``: a :class:`Preset`, a preset name, or ``None`` to infer it from the file
+    (:func:`infer_preset_name`). Raises :class:`MMDetCheckpointError` as
+    :func:`read_mmdet_state_dict` and :func:`convert_mmdet_state_dict` do.
+    """
+    state, meta = read_mmdet_state_dict(path)
+    if preset is None:
+        preset = infer_preset_name(path, state, meta)
+    return model_from_mmdet_state(state, preset, str(path)).to(device)
+
+
+def _load_mmdet(
+    path: Path, preset: Preset | str | None, category_ids: tuple[int, ...] | None, device
+) -> tuple[torch.nn.Module, CategoryMapping]:
+    """An mmdetection file's model and mapping: the classes from ``category_ids``, else from the
+    class names the file's meta holds, else every category of the preset's LVIS version."""
+    state, meta = read_mmdet_state_dict(path)
+    version = None
+    if category_ids is None and (names := mmdet_class_names(meta)) is not None:
+        version, category_ids = _ids_of_names(names, path)
+    if preset is None:
+        preset = infer_preset_name(path, state, meta, dataset=version)
+    preset = get_preset(preset) if isinstance(preset, str) else preset
+    if category_ids is not None and len(category_ids) != preset.num_classes:
+        preset = dataclasses.replace(preset, num_classes=len(category_ids))
+    model = model_from_mmdet_state(state, preset, str(path)).to(device)
+    return model, _mmdet_mapping(model.preset, category_ids, path)
+
+
+def _ids_of_names(names: tuple[str, ...], path: Path) -> tuple[str, tuple[int, ...]]:
+    """``(LVIS version, category ids)`` of mmdetection's class names (``ValueError`` naming
+    the file and the first name neither version has)."""
+    for version in VERSIONS:
+        table = categories(version)
+        ids = dict(zip(table["name"], table["id"], strict=True))
+        if all(name in ids for name in names):
+            return version, tuple(int(ids[name]) for name in names)
+    unknown = next(n for n in names if n not in set(categories("v1")["name"]))
+    raise ValueError(f"{path}: meta class {unknown!r} is a category of no LVIS version")
+
+
+def _mmdet_mapping(
+    preset: Preset, category_ids: tuple[int, ...] | None, path: Path
+) -> CategoryMapping:
+    """mmdetection's labels as LVIS ids: ``category_ids`` in label order (which mmdetection
+    takes ascending), else every id of the preset's version ascending."""
+    if category_ids is not None:
+        if list(category_ids) != sorted(set(category_ids)):
+            raise ValueError(
+                f"{path}: category ids must be unique and ascending, as mmdetection labels them"
+            )
+        return CategoryMapping(tuple(category_ids), lvis_version=None)
+    ids = tuple(int(i) for i in categories(preset.dataset)["id"])
+    if preset.num_classes != len(ids):
+        raise ValueError(
+            f"{path}: a model of {preset.num_classes} classes, not LVIS {preset.dataset}'s "
+            f"{len(ids)}, and the file names no classes; give their LVIS ids (category_ids)"
+        )
+    return CategoryMapping(ids, lvis_version=preset.dataset)

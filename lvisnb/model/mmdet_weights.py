@@ -1,0 +1,268 @@
+"""mmdetection Mask R-CNN checkpoints in the kit's model: read, checked, converted, loaded.
+
+A checkpoint of mmdetection 2.x or 3.x (``{"meta": ..., "state_dict": ...}``, or a bare state
+dict; both versions name these modules' weights alike) is read with ``weights_only=True``
+(:func:`read_mmdet_state_dict`) and its weights renamed and laid out as the kit's
+torchvision-based model holds them (:func:`convert_mmdet_state_dict`):
+
+- ``backbone.*`` -> ``backbone.body.*`` (``num_batches_tracked`` dropped);
+- ``neck.lateral_convs.i.conv.*`` / ``neck.fpn_convs.i.conv.*`` ->
+  ``backbone.fpn.inner_blocks.i.0.*`` / ``backbone.fpn.layer_blocks.i.0.*``;
+- ``rpn_head.rpn_conv`` / ``rpn_cls`` / ``rpn_reg`` -> ``rpn.head.conv.0.0`` / ``cls_logits`` /
+  ``bbox_pred``;
+- ``roi_head.bbox_head.shared_fcs.0`` / ``.1`` -> ``roi_heads.box_head.fc6`` / ``fc7``;
+- ``roi_head.bbox_head.fc_cls`` (C+1 outputs) -> ``roi_heads.box_predictor.cls_score`` with the
+  background moved from last to first; Seesaw's C+2 ``[classes, object, background]`` becomes
+  ``[background, classes, object]``;
+- ``roi_head.bbox_head.fc_reg`` (4C) -> ``roi_heads.box_predictor.bbox_pred`` (4(C+1)): four
+  zero rows for the background, which is never decoded;
+- ``roi_head.bbox_head.loss_cls.cum_samples`` (Seesaw's class counts) ->
+  ``roi_heads.cls_loss.cum_samples``, background first;
+- ``roi_head.mask_head.convs.i.conv.*`` -> ``roi_heads.mask_head.i.0.*``;
+  ``roi_head.mask_head.upsample`` -> ``roi_heads.mask_predictor.conv5_mask``;
+- ``roi_head.mask_head.conv_logits`` (C) -> ``roi_heads.mask_predictor.mask_fcn_logits`` (C+1):
+  a zero background channel first.
+
+Class ``k`` of mmdetection (0-based, the ``k``-th LVIS category id in ascending order, as its
+``LVISV1Dataset`` numbers them) is the kit's label ``k + 1``. A file whose weights do not fit
+the chosen preset is refused naming the keys missing or left over and the shapes that differ,
+with the class count when that is what differs (:class:`MMDetCheckpointError`).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import zipfile
+from pathlib import Path
+
+import torch
+
+from lvisnb.model.mmdet_zoo import PUBLISHED
+from lvisnb.model.presets import DATASETS, PRESETS, Preset
+
+__all__ = [
+    "MMDetCheckpointError",
+    "read_mmdet_state_dict",
+    "convert_mmdet_state_dict",
+    "infer_preset_name",
+]
+
+
+class MMDetCheckpointError(ValueError):
+    """An mmdetection checkpoint that cannot be loaded; the message names the file and why."""
+
+
+_PREFIXES = (  # mmdetection prefix -> kit prefix, first match wins
+    ("backbone.", "backbone.body."),
+    ("rpn_head.rpn_conv.", "rpn.head.conv.0.0."),
+    ("rpn_head.rpn_cls.", "rpn.head.cls_logits."),
+    ("rpn_head.rpn_reg.", "rpn.head.bbox_pred."),
+    ("roi_head.bbox_head.shared_fcs.0.", "roi_heads.box_head.fc6."),
+    ("roi_head.bbox_head.shared_fcs.1.", "roi_heads.box_head.fc7."),
+    ("roi_head.bbox_head.fc_cls.", "roi_heads.box_predictor.cls_score."),
+    ("roi_head.bbox_head.fc_reg.", "roi_heads.box_predictor.bbox_pred."),
+    ("roi_head.bbox_head.loss_cls.cum_samples", "roi_heads.cls_loss.cum_samples"),
+    ("roi_head.mask_head.upsample.", "roi_heads.mask_predictor.conv5_mask."),
+    ("roi_head.mask_head.conv_logits.", "roi_heads.mask_predictor.mask_fcn_logits."),
+)
+
+
+def _kit_key(key: str) -> str | None:
+    """The kit's name of mmdetection's weight ``key``, or ``None`` for one the kit has no
+    place for."""
+    parts = key.split(".")
+    if key.startswith("neck.") and len(parts) == 5 and parts[3] == "conv":
+        block = {"lateral_convs": "inner_blocks", "fpn_convs": "layer_blocks"}.get(parts[1])
+        return None if block is None else f"backbone.fpn.{block}.{parts[2]}.0.{parts[4]}"
+    if key.startswith("roi_head.mask_head.convs.") and len(parts) == 6 and parts[4] == "conv":
+        return f"roi_heads.mask_head.{parts[3]}.0.{parts[5]}"
+    for source, target in _PREFIXES:
+        if key.startswith(source):
+            return target + key[len(source) :]
+    return None
+
+
+def read_mmdet_state_dict(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
+    """``(state_dict, meta)`` of an mmdetection checkpoint file, read with ``weights_only=True``.
+
+    ``meta`` is the file's ``"meta"`` dict (``{}`` when absent). A leading ``module.`` (a model
+    saved inside ``DistributedDataParallel``) is dropped from every key. Raises
+    :class:`MMDetCheckpointError` naming the file for a missing, unreadable or non-torch file,
+    one holding objects ``weights_only`` refuses (an mmengine training checkpoint with its
+    message hub: publish it first with mmdetection's ``tools/model_converters/publish_model.py``),
+    or one without tensors.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MMDetCheckpointError(f"{path}: no such checkpoint file")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
+        if refused is None:
+            raise MMDetCheckpointError(f"{path}: not a readable torch checkpoint") from None
+        raise MMDetCheckpointError(
+            f"{path}: holds objects that weights_only=True refuses ({refused.group(1)}); strip a "
+            "training checkpoint to its weights with mmdetection's "
+            "tools/model_converters/publish_model.py"
+        ) from None
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as error:
+        raise MMDetCheckpointError(f"{path}: not a readable torch checkpoint ({error})") from None
+    if not isinstance(payload, dict):
+        raise MMDetCheckpointError(f"{path}: holds a {type(payload).__name__}, not a dict")
+    state = payload.get("state_dict", payload)
+    meta = payload.get("meta") if isinstance(payload.get("meta"), dict) else {}
+    if not isinstance(state, dict) or not any(torch.is_tensor(v) for v in state.values()):
+        raise MMDetCheckpointError(f"{path}: holds no weights (no 'state_dict' of tensors)")
+    state = {k.removeprefix("module."): v for k, v in state.items() if torch.is_tensor(v)}
+    return state, meta
+
+
+def _class_count(state: dict[str, torch.Tensor]) -> int | None:
+    """C of an mmdetection Mask R-CNN state dict (its mask logits' channels), else ``None``."""
+    logits = state.get("roi_head.mask_head.conv_logits.weight")
+    return None if logits is None else int(logits.shape[0])
+
+
+def _relayout(key: str, value: torch.Tensor, seesaw: bool) -> torch.Tensor:
+    """``value`` of the kit's ``key`` laid out as the kit holds it (background first)."""
+    if key.startswith("roi_heads.box_predictor.cls_score."):
+        if seesaw:  # [classes, object, background] -> [background, classes, object]
+            return torch.cat([value[-1:], value[:-2], value[-2:-1]])
+        return torch.cat([value[-1:], value[:-1]])
+    if key.startswith("roi_heads.box_predictor.bbox_pred."):
+        return torch.cat([value.new_zeros((4, *value.shape[1:])), value])
+    if key.startswith("roi_heads.mask_predictor.mask_fcn_logits."):
+        return torch.cat([value.new_zeros((1, *value.shape[1:])), value])
+    if key == "roi_heads.cls_loss.cum_samples":
+        return torch.cat([value[-1:], value[:-1]])
+    return value
+
+
+def convert_mmdet_state_dict(
+    state: dict[str, torch.Tensor],
+    expected: dict[str, torch.Tensor],
+    preset: Preset,
+    source: str = "checkpoint",
+) -> dict[str, torch.Tensor]:
+    """mmdetection's Mask R-CNN weights ``state`` as the kit's state dict for ``preset``.
+
+    ``expected``: the kit model's own ``state_dict()`` (names and shapes to fill). Keys of
+    ``expected`` that mmdetection does not have and that are not weights (Seesaw's
+    ``cum_samples`` of a file without them) keep the model's values. Raises
+    :class:`MMDetCheckpointError` naming ``source`` and what differs: the class count, keys
+    missing from the file, keys the kit has no place for, and shapes.
+    """
+    count = _class_count(state)
+    if count is not None and count != preset.num_classes:
+        raise MMDetCheckpointError(
+            f"{source}: an mmdetection model of {count} classes, preset {preset.name!r} has "
+            f"{preset.num_classes} (LVIS {_dataset_of(count)})"
+        )
+    seesaw = preset.cls_loss == "seesaw"
+    converted, unplaced = {}, []
+    for key, value in state.items():
+        if key.endswith("num_batches_tracked"):
+            continue
+        kit = _kit_key(key)
+        if kit is None or kit not in expected:
+            unplaced.append(key)
+            continue
+        converted[kit] = _relayout(kit, value, seesaw)
+    optional = {"roi_heads.cls_loss.cum_samples"}
+    missing = sorted(set(expected) - set(converted) - optional, key=_natural)
+    shapes = [
+        f"{k}: file {tuple(v.shape)}, preset {tuple(expected[k].shape)}"
+        for k, v in converted.items()
+        if tuple(v.shape) != tuple(expected[k].shape)
+    ]
+    problems = _listed("missing from the file", missing) + _listed("not in the kit", unplaced)
+    problems += _listed("of another shape", shapes)
+    if problems:
+        raise MMDetCheckpointError(
+            f"{source}: not an mmdetection Mask R-CNN of preset {preset.name!r}: "
+            + "; ".join(problems)
+        )
+    return {**{k: expected[k] for k in optional & set(expected) - set(converted)}, **converted}
+
+
+def _natural(key: str) -> list:
+    """Sort key reading the numbers in a weight's name as numbers (``layer3.6`` < ``layer3.10``)."""
+    return [int(part) if part.isdigit() else part for part in key.split(".")]
+
+
+def _listed(what: str, items: list[str], shown: int = 5) -> list[str]:
+    if not items:
+        return []
+    more = f" and {len(items) - shown} more" if len(items) > shown else ""
+    return [f"{len(items)} weights {what} ({', '.join(items[:shown])}{more})"]
+
+
+def _dataset_of(count: int) -> str:
+    names = [version for version, classes in DATASETS.items() if classes == count]
+    return names[0] if names else "of neither version"
+
+
+def infer_preset_name(
+    path: str | os.PathLike,
+    state: dict[str, torch.Tensor],
+    meta: dict,
+    dataset: str | None = None,
+) -> str:
+    """The kit preset of an mmdetection checkpoint: the one whose name, or whose published
+    file's name, is the file's name without its hash (mmdetection's ``NAME-HASH.pth``), else
+    the seed row of the file's class count and backbone (block count of ``layer3``, width of
+    ``layer1``'s grouped convolution), the LVIS version ``dataset`` when given (a model of
+    some of its categories) else the one of that class count; ``meta`` is not read. Raises
+    :class:`MMDetCheckpointError` where this leaves a choice (the Seesaw rows, whose weights
+    do not tell their mask logits' normalisation), naming the candidates."""
+    stem = re.sub(r"-[0-9a-f]{8,}$", "", Path(path).name.split(".pth")[0])
+    published = {row.file_name.rsplit("-", 1)[0]: name for name, row in PUBLISHED.items()}
+    named = {**published, **{name: name for name in PUBLISHED}}
+    if stem in named:
+        return named[stem]
+    count = _class_count(state)
+    if dataset is None:
+        dataset = _dataset_of(count) if count is not None else None
+    blocks = 1 + max(
+        (int(k.split(".")[2]) for k in state if k.startswith("backbone.layer3.")), default=-1
+    )
+    conv = state.get("backbone.layer1.0.conv2.weight")
+    width = None if conv is None else (int(conv.shape[0]), int(conv.shape[1]))
+    backbone = {
+        (6, (64, 64)): "resnet50",
+        (23, (64, 64)): "resnet101",
+        (23, (128, 4)): "resnext101_32x4d",
+        (23, (256, 4)): "resnext101_64x4d",
+    }.get((blocks, width))
+    cls = state.get("roi_head.bbox_head.fc_cls.weight")
+    seesaw = cls is not None and count is not None and cls.shape[0] == count + 2
+    candidates = [
+        name
+        for name, preset in PRESETS.items()
+        if name != "toy"
+        and preset.dataset == dataset
+        and preset.backbone == backbone
+        and (preset.cls_loss == "seesaw") == seesaw
+        and (not seesaw or "random" not in name)  # sampling does not change the model
+    ]
+    if len(candidates) == 1:
+        return candidates[0]
+    described = f"{count} classes, backbone {backbone}, {'Seesaw' if seesaw else 'softmax'}"
+    raise MMDetCheckpointError(
+        f"{path}: cannot tell the preset from the file ({described}); name it with --preset "
+        f"(candidates: {', '.join(candidates) or 'none of the kit presets'})"
+    )
+
+
+def mmdet_class_names(meta: dict) -> tuple[str, ...] | None:
+    """The class names of an mmdetection checkpoint in label order, where its ``meta`` holds
+    them (3.x: ``meta["dataset_meta"]["classes"]``; 2.x: ``meta["CLASSES"]``), else ``None``."""
+    dataset_meta = meta.get("dataset_meta")
+    names = dataset_meta.get("classes") if isinstance(dataset_meta, dict) else None
+    names = names if names is not None else meta.get("CLASSES")
+    if isinstance(names, list | tuple) and all(isinstance(n, str) for n in names):
+        return tuple(names)
+    return None
