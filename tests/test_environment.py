@@ -15,7 +15,7 @@ def test_environment_yml_installs_the_package_through_pip():
     assert "python=3.11" in deps
     assert "pip" in deps
     pip_section = next(d["pip"] for d in deps if isinstance(d, dict) and "pip" in d)
-    assert pip_section == ["-e .[dev]"]
+    assert pip_section == ["-e .[dev,parity]"]
     # nothing else is pinned in conda that pyproject.toml would also have to declare
     assert all(d in ("python=3.11", "pip") or isinstance(d, dict) for d in deps)
 

@@ -64,12 +64,16 @@ from lvisnb.model.rcnn_ops import (
     paste_masks_grid_sample,
 )
 from lvisnb.model.roi_heads import ClsLossRoIHeads, box_predictor, mask_predictor
+from lvisnb.model.train_targets import EvalBatchNorm2d, MaxIoUMatcher, PresetRPN
 
 
 def norm_layer(norm: str, gn_groups: int = 32):
-    """``norm_layer`` callable (``channels -> module``) for ``"frozen_bn"``, ``"bn"``, ``"gn"``."""
+    """``norm_layer`` callable (``channels -> module``) for ``"frozen_bn"``, ``"bn_eval"``,
+    ``"bn"``, ``"gn"``."""
     if norm == "frozen_bn":
         return FrozenBatchNorm2d
+    if norm == "bn_eval":
+        return EvalBatchNorm2d
     if norm == "bn":
         return nn.BatchNorm2d
     if norm == "gn":
@@ -285,12 +289,31 @@ def build_model(
             **_head_arguments(preset, cls_loss.num_outputs),
         )
         cls_loss = cls_loss.to(device) if device is not None else cls_loss
-        model.roi_heads = ClsLossRoIHeads(model.roi_heads, cls_loss, preset.box_min_size)
+        model.roi_heads = ClsLossRoIHeads(
+            model.roi_heads, cls_loss, preset.box_min_size, preset.box_loss, preset.mask_targets
+        )
+        _use_training_choices(model, preset)
         model.transform = PresizedRCNNTransform(preset)
     model.preset = preset
     if weights and preset.pretrained is not None and torch.device(device or "cpu").type != "meta":
         load_backbone_weights(model, preset.pretrained)
     return model
+
+
+def _use_training_choices(model: MaskRCNN, preset: Preset) -> None:
+    """The preset's RPN box loss and matchers (:mod:`lvisnb.model.train_targets`)."""
+    PresetRPN.from_rpn(model.rpn, preset.box_loss)
+    if preset.rpn_min_pos_iou is not None:
+        model.rpn.proposal_matcher = MaxIoUMatcher(
+            preset.rpn_fg_iou_thresh, preset.rpn_bg_iou_thresh, preset.rpn_min_pos_iou
+        )
+    if preset.box_min_pos_iou is not None:
+        model.roi_heads.proposal_matcher = MaxIoUMatcher(  # RoIHeads appends the gt boxes
+            preset.box_fg_iou_thresh,
+            preset.box_bg_iou_thresh,
+            preset.box_min_pos_iou,
+            gt_appended=True,
+        )
 
 
 def build_preset_cls_loss(

@@ -32,9 +32,9 @@ MMDETECTION: dict[str, Entry] = {
     "norm": Entry(
         "`model.backbone.norm_cfg`, `.norm_eval`",
         "`dict(type='BN', requires_grad=True)`, `True`",
-        "differs: `FrozenBatchNorm2d` freezes the statistics (as `norm_eval=True`) and also the "
-        "affine weight/bias, which mmdetection still learns in layer2-4 (detectron2 freezes "
-        "them too)",
+        "`'bn_eval'`: BatchNorm held in eval mode, statistics fixed, affine weight/bias trained "
+        "in layer2-4, as mmdetection; `'frozen_bn'` (torchvision, detectron2) fixes the affine "
+        "too",
     ),
     "gn_groups": Entry(
         "(none)",
@@ -268,6 +268,28 @@ MMDETECTION: dict[str, Entry] = {
         "`multiclass_nms`",
         "no size filter",
         "`0.01`: torchvision's `RoIHeads` drops detections under 0.01 px (toy)",
+    ),
+    "box_loss": Entry(
+        "`model.rpn_head.loss_bbox`, `model.roi_head.bbox_head.loss_bbox`",
+        "`dict(type='L1Loss', loss_weight=1.0)`",
+        "`'smooth_l1'`: torchvision's RPN and `fastrcnn_loss`, beta 1/9 (toy); both divide the "
+        "positives' sum by the RoIs sampled",
+    ),
+    "rpn_min_pos_iou": Entry(
+        "`model.train_cfg.rpn.assigner.min_pos_iou`",
+        "`0.3` (`match_low_quality=True`)",
+        "`None`: torchvision's `Matcher(allow_low_quality_matches=True)`, no minimum, each "
+        "such anchor kept for its own best ground truth (toy)",
+    ),
+    "box_min_pos_iou": Entry(
+        "`model.train_cfg.rcnn.assigner.min_pos_iou`",
+        "`0.5` (`match_low_quality=True`)",
+        "`None`: torchvision's RoI heads match no low-quality proposals (toy)",
+    ),
+    "mask_targets": Entry(
+        "`mask_target` (`BitmapMasks.crop_and_resize`)",
+        "RoIAlign `aligned=True`, binarised at 0.5",
+        "`'torchvision'`: `project_masks_on_boxes`, RoIAlign `aligned=False`, soft targets (toy)",
     ),
     "mask_paste": Entry(
         "`FCNMaskHead._do_paste_mask`",

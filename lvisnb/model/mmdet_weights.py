@@ -5,7 +5,8 @@ dict; both versions name these modules' weights alike) is read with ``weights_on
 (:func:`read_mmdet_state_dict`) and its weights renamed and laid out as the kit's
 torchvision-based model holds them (:func:`convert_mmdet_state_dict`):
 
-- ``backbone.*`` -> ``backbone.body.*`` (``num_batches_tracked`` dropped);
+- ``backbone.*`` -> ``backbone.body.*`` (``num_batches_tracked`` only where the kit's norm
+  has it);
 - ``neck.lateral_convs.i.conv.*`` / ``neck.fpn_convs.i.conv.*`` ->
   ``backbone.fpn.inner_blocks.i.0.*`` / ``backbone.fpn.layer_blocks.i.0.*``;
 - ``rpn_head.rpn_conv`` / ``rpn_cls`` / ``rpn_reg`` -> ``rpn.head.conv.0.0`` / ``cls_logits`` /
@@ -150,8 +151,8 @@ def convert_mmdet_state_dict(
     """mmdetection's Mask R-CNN weights ``state`` as the kit's state dict for ``preset``.
 
     ``expected``: the kit model's own ``state_dict()`` (names and shapes to fill). Keys of
-    ``expected`` that mmdetection does not have and that are not weights (Seesaw's
-    ``cum_samples`` of a file without them) keep the model's values. Raises
+    ``expected`` that mmdetection's file may lack and that are not weights (Seesaw's
+    ``cum_samples``, BatchNorm's ``num_batches_tracked``) keep the model's values. Raises
     :class:`MMDetCheckpointError` naming ``source`` and what differs: the class count, keys
     missing from the file, keys the kit has no place for, and shapes.
     """
@@ -164,14 +165,14 @@ def convert_mmdet_state_dict(
     seesaw = preset.cls_loss == "seesaw"
     converted, unplaced = {}, []
     for key, value in state.items():
-        if key.endswith("num_batches_tracked"):
-            continue
         kit = _kit_key(key)
         if kit is None or kit not in expected:
-            unplaced.append(key)
+            if not key.endswith("num_batches_tracked"):  # FrozenBatchNorm2d has none
+                unplaced.append(key)
             continue
         converted[kit] = _relayout(kit, value, seesaw)
     optional = {"roi_heads.cls_loss.cum_samples"}
+    optional |= {k for k in expected if k.endswith("num_batches_tracked")}
     missing = sorted(set(expected) - set(converted) - optional, key=_natural)
     shapes = [
         f"{k}: file {tuple(v.shape)}, preset {tuple(expected[k].shape)}"

@@ -42,6 +42,7 @@ from lvisnb.data.sampler import ROUNDINGS
 from lvisnb.model.losses import CLS_LOSSES
 from lvisnb.model.ranges import Range, range_problems
 from lvisnb.model.rcnn_ops import MASK_PASTES, RESIZE_ROUNDINGS
+from lvisnb.model.train_targets import BOX_LOSSES, MASK_TARGETS
 
 # name -> (block, blocks per stage, groups, width_per_group): torchvision ResNet arguments
 BACKBONES: dict[str, tuple[type[nn.Module], tuple[int, int, int, int], int, int]] = {
@@ -53,7 +54,7 @@ BACKBONES: dict[str, tuple[type[nn.Module], tuple[int, int, int, int], int, int]
     "resnext101_32x4d": (Bottleneck, (3, 4, 23, 3), 32, 4),
     "resnext101_64x4d": (Bottleneck, (3, 4, 23, 3), 64, 4),
 }
-NORMS = ("frozen_bn", "bn", "gn")
+NORMS = ("frozen_bn", "bn_eval", "bn", "gn")
 DATASETS = {"v1": 1203, "v0.5": 1230}  # LVIS version -> number of categories
 WARMUPS = ("linear", "constant", None)
 
@@ -89,6 +90,8 @@ _RANGES = {
     "anchor_strides": Range(1.0),
     "roi_align_sampling_ratio": Range(0.0),
     "box_min_size": Range(0.0),
+    "rpn_min_pos_iou": Range(0.0, 1.0),
+    "box_min_pos_iou": Range(0.0, 1.0),
     **dict.fromkeys(
         (
             "lr",
@@ -161,7 +164,9 @@ class Preset:
     name: str = "mask_rcnn_r50_fpn_sample1e-3_mstrain_1x_lvis_v1"  # mmdetection config name
     # ---- model
     backbone: str = "resnet50"  # a key of BACKBONES (ResNet / ResNeXt depth and cardinality)
-    norm: str = "frozen_bn"  # backbone norm: frozen_bn (BN, norm_eval=True) | bn | gn
+    # backbone norm: bn_eval (mmdetection BN, norm_eval=True: statistics fixed, affine trained)
+    # | frozen_bn (torchvision / detectron2: both fixed) | bn | gn
+    norm: str = "bn_eval"
     gn_groups: int = 32  # GroupNorm groups, used where norm or fpn_norm is "gn"
     trainable_layers: int = 3  # ResNet stages trained, from layer4 down (frozen_stages=1 -> 3)
     pretrained: str | None = "imagenet"  # None | "imagenet" | "open-mmlab://NAME" | path
@@ -231,6 +236,10 @@ class Preset:
     test_resize_rounding: str = "round"  # test-time resized size: "round" (mmcv) | "floor"
     box_min_size: float | None = None  # px; drop smaller detections at test time; None = keep
     mask_paste: str = "grid_sample"  # "grid_sample" (mmdetection) | "torchvision"
+    box_loss: str = "l1"  # RPN and RoI box regression loss: "l1" (mmdetection) | "smooth_l1"
+    rpn_min_pos_iou: float | None = 0.3  # low-quality matches from this IoU; None: torchvision's
+    box_min_pos_iou: float | None = 0.5  # the same for the RoI heads; None: none (torchvision)
+    mask_targets: str = "mmdetection"  # aligned RoIAlign, binarised (mmdetection) | "torchvision"
     # ---- box classification loss (lvisnb.model.losses) and cosine predictors
     # (lvisnb.model.roi_heads)
     cls_loss: str = "ce"  # "ce" | "seesaw" | "eqlv2" | "federated" (lvisnb.model.losses.CLS_LOSSES)
@@ -340,6 +349,10 @@ def _ops_problems(preset: Preset) -> list[str]:
         )
     if preset.mask_paste not in MASK_PASTES:
         problems.append(f"mask_paste {preset.mask_paste!r} is not one of {MASK_PASTES}")
+    if preset.box_loss not in BOX_LOSSES:
+        problems.append(f"box_loss {preset.box_loss!r} is not one of {BOX_LOSSES}")
+    if preset.mask_targets not in MASK_TARGETS:
+        problems.append(f"mask_targets {preset.mask_targets!r} is not one of {MASK_TARGETS}")
     return problems
 
 
@@ -353,6 +366,10 @@ TORCHVISION_OPS: dict[str, object] = {
     "test_resize_rounding": "floor",
     "box_min_size": 1e-2,
     "mask_paste": "torchvision",
+    "box_loss": "smooth_l1",
+    "rpn_min_pos_iou": None,
+    "box_min_pos_iou": None,
+    "mask_targets": "torchvision",
 }
 
 

@@ -28,6 +28,7 @@ optionally a :class:`lvisnb.model.normed_predictor.NormedLinear`; ``bbox_pred`` 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
 from torchvision.models.detection.mask_rcnn import MaskRCNNPredictor
@@ -36,6 +37,7 @@ from torchvision.ops import boxes as box_ops
 
 from lvisnb.model.losses import ClsLoss
 from lvisnb.model.normed_predictor import NormedConv2d, NormedLinear
+from lvisnb.model.train_targets import box_regression_loss, mask_targets
 
 __all__ = ["ClsLossRoIHeads", "box_predictor", "mask_predictor"]
 
@@ -79,7 +81,12 @@ class ClsLossRoIHeads(RoIHeads):
     """
 
     def __init__(
-        self, heads: RoIHeads, cls_loss: ClsLoss, box_min_size: float | None = 1e-2
+        self,
+        heads: RoIHeads,
+        cls_loss: ClsLoss,
+        box_min_size: float | None = 1e-2,
+        box_loss: str = "smooth_l1",
+        mask_targets: str = "torchvision",
     ) -> None:
         super().__init__(
             heads.box_roi_pool,
@@ -105,27 +112,70 @@ class ClsLossRoIHeads(RoIHeads):
             )
         self.cls_loss = cls_loss
         self.box_min_size = box_min_size
-        self._sampled_labels: torch.Tensor | None = None
+        self.box_loss, self.mask_targets = box_loss, mask_targets
+        self._sampled: tuple | None = None
 
     def select_training_samples(self, proposals, targets):
         sampled = super().select_training_samples(proposals, targets)
-        self._sampled_labels = torch.cat(sampled[2])  # (N,) int64 in 0..K, images concatenated
+        self._sampled = sampled  # proposals, matched_idxs, labels (0..K), regression_targets
         return sampled
 
     def forward(self, features, proposals, image_shapes, targets=None):
         if not self.training:
             return super().forward(features, proposals, image_shapes, targets)
-        # torchvision's forward, keeping the classifier's logits; its softmax cross-entropy
-        # term is then replaced (computed there, never backpropagated)
-        seen: list[torch.Tensor] = []
-        keep = self.box_predictor.register_forward_hook(lambda _m, _x, out: seen.append(out[0]))
+        # torchvision's forward, keeping the predictors' outputs; its softmax cross-entropy
+        # (and, as the preset says, its box and mask losses) are then replaced: computed
+        # there, never backpropagated
+        seen: dict[str, tuple] = {}
+        hooks = [
+            self.box_predictor.register_forward_hook(lambda _m, _x, out: seen.update(box=out)),
+        ]
+        if self.has_mask():
+            hooks.append(
+                self.mask_predictor.register_forward_hook(lambda _m, _x, out: seen.update(mask=out))
+            )
         try:
             result, losses = super().forward(features, proposals, image_shapes, targets)
         finally:
-            keep.remove()
-        labels, self._sampled_labels = self._sampled_labels, None
-        losses["loss_classifier"] = self.cls_loss(seen[0].float(), labels)
+            for hook in hooks:
+                hook.remove()
+        sampled, self._sampled = self._sampled, None
+        proposals, matched, labels, regression_targets = sampled
+        class_logits, box_regression = seen["box"]
+        labels = torch.cat(labels)  # (N,) int64 in 0..K, images concatenated
+        losses["loss_classifier"] = self.cls_loss(class_logits.float(), labels)
+        if self.box_loss != "smooth_l1":
+            losses["loss_box_reg"] = self._box_loss(box_regression, labels, regression_targets)
+        if "mask" in seen and self.mask_targets != "torchvision":
+            losses["loss_mask"] = self._mask_loss(seen["mask"], sampled, targets)
         return result, losses
+
+    def _box_loss(self, box_regression, labels, regression_targets) -> torch.Tensor:
+        """The preset's box loss over the positive RoIs, at their class's deltas."""
+        positive = torch.where(labels > 0)[0]
+        deltas = box_regression.reshape(labels.shape[0], -1, 4)[positive, labels[positive]]
+        targets = torch.cat(regression_targets)[positive]
+        return box_regression_loss(deltas.float(), targets, self.box_loss, labels.numel())
+
+    def _mask_loss(self, mask_logits, sampled, targets) -> torch.Tensor:
+        """Binary cross-entropy of the positive RoIs' mask logits at their class, against the
+        preset's mask targets (:func:`lvisnb.model.train_targets.mask_targets`), mean over
+        pixels as torchvision's ``maskrcnn_loss`` and mmdetection's ``mask_cross_entropy``."""
+        proposals, matched, labels, _ = sampled
+        size = mask_logits.shape[-1]
+        cut, classes = [], []
+        for boxes, idxs, image_labels, target in zip(
+            proposals, matched, labels, targets, strict=True
+        ):
+            positive = torch.where(image_labels > 0)[0]
+            gt = idxs[positive]
+            cut.append(mask_targets(target["masks"], boxes[positive], gt, size, self.mask_targets))
+            classes.append(image_labels[positive])
+        classes = torch.cat(classes)
+        if classes.numel() == 0:
+            return mask_logits.sum() * 0
+        logits = mask_logits[torch.arange(classes.numel(), device=classes.device), classes]
+        return F.binary_cross_entropy_with_logits(logits.float(), torch.cat(cut))
 
     def postprocess_detections(self, class_logits, box_regression, proposals, image_shapes):
         """torchvision's ``RoIHeads.postprocess_detections`` with ``cls_loss.scores`` in place

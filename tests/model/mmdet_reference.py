@@ -109,12 +109,16 @@ def mmdet_config(preset_name: str):
     return config
 
 
-def build_reference(preset_name: str, seed: int = 0, num_classes: int | None = None):
+def build_reference(
+    preset_name: str, seed: int = 0, num_classes: int | None = None, sample_all: bool = False
+):
     """mmdetection's model of ``preset_name`` in eval mode with seeded random weights.
 
     ``num_classes`` overrides the config's (small models for fast cases). Every parameter is
     drawn ``N(0, 0.05)`` (convolutions scaled by fan-in, so features neither vanish nor explode),
-    BN statistics at random, and the classifier scaled so that softmax scores vary."""
+    BN statistics at random, and the classifier scaled so that softmax scores vary.
+    ``sample_all``: the RPN and RoI samplers take every anchor and RoI (``num=10**6``), so
+    training has no random choice left to make."""
     install_mmcv_stand_in()
     from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
@@ -126,6 +130,9 @@ def build_reference(preset_name: str, seed: int = 0, num_classes: int | None = N
         config.model.roi_head.mask_head.num_classes = num_classes
         if "num_classes" in config.model.roi_head.bbox_head.loss_cls:
             config.model.roi_head.bbox_head.loss_cls.num_classes = num_classes
+    if sample_all:
+        config.model.train_cfg.rpn.sampler.num = 10**6
+        config.model.train_cfg.rcnn.sampler.num = 10**6
     model = MODELS.build(config.model)
     randomise(model, seed)
     return model.eval(), config
@@ -296,4 +303,43 @@ def compare_inference(
         else 0.0,
         "mask_pixels": int((kit_masks != masks[matched]).sum()),
         "mask_pixel_total": int(kit_masks.numel()),
+    }
+
+
+def reference_losses(model, image: torch.Tensor, boxes, labels, masks) -> dict[str, torch.Tensor]:
+    """mmdetection's training losses on one image: ``image`` ``(3, H, W)`` float RGB in [0, 1]
+    (H, W multiples of 32: no padding), ``boxes`` ``(N, 4)`` XYXY, ``labels`` ``(N,)`` kit
+    labels 1..K, ``masks`` ``(N, H, W)`` uint8. Keys as the kit names its losses, each summed
+    over FPN levels where mmdetection keeps one per level."""
+    import numpy as np
+    from mmdet.structures import DetDataSample
+    from mmdet.structures.mask import BitmapMasks
+    from mmengine.structures import InstanceData
+
+    height, width = image.shape[-2:]
+    sample = DetDataSample(
+        metainfo={
+            "img_shape": (height, width),
+            "ori_shape": (height, width),
+            "scale_factor": (1.0, 1.0),
+            "pad_shape": (height, width),
+            "batch_input_shape": (height, width),
+        }
+    )
+    sample.gt_instances = InstanceData(
+        bboxes=boxes.float(),
+        labels=labels - 1,
+        masks=BitmapMasks(masks.numpy().astype(np.uint8), height, width),
+    )
+    data = model.data_preprocessor(
+        {"inputs": [image.flip(0) * 255.0], "data_samples": [sample]}, training=True
+    )
+    losses = model.loss(data["inputs"], data["data_samples"])
+    total = lambda value: sum(value) if isinstance(value, list) else value  # noqa: E731
+    return {
+        "loss_objectness": total(losses["loss_rpn_cls"]),
+        "loss_rpn_box_reg": total(losses["loss_rpn_bbox"]),
+        "loss_classifier": losses["loss_cls"],
+        "loss_box_reg": losses["loss_bbox"],
+        "loss_mask": total(losses["loss_mask"]),
     }

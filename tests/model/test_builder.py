@@ -13,6 +13,7 @@ from lvisnb.model import builder as M
 from lvisnb.model.backbone_weights import backbone_name
 from lvisnb.model.builder import PresizedRCNNTransform, build_model
 from lvisnb.model.presets import PRESETS, SEED_PRESETS, TOY, get_preset
+from lvisnb.model.train_targets import EvalBatchNorm2d
 
 
 @pytest.fixture(scope="module")
@@ -87,8 +88,8 @@ def test_seed_model_architecture(name, meta_models):
     weight_numel = sum(
         v.numel()
         for k, v in body.state_dict().items()
-        if not k.endswith(("running_mean", "running_var"))
-    )  # conv weights + norm affine (buffers in FrozenBatchNorm2d)
+        if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))
+    )  # conv weights + norm affine
     assert weight_numel == CLASSIFIER_PARAMS[backbone] - FC_PARAMS
     reference = {
         "resnet50": torchvision.models.resnet50,
@@ -103,12 +104,14 @@ def test_seed_model_architecture(name, meta_models):
             q.numel() for k, q in tv.named_parameters() if not k.startswith("fc.")
         )
 
-    # norm: FrozenBatchNorm2d everywhere in the trunk; stem + layer1 frozen, layer2-4 train
+    # norm: mmdetection's BN in eval mode everywhere in the trunk (statistics fixed, affine
+    # trained); stem + layer1 frozen, layer2-4 train, BN affine included
     norms = [m for m in body.modules() if "norm" in type(m).__name__.lower()]
-    assert norms and all(isinstance(m, FrozenBatchNorm2d) for m in norms)
-    assert not any(isinstance(m, nn.BatchNorm2d | nn.GroupNorm) for m in body.modules())
+    assert norms and all(isinstance(m, EvalBatchNorm2d) for m in norms)
+    assert not any(isinstance(m, FrozenBatchNorm2d | nn.GroupNorm) for m in body.modules())
     for key, param in body.named_parameters():
         assert param.requires_grad == key.startswith(("layer2", "layer3", "layer4")), key
+    assert body.layer2[0].bn1.weight.requires_grad and not body.layer2[0].bn1.training
     assert any(p_.requires_grad for p_ in body.layer2.parameters())
 
     # FPN: C2-C5 -> 256 channels, P6 by max pooling

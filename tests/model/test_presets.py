@@ -36,7 +36,7 @@ def test_seed_presets_equal_mmdetection_lvis_configs(name):
     assert (p.max_epochs, p.lr_steps) == ((12, (8, 11)) if v1 else (24, (16, 22)))
     assert p.max_iters is None and p.lr_steps_iters is None
     # model
-    assert (p.norm, p.trainable_layers, p.fpn_channels, p.fpn_norm) == ("frozen_bn", 3, 256, None)
+    assert (p.norm, p.trainable_layers, p.fpn_channels, p.fpn_norm) == ("bn_eval", 3, 256, None)
     assert p.anchor_sizes == (32, 64, 128, 256, 512)
     assert p.anchor_ratios == (0.5, 1.0, 2.0)
     assert (p.box_head_dim, p.mask_head_channels) == (1024, 256)

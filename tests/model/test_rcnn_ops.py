@@ -153,3 +153,25 @@ def test_a_record_saved_before_the_fields_runs_torchvisions_ops():
 def test_bad_values_are_refused(field, value, message):
     with pytest.raises(ValueError, match=message):
         get_preset("toy", **{field: value})
+
+
+@needs_mmdet
+@pytest.mark.parametrize(("high", "low", "min_pos"), [(0.7, 0.3, 0.3), (0.5, 0.5, 0.5)])
+def test_max_iou_matcher_is_mmdetections_assigner(high, low, min_pos):
+    """500 seeded IoU matrices, quantised so that ties are common, against mmdetection's
+    ``MaxIoUAssigner.assign_wrt_overlaps`` (gt index k+1 -> k, 0 -> -1, -1 -> -2)."""
+    install_mmcv_stand_in()
+    from mmdet.models.task_modules.assigners import MaxIoUAssigner
+
+    from lvisnb.model.train_targets import MaxIoUMatcher
+
+    reference = MaxIoUAssigner(high, low, min_pos_iou=min_pos, match_low_quality=True)
+    ours = MaxIoUMatcher(high, low, min_pos)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(500):
+        gts = int(torch.randint(1, 6, (1,), generator=generator))
+        anchors = int(torch.randint(1, 30, (1,), generator=generator))
+        iou = (torch.rand(gts, anchors, generator=generator) * 10).floor() / 10
+        expected = reference.assign_wrt_overlaps(iou, torch.zeros(gts, dtype=torch.long)).gt_inds
+        expected = torch.where(expected > 0, expected - 1, torch.where(expected == 0, -1, -2))
+        assert torch.equal(ours(iou), expected), iou

@@ -76,7 +76,7 @@ def test_each_loss_trains_and_scores_the_toy_model(loss):
     losses["loss_classifier"].backward()
     for layer in (heads.box_predictor.cls_score, heads.box_head.fc7):
         assert layer.weight.grad is not None and layer.weight.grad.abs().sum() > 0
-    assert heads._sampled_labels is None  # nothing kept between iterations
+    assert heads._sampled is None  # nothing kept between iterations
     model.eval()
     with torch.no_grad():
         detections = model(images)
