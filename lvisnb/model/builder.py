@@ -5,10 +5,10 @@ How mmdetection maps onto torchvision's ``MaskRCNN`` (:func:`build_model`):
 - Backbone: ``torchvision.models.resnet.ResNet`` with ``Bottleneck`` blocks; ResNeXt-101 32x4d
   (not in torchvision's model list) is ``layers=[3, 4, 23, 3], groups=32, width_per_group=4``,
   64x4d the same with ``groups=64``. mmdetection's ``norm_cfg=BN, norm_eval=True`` (BN
-  statistics never updated) is ``FrozenBatchNorm2d``; ``frozen_stages=1`` (stem and ``layer1``
-  frozen) is ``trainable_layers=3`` (``layer2``-``layer4`` train). One difference: mmdetection
-  still learns the BN affine weight/bias of the unfrozen stages (``requires_grad=True``);
-  ``FrozenBatchNorm2d`` keeps them fixed, as detectron2 does.
+  statistics never updated, affine weight/bias still learnt) is ``norm="bn_eval"``
+  (:class:`lvisnb.model.train_targets.EvalBatchNorm2d`); ``"frozen_bn"`` is torchvision's and
+  detectron2's ``FrozenBatchNorm2d``, which fixes the affine too. ``frozen_stages=1`` (stem and
+  ``layer1`` frozen) is ``trainable_layers=3`` (``layer2``-``layer4`` train).
 - Neck: ``BackboneWithFPN`` over ``layer1``-``layer4`` (C2-C5), 256 channels, plus
   ``LastLevelMaxPool`` for P6 (mmdetection ``FPN(num_outs=5)``); anchors 32-512 px, one size per
   level, ratios 0.5/1/2 (mmdetection ``AnchorGenerator(scales=[8], strides=[4, ..., 64])``).
@@ -26,9 +26,9 @@ How mmdetection maps onto torchvision's ``MaskRCNN`` (:func:`build_model`):
   objectness pair) and, as mmdetection's Seesaw configs, makes it a cosine ``NormedLinear``.
 - RPN and RoI settings map one to one (``rpn_pre_nms_top_n_*`` is per FPN level and
   ``rpn_post_nms_top_n_*`` per image, as mmdetection's ``nms_pre`` / ``max_per_img``).
-  Remaining implementation differences (not settings): torchvision's RoIAlign uses
-  ``sampling_ratio=2, aligned=False`` (mmdetection v2: ``0, True``) and smooth-L1 box losses with
-  ``beta=1/9`` (mmdetection v2: L1).
+  Where torchvision and mmdetection compute differently (anchors, RoIAlign, test resize, mask
+  paste; box losses, low-quality matches, mask targets) is a preset field each, mmdetection's
+  value the rows' default (:mod:`lvisnb.model.rcnn_ops`, :mod:`lvisnb.model.train_targets`).
 
 Backbone weights come from :func:`lvisnb.model.backbone_weights.load_backbone_weights`; the
 presets and their checks are in :mod:`lvisnb.model.presets`.

@@ -9,7 +9,9 @@ keeps everything else of torchvision's heads and swaps those two for a
 
 - training: ``loss_classifier = cls_loss(class_logits, labels)`` over the sampled RoIs
   (``labels`` in ``0..K``, 0 the background); ``loss_box_reg`` and ``loss_mask`` are
-  torchvision's, unchanged;
+  torchvision's with ``box_loss="smooth_l1"`` and ``mask_targets="torchvision"``, else
+  recomputed from the same sampled RoIs with L1 and mmdetection's mask targets
+  (:mod:`lvisnb.model.train_targets`);
 - eval: ``scores = cls_loss.scores(class_logits)`` (``(N, K + 1)``, column 0 background), then
   torchvision's thresholding, per-class NMS and top-k.
 
