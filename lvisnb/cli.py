@@ -392,11 +392,12 @@ def main(argv: list[str] | None = None) -> int:
     would replace an input or a user's file) is printed as one line naming the file, record
     and field, exit status 2 (``LVISNB_TRACEBACK=1``: raise)."""
     from lvisnb.annotations.images import ImageReadError  # kept out of --help start-up
+    from lvisnb.model.mmdet_zoo import DownloadError  # same (no torch import there)
 
     name, args = parse_args(argv)
     try:
         return COMMANDS[name].run(args)
-    except (ValueError, FileNotFoundError, FileExistsError, ImageReadError) as error:
+    except (ValueError, FileNotFoundError, FileExistsError, ImageReadError, DownloadError) as error:
         if os.environ.get("LVISNB_TRACEBACK"):
             raise
         print(f"lvisnb {name}: error: {error}", file=sys.stderr)

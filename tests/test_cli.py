@@ -204,3 +204,23 @@ def test_malformed_overrides_yaml_is_one_error(capsys):
     assert stopped.value.code == 2
     err = capsys.readouterr().err
     assert "--overrides is not valid YAML" in err and "Traceback" not in err
+
+
+def test_predict_reports_a_failed_download_in_one_line(monkeypatch, capsys, tmp_path):
+    """A published name offline: the kit's DownloadError, one line, status 2."""
+    from lvisnb.engine import model_source
+    from lvisnb.model.mmdet_zoo import DownloadError
+
+    def offline(name, progress):
+        raise DownloadError(f"https://example.invalid/{name}.pth: download failed (offline)")
+
+    monkeypatch.setattr(model_source, "published_checkpoint", offline)
+    name = "mask_rcnn_r50_fpn_sample1e-3_mstrain_1x_lvis_v1"
+    ann = tmp_path / "val.json"
+    ann.write_text("{}")
+    argv = ["predict", name, "--ann-file", str(ann), "--image-root", str(tmp_path)]
+    assert cli.main([*argv, "--out", str(tmp_path / "r.json"), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"lvisnb predict: error: https://example.invalid/{name}.pth: download failed (offline)"
+    ]

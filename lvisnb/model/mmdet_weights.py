@@ -35,7 +35,6 @@ from __future__ import annotations
 import os
 import pickle
 import re
-import zipfile
 from pathlib import Path
 
 import torch
@@ -109,8 +108,9 @@ def read_mmdet_state_dict(path: str | os.PathLike) -> tuple[dict[str, torch.Tens
             "training checkpoint to its weights with mmdetection's "
             "tools/model_converters/publish_model.py"
         ) from None
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as error:
-        raise MMDetCheckpointError(f"{path}: not a readable torch checkpoint ({error})") from None
+    except Exception as error:  # noqa: BLE001 - whatever torch raises on a file it cannot read
+        reason = f"{type(error).__name__}: {error}".splitlines()[0]
+        raise MMDetCheckpointError(f"{path}: not a readable torch checkpoint ({reason})") from None
     if not isinstance(payload, dict):
         raise MMDetCheckpointError(f"{path}: holds a {type(payload).__name__}, not a dict")
     state = payload.get("state_dict", payload)

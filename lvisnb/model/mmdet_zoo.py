@@ -15,8 +15,6 @@ import os
 from pathlib import Path
 from typing import NamedTuple
 
-import torch
-
 _BASE = "https://download.openmmlab.com/mmdetection/v2.0"
 
 
@@ -100,6 +98,8 @@ def published_checkpoint(name: str, progress: bool = True) -> Path:
         raise ValueError(
             f"no published mmdetection checkpoint for {name!r}; published: {', '.join(PUBLISHED)}"
         )
+    import torch.hub  # deferred: this table is read without torch (lvisnb's command line)
+
     row = PUBLISHED[name]
     path = Path(torch.hub.get_dir()) / "checkpoints" / row.file_name
     if not path.exists():

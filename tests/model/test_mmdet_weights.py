@@ -108,9 +108,10 @@ def test_softmax_file_into_seesaw_preset_names_the_shape(r50_file):
         load_mmdet_model(path, get_preset(SEESAW, num_classes=12))
 
 
-def test_a_text_file_is_refused(tmp_path):
+@pytest.mark.parametrize("text", ["not a checkpoint", "hello", "", '{"state_dict": {}}'])
+def test_a_text_file_is_refused(tmp_path, text):
     path = tmp_path / "model.pth"
-    path.write_text("not a checkpoint")
+    path.write_text(text)
     with pytest.raises(MMDetCheckpointError, match="model.pth: not a readable torch checkpoint"):
         read_mmdet_state_dict(path)
 

@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from lvisnb.model import mmdet_zoo
 from lvisnb.model.mmdet_zoo import PUBLISHED, DownloadError, PublishedModel, published_checkpoint
 from lvisnb.model.presets import PRESETS
 from tests.model.mmdet_reference import MMDET_AVAILABLE
@@ -47,7 +46,7 @@ def fake_row(tmp_path, monkeypatch):
             raise RuntimeError("invalid hash value")
         Path(dst).write_bytes(content)
 
-    monkeypatch.setattr(mmdet_zoo.torch.hub, "download_url_to_file", download)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", download)
     return row, calls
 
 
@@ -74,7 +73,7 @@ def test_a_failed_download_names_the_address(fake_row, monkeypatch):
     def offline(*args):
         raise OSError("Network is unreachable")
 
-    monkeypatch.setattr(mmdet_zoo.torch.hub, "download_url_to_file", offline)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
     with pytest.raises(DownloadError, match="example.invalid.*Network is unreachable"):
         published_checkpoint("fake_row", progress=False)
 
