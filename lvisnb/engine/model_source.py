@@ -153,28 +153,36 @@ def load_mmdet_model(
     (:func:`infer_preset_name`). Raises :class:`MMDetCheckpointError` as
     :func:`read_mmdet_state_dict` and :func:`convert_mmdet_state_dict` do.
     """
-    state, meta = read_mmdet_state_dict(path)
-    if preset is None:
-        preset = infer_preset_name(path, state, meta)
-    return model_from_mmdet_state(state, preset, str(path)).to(device)
+    return _mmdet_model(path, preset, None, device)[0]
 
 
 def _load_mmdet(
     path: Path, preset: Preset | str | None, category_ids: tuple[int, ...] | None, device
 ) -> tuple[torch.nn.Module, CategoryMapping]:
-    """An mmdetection file's model and mapping: the classes from ``category_ids``, else from the
-    class names the file's meta holds, else every category of the preset's LVIS version."""
+    """An mmdetection file's model and mapping (:func:`_mmdet_model`, :func:`_mmdet_mapping`)."""
+    model, category_ids = _mmdet_model(path, preset, category_ids, device)
+    return model, _mmdet_mapping(model.preset, category_ids, path)
+
+
+def _mmdet_model(
+    path: str | os.PathLike,
+    preset: Preset | str | None,
+    category_ids: tuple[int, ...] | None,
+    device,
+) -> tuple[torch.nn.Module, tuple[int, ...] | None]:
+    """An mmdetection file's model, read once, and its classes' LVIS ids: ``category_ids``,
+    else those of the class names the file's meta holds, else ``None`` (every category of the
+    preset's LVIS version). The preset, when not given, is inferred from the file."""
     state, meta = read_mmdet_state_dict(path)
     version = None
     if category_ids is None and (names := mmdet_class_names(meta)) is not None:
-        version, category_ids = _ids_of_names(names, path)
+        version, category_ids = _ids_of_names(names, Path(path))
     if preset is None:
         preset = infer_preset_name(path, state, meta, dataset=version)
     preset = get_preset(preset) if isinstance(preset, str) else preset
     if category_ids is not None and len(category_ids) != preset.num_classes:
         preset = dataclasses.replace(preset, num_classes=len(category_ids))
-    model = model_from_mmdet_state(state, preset, str(path)).to(device)
-    return model, _mmdet_mapping(model.preset, category_ids, path)
+    return model_from_mmdet_state(state, preset, str(path)).to(device), category_ids
 
 
 def _ids_of_names(names: tuple[str, ...], path: Path) -> tuple[str, tuple[int, ...]]:

@@ -20,6 +20,7 @@ from tests.model.mmdet_reference import (
     SKIP_REASON,
     build_reference,
     save_reference_checkpoint,
+    small_reference_file,
 )
 
 R50 = "mask_rcnn_r50_fpn_sample1e-3_mstrain_1x_lvis_v1"
@@ -31,8 +32,7 @@ def small_mmdet_file(tmp_path_factory):
     """An mmdetection R-50 of 12 classes, saved by mmengine."""
     if not MMDET_AVAILABLE:
         pytest.skip(SKIP_REASON)
-    model, _ = build_reference(R50, seed=4, num_classes=12)
-    return save_reference_checkpoint(model, tmp_path_factory.mktemp("mmdet") / "small.pth")
+    return small_reference_file(tmp_path_factory.mktemp("mmdet"), R50, 4, "small.pth")
 
 
 @needs_mmdet

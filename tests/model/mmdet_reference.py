@@ -343,3 +343,10 @@ def reference_losses(model, image: torch.Tensor, boxes, labels, masks) -> dict[s
         "loss_box_reg": losses["loss_bbox"],
         "loss_mask": total(losses["loss_mask"]),
     }
+
+
+def small_reference_file(folder: Path, preset_name: str, seed: int, name: str) -> Path:
+    """mmdetection's model of ``preset_name`` with 12 classes and seeded weights, saved by
+    mmengine as ``folder / name``."""
+    model, _ = build_reference(preset_name, seed=seed, num_classes=12)
+    return save_reference_checkpoint(model, Path(folder) / name)

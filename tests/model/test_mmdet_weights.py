@@ -22,6 +22,7 @@ from tests.model.mmdet_reference import (
     SKIP_REASON,
     build_reference,
     save_reference_checkpoint,
+    small_reference_file,
 )
 
 R50 = "mask_rcnn_r50_fpn_sample1e-3_mstrain_1x_lvis_v1"
@@ -34,9 +35,8 @@ needs_mmdet = pytest.mark.skipif(not MMDET_AVAILABLE, reason=SKIP_REASON)
 def r50_file(tmp_path_factory):
     if not MMDET_AVAILABLE:
         pytest.skip(SKIP_REASON)
-    model, _ = build_reference(R50, seed=1, num_classes=12)
-    path = tmp_path_factory.mktemp("mmdet") / "r50_12_classes.pth"
-    return save_reference_checkpoint(model, path), model.state_dict()
+    path = small_reference_file(tmp_path_factory.mktemp("mmdet"), R50, 1, "r50_12_classes.pth")
+    return path, read_mmdet_state_dict(path)[0]
 
 
 @needs_mmdet
