@@ -65,6 +65,7 @@ bench: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[dev,bench]'  # the peer evaluators eval_scale.py times
 	$(PY) benchmarks/analysis_scale.py
 	$(PY) benchmarks/train_throughput.py
+	$(PY) benchmarks/mmdet_parity.py
 	@# LVISEval needs ~23 GB at full val scale, more than this 24 GB machine can give it:
 	@# compared at 5k and 10k images, the kit alone at full scale, then the size summary
 	$(PY) benchmarks/eval_scale.py --images 5000 --max-rss-gb 15 --out-section eval_scale_5k
@@ -75,9 +76,11 @@ bench: $(STAMP)
 	@echo 'notebook 05 table: make demo, then $(PY) benchmarks/long_tail_table.py'
 
 # seed presets x classification losses x AMP on/off on a CUDA GPU (benchmarks/gpu_run.sh: the
-# few-iteration run that fits ~8 minutes of an H200)
+# few-iteration run that fits ~8 minutes of an H200); CKPT_DIR=folder of mmdetection's published
+# .pth files also times those models (benchmarks/published_inference.py)
 bench-gpu: $(STAMP)
 	$(PY) benchmarks/gpu_presets.py --write
+	$(if $(CKPT_DIR),$(PY) benchmarks/published_inference.py --checkpoint-dir $(CKPT_DIR) --write)
 
 clean:
 	rm -rf runs data .pytest_cache .ruff_cache

@@ -36,3 +36,12 @@ def read_section(name: str, path: Path = RESULTS) -> str | None:
     )
     match = pattern.search(path.read_text())
     return match.group(1) if match else None
+
+
+def report(name: str, markdown: str, write: bool, path: Path = RESULTS) -> None:
+    """Print a benchmark's section; when ``write``, also put it into ``path``
+    (:func:`write_section`)."""
+    print(markdown)
+    if write:
+        write_section(name, markdown, path)
+        print(f"wrote the {name} section of {path}")

@@ -58,7 +58,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _results import RESULTS, write_section  # noqa: E402
+from _results import RESULTS, report  # noqa: E402
 
 from lvisnb.annotations.categories import categories  # noqa: E402
 from lvisnb.engine.config import TrainConfig  # noqa: E402
@@ -413,11 +413,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         TINY_OVERRIDES if args.tiny else None,
         args.budget_s,
     )
-    table = markdown(rows, args, device)
-    print(table)
-    if args.write:
-        write_section(SECTION, table, args.results)
-        print(f"wrote the {SECTION} section of {args.results}")
+    report(SECTION, markdown(rows, args, device), args.write, args.results)
     return rows
 
 

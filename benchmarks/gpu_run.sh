@@ -9,7 +9,8 @@
 #   DEVICE=cpu bash benchmarks/gpu_run.sh --tiny     # the script's own check, without a GPU
 #
 # Installs nothing and downloads nothing (random weights). Writes the gpu_presets section of
-# benchmarks/RESULTS.md, then prints it.
+# benchmarks/RESULTS.md, then prints it. CKPT_DIR=DIR also times the published models whose
+# checkpoint files DIR holds (the published_inference section).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -27,6 +28,12 @@ fi
 
 "$PY" benchmarks/gpu_presets.py --device "$DEVICE" --iters "$ITERS" --warmup "$WARMUP" \
     --budget-s "$BUDGET_S" --write "$@"
+
+# mmdetection's published models (benchmarks/published_inference.py): only with their files at
+# hand (CKPT_DIR=folder of the published .pth files), as a device machine has no network
+if [[ -n "${CKPT_DIR:-}" ]]; then
+    "$PY" benchmarks/published_inference.py --device "$DEVICE" --checkpoint-dir "$CKPT_DIR" --write
+fi
 
 echo
 echo "---- benchmarks/RESULTS.md, section gpu_presets ----"

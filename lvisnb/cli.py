@@ -223,6 +223,8 @@ def _cmd_predict(args: Predict) -> int:
         overwrite=args.overwrite,
         what="results file",
     )
+    if not Path(args.image_root).is_dir():  # before the model loads, not in a worker
+        raise FileNotFoundError(f"--image-root {args.image_root}: no such folder")
     device = resolve_device(args.device)
     model, mapping = load_model(args.checkpoint, args.preset, device=device)
     dataset = LVISDetection(args.ann_file, args.image_root, mapping=mapping)
@@ -331,7 +333,8 @@ def _cmd_train(cfg) -> int:
             raise
         if rank == 0:
             stopped = isinstance(error, FloatingPointError)
-            print(f"lvisnb train: {'stopped' if stopped else 'error'}: {error}", file=sys.stderr)
+            what = "stopped" if stopped else "error"
+            print(f"lvisnb train: {what}: {error_message(error)}", file=sys.stderr)
         return 1 if isinstance(error, FloatingPointError) else 2
     finally:
         if dist.is_initialized():
@@ -387,6 +390,23 @@ def parse_args(argv: list[str] | None = None) -> tuple[str, Any]:
     return next(c for c, t in configs.items() if isinstance(parsed, t)), parsed
 
 
+def error_message(error: BaseException) -> str:
+    """``str(error)``, or for an error a DataLoader worker raised (torch re-raises it wrapped:
+    "Caught X in DataLoader worker process N", then the worker's traceback) the original
+    message alone, so that a bad image or record is the same one line with or without workers."""
+    text = str(error)
+    if "\nOriginal Traceback" not in text:
+        return text
+    kind = type(error)
+    heads = (f"{kind.__module__}.{kind.__qualname__}: ", f"{kind.__qualname__}: ")
+    lines = text.rstrip().splitlines()
+    for index in range(len(lines) - 1, -1, -1):
+        if lines[index].startswith(heads):
+            first = lines[index].split(": ", 1)[1]
+            return "\n".join([first, *lines[index + 1 :]])
+    return lines[-1]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run a command; an input the kit refuses (``ValueError``, a missing file, an output that
     would replace an input or a user's file) is printed as one line naming the file, record
@@ -395,12 +415,13 @@ def main(argv: list[str] | None = None) -> int:
     from lvisnb.model.mmdet_zoo import DownloadError  # same (no torch import there)
 
     name, args = parse_args(argv)
+    refused = (ValueError, FileNotFoundError, FileExistsError, IsADirectoryError, ImageReadError)
     try:
         return COMMANDS[name].run(args)
-    except (ValueError, FileNotFoundError, FileExistsError, ImageReadError, DownloadError) as error:
+    except (*refused, DownloadError) as error:
         if os.environ.get("LVISNB_TRACEBACK"):
             raise
-        print(f"lvisnb {name}: error: {error}", file=sys.stderr)
+        print(f"lvisnb {name}: error: {error_message(error)}", file=sys.stderr)
         return 2
     except Exception as error:
         from lvisnb.notebook_runner import NotebookFailed  # papermill: only on a failure

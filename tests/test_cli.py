@@ -4,12 +4,14 @@ import json
 
 import pandas as pd
 import pytest
+import torch
 from tiny_lvis import ann as _ann
 from tiny_lvis import good as _good
 from tiny_lvis import tiny_gt as _tiny_gt
 
 from lvisnb import cli
 from lvisnb.annotations import full_scale, toy
+from lvisnb.annotations.images import ImageReadError
 from lvisnb.engine import trainer as train_mod
 
 
@@ -224,3 +226,48 @@ def test_predict_reports_a_failed_download_in_one_line(monkeypatch, capsys, tmp_
     assert err == [
         f"lvisnb predict: error: https://example.invalid/{name}.pth: download failed (offline)"
     ]
+
+
+def _predict_argv(tmp_path, checkpoint, image_root):
+    ann = tmp_path / "val.json"
+    ann.write_text("{}")
+    return ["predict", str(checkpoint), "--ann-file", str(ann), "--image-root", str(image_root)]
+
+
+def test_predict_refuses_a_folder_as_checkpoint_in_one_line(capsys, tmp_path):
+    argv = _predict_argv(tmp_path, tmp_path, tmp_path)
+    assert cli.main([*argv, "--out", str(tmp_path / "r.json"), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"lvisnb predict: error: {tmp_path}: a folder, not a checkpoint file"]
+
+
+def test_predict_refuses_a_missing_image_root_before_loading(monkeypatch, capsys, tmp_path):
+    from lvisnb.engine import model_source
+
+    def never(*args, **kwargs):
+        raise AssertionError("the model was loaded before the image root was checked")
+
+    monkeypatch.setattr(model_source, "load_model", never)
+    argv = _predict_argv(tmp_path, "mask_rcnn_r50_fpn_sample1e-3_mstrain_1x_lvis_v1", "nowhere")
+    assert cli.main([*argv, "--out", str(tmp_path / "r.json"), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["lvisnb predict: error: --image-root nowhere: no such folder"]
+
+
+class _FailingImages(torch.utils.data.Dataset):
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, index):
+        raise ImageReadError("val.json: image 7: x.jpg: no such file\nsecond line")
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_worker_error_is_the_same_message_as_without_workers(workers):
+    """torch wraps an error raised in a DataLoader worker with the worker's traceback; the
+    command line prints the original message, as without workers."""
+    loader = torch.utils.data.DataLoader(_FailingImages(), num_workers=workers)
+    with pytest.raises(ImageReadError) as caught:
+        next(iter(loader))
+    assert cli.error_message(caught.value) == "val.json: image 7: x.jpg: no such file\nsecond line"
+    assert cli.error_message(ValueError("plain")) == "plain"

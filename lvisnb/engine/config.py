@@ -10,11 +10,12 @@ Preset field each overrides and how, and both :func:`run_preset` (the Preset a r
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from lvisnb.data.sampler import ROUNDINGS
 from lvisnb.engine.device import AMP_MODES
-from lvisnb.model.presets import Preset, get_preset
+from lvisnb.model.presets import Preset, get_preset, preset_from_record
 from lvisnb.model.ranges import Range, range_problems
 
 CHECKPOINT_KEYS = (
@@ -128,9 +129,18 @@ def knob_overrides(cfg: TrainConfig, how: str) -> dict[str, object]:
     return {name: getattr(cfg, name) for name in knobs if getattr(cfg, name) is not None}
 
 
-def run_preset(cfg: TrainConfig) -> Preset:
+def run_preset(cfg: TrainConfig, saved: dict | None = None) -> Preset:
     """``cfg.preset`` with TrainConfig's own preset fields (:data:`KNOBS` applied ``"preset"``),
     then ``cfg.overrides``, applied: one Preset holds what is trained. ``ValueError`` names an
-    unknown preset or field."""
+    unknown preset or field.
+
+    ``saved``: the preset record of the run being resumed (its checkpoint's
+    ``config["preset"]``). When it is of the same preset, the fields the user does not set come
+    from it (:func:`~lvisnb.model.presets.preset_from_record`), not from this kit's preset, so
+    that a run started under an older kit, whose preset defaults have since changed, continues
+    as it began; a field the user sets is compared on resume as before."""
     given = {KNOBS[name][0]: value for name, value in knob_overrides(cfg, "preset").items()}
-    return get_preset(cfg.preset, **{**given, **cfg.overrides})
+    preset = get_preset(cfg.preset, **{**given, **cfg.overrides})  # checks name and fields
+    if saved is None or saved.get("name") != cfg.preset:
+        return preset
+    return dataclasses.replace(preset_from_record(saved), **{**given, **cfg.overrides})

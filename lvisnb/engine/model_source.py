@@ -26,7 +26,7 @@ import torch
 from lvisnb.annotations.categories import VERSIONS, categories
 from lvisnb.data.dataset import CategoryMapping
 from lvisnb.model.builder import build_model
-from lvisnb.model.checkpoint import load_checkpoint
+from lvisnb.model.checkpoint import load_checkpoint, load_weights_only
 from lvisnb.model.mmdet_weights import (
     convert_mmdet_state_dict,
     infer_preset_name,
@@ -82,7 +82,7 @@ def is_kit_checkpoint(path: str | os.PathLike) -> bool:
     looked at without reading its tensors (``mmap``); ``False`` for anything else, unreadable
     files included (the loader that follows names their problem)."""
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        payload = load_weights_only(path, mmap=True)
     except Exception:  # noqa: BLE001 - any unreadable file is "not a kit checkpoint" here
         return False
     return isinstance(payload, dict) and {"config", "category_ids", "model"} <= set(payload)
@@ -91,11 +91,13 @@ def is_kit_checkpoint(path: str | os.PathLike) -> bool:
 def checkpoint_path(checkpoint: str | os.PathLike, progress: bool = True) -> Path:
     """The file of ``checkpoint``: the path itself when it is a file, else the published
     checkpoint of that preset name, fetched once
-    (:func:`~lvisnb.model.mmdet_zoo.published_checkpoint`). Raises ``FileNotFoundError``
-    naming it when it is neither."""
+    (:func:`~lvisnb.model.mmdet_zoo.published_checkpoint`). Raises ``IsADirectoryError`` for a
+    folder and ``FileNotFoundError`` naming it when it is neither."""
     path = Path(checkpoint)
     if not path.exists() and str(checkpoint) in PUBLISHED:
         return published_checkpoint(str(checkpoint), progress=progress)
+    if path.is_dir():
+        raise IsADirectoryError(f"{checkpoint}: a folder, not a checkpoint file")
     if not path.is_file():
         raise FileNotFoundError(
             f"{checkpoint}: no such checkpoint file, nor a published model "

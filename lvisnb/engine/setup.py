@@ -36,7 +36,7 @@ from lvisnb.engine.run_state import Progress, TrainSetup, set_rng_state, unwrap_
 from lvisnb.engine.schedule import build_scheduler, resolve_schedule, restore_scheduler, scaled_lr
 from lvisnb.files import remove_stale_temporaries, write_text_atomic
 from lvisnb.model.builder import build_model
-from lvisnb.model.checkpoint import load_checkpoint
+from lvisnb.model.checkpoint import load_checkpoint, load_weights_only
 from lvisnb.model.presets import Preset
 
 
@@ -55,7 +55,7 @@ def setup_training(cfg: TrainConfig) -> tuple[TrainSetup, Progress]:
     for an unusable ``last.pt``.
     """
     world, rank, device = _placement(cfg.device)
-    preset = run_preset(cfg)
+    preset = run_preset(cfg, _saved_preset(cfg) if cfg.resume else None)
     runs.prepare_start(Path(cfg.run_dir), cfg.resume, cfg.overwrite)  # every rank
     random.seed(cfg.seed)  # numpy's global RNG is not used in training: nothing to seed there
     torch.manual_seed(cfg.seed)
@@ -173,6 +173,17 @@ def _resolved(
         "category_ids": data["category_ids"],
         "lvis_version": data["lvis_version"],
     }
+
+
+def _saved_preset(cfg: TrainConfig) -> dict | None:
+    """The preset record of ``run_dir/checkpoints/last.pt`` (read without its tensors), or
+    ``None`` when there is no usable one: :func:`_resume` names that problem."""
+    try:
+        state = load_weights_only(Path(cfg.run_dir) / runs.CHECKPOINT_DIR / LAST, mmap=True)
+        saved = state["config"]["preset"]
+    except Exception:  # noqa: BLE001 - any unusable file is reported by _resume's full read
+        return None
+    return saved if isinstance(saved, dict) else None
 
 
 def _resume(setup: TrainSetup) -> Progress:

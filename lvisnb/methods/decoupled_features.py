@@ -59,6 +59,7 @@ from tqdm.auto import tqdm
 
 from lvisnb.data.dataset import LVISDetection, collate, read_record_image
 from lvisnb.files import atomic_path
+from lvisnb.model.checkpoint import load_weights_only
 
 __all__ = [
     "RoIFeatures",
@@ -144,7 +145,7 @@ def _load_cache(path: Path, meta: dict, image_ids: list[int]) -> RoIFeatures | N
     if not path.is_file():
         return None
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = load_weights_only(path)
         cached = RoIFeatures(**payload)
     except Exception:  # damaged, another version's fields: rebuilt
         return None

@@ -26,7 +26,7 @@ from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
 from torchvision.models.resnet import Bottleneck, ResNet
 
-from lvisnb.model.checkpoint import describe_load_error
+from lvisnb.model.checkpoint import describe_load_error, load_weights_only
 from lvisnb.model.presets import BACKBONES
 
 # pretrained="imagenet": torchvision weights (mmdetection's torchvision://resnet50 is V1)
@@ -108,7 +108,7 @@ def _fetch_state_dict(spec: str | os.PathLike, name: str) -> dict[str, torch.Ten
             "'open-mmlab://NAME', a torchvision weights name or a state_dict path)"
         )
     with _unsafe_named(path):
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return load_weights_only(path)
 
 
 def _hub_file(url: str) -> Path:

@@ -22,6 +22,7 @@ import errno
 import hashlib
 import os
 import shutil
+import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -106,6 +107,16 @@ def save_checkpoint(path: str | os.PathLike, payload: dict) -> Path:
 _NEARLY_FULL = 64 << 20  # bytes free below which a failed write is put down to a full disk
 
 
+def load_weights_only(path: str | os.PathLike, map_location="cpu", mmap: bool = False) -> object:
+    """``torch.load(path, weights_only=True)``, the one way the kit reads a weights file.
+
+    torch's warning about an unknown pickle protocol, which a damaged or foreign file draws
+    before the error that names it, is not shown. Raises what ``torch.load`` raises."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+        return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+
+
 def describe_load_error(error: Exception) -> str:
     """A short reason for a failed ``torch.load(..., weights_only=True)``, without torch's
     advice to retry with ``weights_only=False`` (which would run whatever the file asks)."""
@@ -134,7 +145,7 @@ def load_checkpoint(
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path} is empty: not a usable checkpoint")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
+        payload = load_weights_only(path, map_location)
     except Exception as error:  # torch.load fails on garbage with many kinds of error
         raise CheckpointError(
             f"{path} is not a usable checkpoint (truncated, damaged or not written by the "

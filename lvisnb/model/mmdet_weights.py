@@ -39,6 +39,7 @@ from pathlib import Path
 
 import torch
 
+from lvisnb.model.checkpoint import load_weights_only
 from lvisnb.model.mmdet_zoo import PUBLISHED
 from lvisnb.model.presets import DATASETS, PRESETS, Preset
 
@@ -84,6 +85,31 @@ def _kit_key(key: str) -> str | None:
     return None
 
 
+def _file_key(kit: str) -> str:
+    """mmdetection's name of the kit's weight ``kit`` (the inverse of :func:`_kit_key`), so that
+    errors name keys as the user's file holds them; ``kit`` itself where it has none."""
+    parts = kit.split(".")
+    fpn = {"inner_blocks": "lateral_convs", "layer_blocks": "fpn_convs"}
+    if kit.startswith("backbone.fpn.") and len(parts) == 6 and parts[2] in fpn:
+        return f"neck.{fpn[parts[2]]}.{parts[3]}.conv.{parts[5]}"
+    if kit.startswith("roi_heads.mask_head.") and len(parts) == 5 and parts[3] == "0":
+        return f"roi_head.mask_head.convs.{parts[2]}.conv.{parts[4]}"
+    for source, target in _PREFIXES:
+        if kit.startswith(target):
+            return source + kit[len(target) :]
+    return kit
+
+
+def _file_shape(kit: str, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The shape mmdetection's file holds for the kit's weight ``kit`` of ``shape``: the box
+    regression without the background's 4 rows, the mask logits without its channel."""
+    rows = {"roi_heads.box_predictor.bbox_pred.": 4, "roi_heads.mask_predictor.mask_fcn_logits.": 1}
+    for prefix, extra in rows.items():
+        if kit.startswith(prefix):
+            return (shape[0] - extra, *shape[1:])
+    return shape
+
+
 def read_mmdet_state_dict(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
     """``(state_dict, meta)`` of an mmdetection checkpoint file, read with ``weights_only=True``.
 
@@ -95,10 +121,12 @@ def read_mmdet_state_dict(path: str | os.PathLike) -> tuple[dict[str, torch.Tens
     or one without tensors.
     """
     path = Path(path)
+    if path.is_dir():
+        raise MMDetCheckpointError(f"{path}: a folder, not a checkpoint file")
     if not path.is_file():
         raise MMDetCheckpointError(f"{path}: no such checkpoint file")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = load_weights_only(path)
     except pickle.UnpicklingError as error:
         refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
         if refused is None:
@@ -173,11 +201,13 @@ def convert_mmdet_state_dict(
         converted[kit] = _relayout(kit, value, seesaw)
     optional = {"roi_heads.cls_loss.cum_samples"}
     optional |= {k for k in expected if k.endswith("num_batches_tracked")}
-    missing = sorted(set(expected) - set(converted) - optional, key=_natural)
+    absent = sorted(set(expected) - set(converted) - optional, key=_natural)
+    missing = [_file_key(k) for k in absent]
     shapes = [
-        f"{k}: file {tuple(v.shape)}, preset {tuple(expected[k].shape)}"
-        for k, v in converted.items()
-        if tuple(v.shape) != tuple(expected[k].shape)
+        f"{key}: file {tuple(value.shape)}, preset {_file_shape(kit, tuple(expected[kit].shape))}"
+        for key, value in state.items()
+        if (kit := _kit_key(key)) in converted
+        and tuple(converted[kit].shape) != tuple(expected[kit].shape)
     ]
     problems = _listed("missing from the file", missing) + _listed("not in the kit", unplaced)
     problems += _listed("of another shape", shapes)
@@ -212,34 +242,31 @@ def infer_preset_name(
     meta: dict,
     dataset: str | None = None,
 ) -> str:
-    """The kit preset of an mmdetection checkpoint: the one whose name, or whose published
-    file's name, is the file's name without its hash (mmdetection's ``NAME-HASH.pth``), else
-    the seed row of the file's class count and backbone (block count of ``layer3``, width of
-    ``layer1``'s grouped convolution), the LVIS version ``dataset`` when given (a model of
-    some of its categories) else the one of that class count; ``meta`` is not read. Raises
-    :class:`MMDetCheckpointError` where this leaves a choice (the Seesaw rows, whose weights
-    do not tell their mask logits' normalisation), naming the candidates."""
+    """The kit preset of an mmdetection checkpoint.
+
+    The preset whose name, or whose published file's name, is the file's name without its hash
+    (mmdetection's ``NAME-HASH.pth``); else the seed row of the file's class count and backbone
+    (block count of ``layer3``, width of ``layer1``'s grouped convolution), of the LVIS version
+    ``dataset`` when given (a model of some of its categories) else of that class count's;
+    where the weights leave a choice (the Seesaw rows, whose weights do not tell their mask
+    logits' normalisation), the candidate whose name begins the file's name
+    (``NAME_finetuned.pth``). ``meta`` is not read. Raises :class:`MMDetCheckpointError` naming
+    the file when the weights are not those of a kit backbone's Mask R-CNN, or when a choice
+    is left (naming the candidates).
+    """
     stem = re.sub(r"-[0-9a-f]{8,}$", "", Path(path).name.split(".pth")[0])
     published = {row.file_name.rsplit("-", 1)[0]: name for name, row in PUBLISHED.items()}
     named = {**published, **{name: name for name in PUBLISHED}}
     if stem in named:
         return named[stem]
-    count = _class_count(state)
-    if dataset is None:
-        dataset = _dataset_of(count) if count is not None else None
-    blocks = 1 + max(
-        (int(k.split(".")[2]) for k in state if k.startswith("backbone.layer3.")), default=-1
-    )
-    conv = state.get("backbone.layer1.0.conv2.weight")
-    width = None if conv is None else (int(conv.shape[0]), int(conv.shape[1]))
-    backbone = {
-        (6, (64, 64)): "resnet50",
-        (23, (64, 64)): "resnet101",
-        (23, (128, 4)): "resnext101_32x4d",
-        (23, (256, 4)): "resnext101_64x4d",
-    }.get((blocks, width))
-    cls = state.get("roi_head.bbox_head.fc_cls.weight")
-    seesaw = cls is not None and count is not None and cls.shape[0] == count + 2
+    count, backbone, seesaw = _architecture(state)
+    if count is None or backbone is None:
+        raise MMDetCheckpointError(
+            f"{path}: not an mmdetection Mask R-CNN of a kit backbone ("
+            + "; ".join(_unrecognised(state, count, backbone))
+            + "); name the preset with --preset to see what differs"
+        )
+    dataset = dataset or _dataset_of(count)
     candidates = [
         name
         for name, preset in PRESETS.items()
@@ -249,13 +276,55 @@ def infer_preset_name(
         and (preset.cls_loss == "seesaw") == seesaw
         and (not seesaw or "random" not in name)  # sampling does not change the model
     ]
-    if len(candidates) == 1:
-        return candidates[0]
+    prefixed = [name for name in candidates if stem.startswith(name)]
+    if len(candidates) == 1 or len(prefixed) == 1:
+        return (prefixed or candidates)[0]
     described = f"{count} classes, backbone {backbone}, {'Seesaw' if seesaw else 'softmax'}"
     raise MMDetCheckpointError(
         f"{path}: cannot tell the preset from the file ({described}); name it with --preset "
         f"(candidates: {', '.join(candidates) or 'none of the kit presets'})"
     )
+
+
+_BACKBONES = {  # (layer3 blocks, layer1.0.conv2 (out, in / groups)) -> kit backbone
+    (6, (64, 64)): "resnet50",
+    (23, (64, 64)): "resnet101",
+    (23, (128, 4)): "resnext101_32x4d",
+    (23, (256, 4)): "resnext101_64x4d",
+}
+
+
+def _architecture(state: dict[str, torch.Tensor]) -> tuple[int | None, str | None, bool]:
+    """``(class count, kit backbone, Seesaw classifier)`` of an mmdetection state dict; ``None``
+    for what its weights do not show."""
+    count = _class_count(state)
+    cls = state.get("roi_head.bbox_head.fc_cls.weight")
+    seesaw = cls is not None and count is not None and cls.shape[0] == count + 2
+    return count, _BACKBONES.get(_backbone_shape(state)), seesaw
+
+
+def _backbone_shape(state: dict[str, torch.Tensor]) -> tuple[int, tuple[int, int] | None]:
+    """``(blocks of layer3, layer1.0.conv2's (out, in / groups) channels or None)``."""
+    blocks = 1 + max(
+        (int(k.split(".")[2]) for k in state if re.match(r"backbone\.layer3\.\d+\.", k)),
+        default=-1,
+    )
+    conv = state.get("backbone.layer1.0.conv2.weight")
+    return blocks, None if conv is None or conv.dim() < 2 else tuple(conv.shape[:2])
+
+
+def _unrecognised(state: dict[str, torch.Tensor], count: int | None, backbone: str | None):
+    """What the weights lack of a kit preset's Mask R-CNN, as phrases for an error message."""
+    problems = []
+    if count is None:
+        problems.append("no roi_head.mask_head.conv_logits.weight, which gives the class count")
+    if backbone is None:
+        blocks, conv = _backbone_shape(state)
+        problems.append(
+            f"backbone.layer3 of {blocks} blocks and backbone.layer1.0.conv2 of channels "
+            f"{conv}, which is neither ResNet-50/101 nor ResNeXt-101 32x4d/64x4d"
+        )
+    return problems
 
 
 def mmdet_class_names(meta: dict) -> tuple[str, ...] | None:

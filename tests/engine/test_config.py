@@ -1,10 +1,12 @@
 """lvisnb.engine.config: TrainConfig's checks name the field, and which TrainConfig field
 overrides which Preset field (KNOBS) is stated once."""
 
+import dataclasses
+
 import pytest
 
 from lvisnb.engine.config import KNOBS, TrainConfig, knob_overrides, run_preset
-from lvisnb.model.presets import get_preset
+from lvisnb.model.presets import TORCHVISION_OPS, get_preset
 
 
 @pytest.mark.parametrize(
@@ -55,3 +57,23 @@ def test_each_knob_overrides_one_preset_field_at_one_place():
         assert hasattr(cfg, name) and hasattr(preset, field), name
     with pytest.raises(ValueError, match="how 'model'"):
         knob_overrides(cfg, "model")
+
+
+def test_resume_takes_the_saved_preset_for_fields_the_user_does_not_set():
+    """A run saved by an older kit (no RoI-op fields, BN frozen) resumes as it began: absent
+    fields take the values that kit computed with, recorded ones their recorded values, and
+    only what the user sets now replaces them (and is then compared against the checkpoint)."""
+    name = "mask_rcnn_r50_fpn_sample1e-3_mstrain_1x_lvis_v1"
+    record = dataclasses.asdict(get_preset(name))
+    for key in TORCHVISION_OPS:
+        del record[key]
+    record["norm"] = "frozen_bn"
+    resumed = run_preset(TrainConfig(preset=name, resume=True), saved=record)
+    assert {key: getattr(resumed, key) for key in TORCHVISION_OPS} == TORCHVISION_OPS
+    assert resumed.norm == "frozen_bn" and get_preset(name).norm == "bn_eval"
+    clipped = run_preset(TrainConfig(preset=name, grad_clip=3.0, resume=True), saved=record)
+    assert (clipped.grad_clip, clipped.norm) == (3.0, "frozen_bn")
+    other = run_preset(TrainConfig(preset="toy", resume=True), saved=record)
+    assert other == get_preset("toy")  # another preset: compared, and refused, as before
+    with pytest.raises(ValueError, match="unknown Preset field"):
+        run_preset(TrainConfig(preset=name, overrides={"nope": 1}), saved=record)

@@ -1,5 +1,6 @@
 """Training loop: schedule, resume = uninterrupted, NaN stop, checkpoints, torchrun DDP."""
 
+import dataclasses
 import json
 import math
 import os
@@ -17,7 +18,8 @@ from lvisnb.engine import setup as setup_mod
 from lvisnb.engine.config import TrainConfig, run_preset
 from lvisnb.engine.run_dir import read_log
 from lvisnb.engine.trainer import train
-from lvisnb.model.checkpoint import load_checkpoint
+from lvisnb.model import presets as presets_mod
+from lvisnb.model.checkpoint import load_checkpoint, save_checkpoint
 from lvisnb.model.presets import SEED_PRESETS, get_preset
 
 # small images and few proposals: a few tenths of a second per iteration on 2 cores
@@ -623,3 +625,22 @@ def test_the_loss_is_chosen_from_the_command_line():
     assert (preset.cls_loss, preset.eqlv2_gamma, preset.eqlv2_mu) == ("eqlv2", 6, 0.8)
     with pytest.raises(ValueError, match="cls_loss 'softmax' is not one of"):
         run_preset(cli.config_from_args(["--overrides", "{cls_loss: softmax}"]))
+
+
+def test_a_run_of_an_older_kit_resumes_with_what_it_began(
+    finished_run, tiny_train, toy_root, tmp_path, monkeypatch
+):
+    """The kit's preset defaults changed since the run began (here toy's box loss and BN, as
+    issue 23 changed mmdetection rows'), and the checkpoint's record lacks a field an older kit
+    did not have: the resumed run keeps the values it was trained with."""
+    run_dir = _copy_run(finished_run, tmp_path / "copy")
+    last = run_dir / "checkpoints" / "last.pt"
+    state = load_checkpoint(last)
+    del state["config"]["preset"]["box_loss"]  # an older kit's record
+    save_checkpoint(last, state)
+    toy = presets_mod.PRESETS["toy"]
+    changed = dataclasses.replace(toy, box_loss="l1", norm="bn_eval")
+    monkeypatch.setitem(presets_mod.PRESETS, "toy", changed)
+    _short_run(tiny_train, toy_root, run_dir, resume=True)
+    resumed = json.loads((run_dir / "config.json").read_text())["preset"]
+    assert (resumed["box_loss"], resumed["norm"]) == ("smooth_l1", toy.norm)

@@ -145,7 +145,9 @@ def randomise(model: torch.nn.Module, seed: int) -> None:
         for name, tensor in model.state_dict().items():
             if not tensor.is_floating_point():
                 continue
-            if name.endswith("running_var"):
+            if name.endswith("cum_samples"):  # Seesaw's counts: whole numbers, in a float buffer
+                tensor.copy_(torch.randint(0, 1000, tensor.shape, generator=generator).float())
+            elif name.endswith("running_var"):
                 tensor.copy_(torch.rand(tensor.shape, generator=generator) * 0.5 + 0.75)
             elif name.endswith("running_mean") or name.endswith("bias"):
                 tensor.copy_(torch.randn(tensor.shape, generator=generator) * 0.1)
@@ -240,11 +242,17 @@ def compare_inference(
     max_dets: int = 300,
     seed: int = 0,
     kit_overrides: dict | None = None,
+    reference_input: str = "kit",
+    tolerance: float = 1e-3,
 ) -> dict[str, float]:
     """Run mmdetection's model of ``preset_name`` (seeded weights, saved by mmengine) and the
     kit's model loaded from that checkpoint on one seeded image of ``original_size`` (H, W),
     tested at ``test_scale`` / ``max_size``; the differences. ``kit_overrides``: preset fields
     changed on the kit's side only (e.g. :data:`lvisnb.model.presets.TORCHVISION_OPS`).
+    ``reference_input``: ``"kit"``, mmdetection runs on the kit's resized image (the models
+    alone compared); ``"mmcv"``, the image is 8-bit and mmdetection resizes it itself as its
+    test pipeline's ``Resize`` does (``mmcv.imrescale``: cv2 bilinear on uint8), the kit as
+    its own transform does (on floats). ``tolerance``: px within which a detection matches.
 
     Returns ``proposals`` / ``detections`` (mmdetection's counts), ``kit_proposals`` /
     ``kit_detections``, ``unmatched_proposals`` / ``unmatched_detections`` (mmdetection's
@@ -267,6 +275,8 @@ def compare_inference(
     )
     kit = load_mmdet_model(path, preset)
     image = torch.rand((3, *original_size), generator=torch.Generator().manual_seed(seed))
+    if reference_input == "mmcv":
+        image = (image * 255).round() / 255  # an 8-bit image, as both pipelines read one
     seen = {}
     hook = kit.transform.register_forward_hook(lambda _m, _i, out: seen.update(batch=out[0]))
     try:
@@ -280,19 +290,21 @@ def compare_inference(
     mean = torch.tensor(preset.image_mean)[:, None, None]
     std = torch.tensor(preset.image_std)[:, None, None]
     resized = batch.tensors[0, :, :height, :width] * std + mean
+    if reference_input == "mmcv":
+        resized = mmcv_resized(image, test_scale, max_size)
     proposals, boxes, scores, labels, masks = reference_predict(reference, resized, original_size)
     zeros = torch.zeros(len(proposals), dtype=torch.long)
     _, proposal_gap = match_detections(
         proposals, zeros, kit_proposals, torch.zeros(len(kit_proposals), dtype=torch.long)
     )
     index, gap = match_detections(boxes, labels + 1, kit_out["boxes"], kit_out["labels"])
-    matched = gap < 1e-3
+    matched = gap < tolerance
     kit_masks = kit_out["masks"][index[matched], 0] >= preset.mask_thresh
     return {
         "resized": (height, width),
         "proposals": len(proposals),
         "kit_proposals": len(kit_proposals),
-        "unmatched_proposals": int((proposal_gap >= 1e-3).sum()),
+        "unmatched_proposals": int((proposal_gap >= tolerance).sum()),
         "proposal_diff": float(proposal_gap.max()) if len(proposals) else 0.0,
         "detections": len(boxes),
         "kit_detections": len(kit_out["boxes"]),
@@ -304,6 +316,16 @@ def compare_inference(
         "mask_pixels": int((kit_masks != masks[matched]).sum()),
         "mask_pixel_total": int(kit_masks.numel()),
     }
+
+
+def mmcv_resized(image: torch.Tensor, test_scale: int, max_size: int) -> torch.Tensor:
+    """``image`` (3, H, W) float RGB of 8-bit values resized as mmdetection's test ``Resize``
+    resizes the uint8 BGR image it loads (``mmcv.imrescale``, bilinear), as float RGB in [0, 1]."""
+    import mmcv
+
+    bgr = (image * 255).round().byte().permute(1, 2, 0).numpy()[:, :, ::-1]
+    resized = mmcv.imrescale(bgr, (max_size, test_scale), interpolation="bilinear")
+    return torch.from_numpy(resized[:, :, ::-1].copy()).permute(2, 0, 1).float() / 255
 
 
 def reference_losses(model, image: torch.Tensor, boxes, labels, masks) -> dict[str, torch.Tensor]:
@@ -339,10 +361,62 @@ def reference_losses(model, image: torch.Tensor, boxes, labels, masks) -> dict[s
     return {
         "loss_objectness": total(losses["loss_rpn_cls"]),
         "loss_rpn_box_reg": total(losses["loss_rpn_bbox"]),
-        "loss_classifier": losses["loss_cls"],
+        "loss_classifier": losses["loss_cls"] if "loss_cls" in losses else _seesaw_sum(losses),
         "loss_box_reg": losses["loss_bbox"],
         "loss_mask": total(losses["loss_mask"]),
     }
+
+
+def seeded_targets(seed: int, height: int, width: int, count: int, classes: int = 12):
+    """``(boxes (count, 4) XYXY float, labels (count,) int64 in 1..classes, masks (count, H, W)
+    uint8)``: seeded objects whose masks fill an ellipse of each box (some overlapping, the
+    first touching the bottom-right border)."""
+    generator = torch.Generator().manual_seed(seed)
+    xy = torch.rand(count, 2, generator=generator) * torch.tensor([width * 0.7, height * 0.7])
+    wh = torch.rand(count, 2, generator=generator) * torch.tensor([width * 0.5, height * 0.5]) + 12
+    boxes = torch.cat([xy, torch.minimum(xy + wh, torch.tensor([width, height]) - 1)], 1)
+    boxes[0, 2:] = torch.tensor([width - 1.0, height - 1.0])
+    labels = torch.randint(1, classes + 1, (count,), generator=generator)
+    ys, xs = torch.meshgrid(torch.arange(height) + 0.5, torch.arange(width) + 0.5, indexing="ij")
+    masks = []
+    for x0, y0, x1, y1 in boxes.tolist():
+        cx, cy, rx, ry = (x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) / 2, (y1 - y0) / 2
+        masks.append((((xs - cx) / rx) ** 2 + ((ys - cy) / ry) ** 2 <= 1).to(torch.uint8))
+    return boxes, labels, torch.stack(masks)
+
+
+def compare_losses(
+    preset_name: str,
+    checkpoint_dir: Path,
+    *,
+    seed: int,
+    size: tuple[int, int],
+    count: int,
+    kit_overrides: dict | None = None,
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """``(mmdetection's losses, the kit's)`` on one seeded image of ``size`` (H, W) with
+    ``count`` seeded objects (:func:`seeded_targets`), 12 classes, mmdetection's seeded weights
+    saved by mmengine and loaded by the kit, every anchor and RoI sampled on both sides (no
+    random choice left). ``kit_overrides``: preset fields changed on the kit's side only."""
+    from lvisnb.engine.model_source import load_mmdet_model
+    from lvisnb.model.presets import get_preset
+
+    reference, _ = build_reference(preset_name, seed=seed, num_classes=12, sample_all=True)
+    path = save_reference_checkpoint(reference, checkpoint_dir / f"{preset_name}-train{seed}.pth")
+    everything = {"rpn_batch_size_per_image": 10**6, "box_batch_size_per_image": 10**6}
+    preset = get_preset(preset_name, num_classes=12, **everything, **(kit_overrides or {}))
+    kit = load_mmdet_model(path, preset).train()
+    image = torch.rand(3, *size, generator=torch.Generator().manual_seed(seed))
+    boxes, labels, masks = seeded_targets(seed, *size, count)
+    expected = reference_losses(reference.train(), image, boxes, labels, masks)
+    got = kit([image], [{"boxes": boxes, "labels": labels, "masks": masks}])
+    return expected, got
+
+
+def _seesaw_sum(losses: dict) -> torch.Tensor:
+    """mmdetection's Seesaw classification loss, which its ``SeesawLoss`` returns as two terms
+    (``loss_cls_classes``, ``loss_cls_objectness``), as one (the kit's ``loss_classifier``)."""
+    return losses["loss_cls_classes"] + losses["loss_cls_objectness"]
 
 
 def small_reference_file(folder: Path, preset_name: str, seed: int, name: str) -> Path:

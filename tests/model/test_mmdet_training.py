@@ -19,34 +19,20 @@ from tests.model.mmdet_reference import (
     MMDET_AVAILABLE,
     SKIP_REASON,
     build_reference,
+    compare_losses,
     reference_losses,
     save_reference_checkpoint,
+    seeded_targets,
 )
 
 pytestmark = pytest.mark.skipif(not MMDET_AVAILABLE, reason=SKIP_REASON)
 R50 = "mask_rcnn_r50_fpn_sample1e-3_mstrain_1x_lvis_v1"
 CLASSES = 12
+SEESAW = "mask_rcnn_r50_fpn_sample1e-3_seesaw_loss_normed_mask_mstrain_2x_lvis_v1"
 TRAINING_TORCHVISION = {
     k: TORCHVISION_OPS[k]
     for k in ("box_loss", "rpn_min_pos_iou", "box_min_pos_iou", "mask_targets")
 }
-
-
-def _targets(seed: int, height: int, width: int, count: int):
-    """``count`` seeded objects: boxes XYXY, labels 1..CLASSES, masks filling an ellipse of each
-    box (some overlapping, one touching the border)."""
-    generator = torch.Generator().manual_seed(seed)
-    xy = torch.rand(count, 2, generator=generator) * torch.tensor([width * 0.7, height * 0.7])
-    wh = torch.rand(count, 2, generator=generator) * torch.tensor([width * 0.5, height * 0.5]) + 12
-    boxes = torch.cat([xy, torch.minimum(xy + wh, torch.tensor([width, height]) - 1)], 1)
-    boxes[0, 2:] = torch.tensor([width - 1.0, height - 1.0])
-    labels = torch.randint(1, CLASSES + 1, (count,), generator=generator)
-    ys, xs = torch.meshgrid(torch.arange(height) + 0.5, torch.arange(width) + 0.5, indexing="ij")
-    masks = []
-    for x0, y0, x1, y1 in boxes.tolist():
-        cx, cy, rx, ry = (x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) / 2, (y1 - y0) / 2
-        masks.append((((xs - cx) / rx) ** 2 + ((ys - cy) / ry) ** 2 <= 1).to(torch.uint8))
-    return boxes, labels, torch.stack(masks)
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +56,7 @@ def _kit(path, **overrides):
 
 def _losses(reference, kit, seed, height, width, count=5):
     image = torch.rand(3, height, width, generator=torch.Generator().manual_seed(seed))
-    boxes, labels, masks = _targets(seed, height, width, count=count)
+    boxes, labels, masks = seeded_targets(seed, height, width, count=count)
     expected = reference_losses(reference.train(), image, boxes, labels, masks)
     got = kit([image], [{"boxes": boxes, "labels": labels, "masks": masks}])
     return expected, got
@@ -83,6 +69,15 @@ def _losses(reference, kit, seed, height, width, count=5):
 def test_losses_equal_mmdetections(reference_file, seed, height, width, count):
     reference, path = reference_file
     expected, got = _losses(reference, _kit(path), seed, height, width, count)
+    for name, value in expected.items():
+        assert value > 0, name
+        assert torch.allclose(got[name], value, rtol=1e-4, atol=1e-6), (name, got[name], value)
+
+
+def test_seesaw_losses_equal_mmdetections(tmp_path):
+    """A Seesaw row (normed classifier and mask logits, Seesaw's C + 2 scores and its class
+    counts, whole numbers as mmdetection's float buffer holds them)."""
+    expected, got = compare_losses(SEESAW, tmp_path, seed=1, size=(256, 224), count=5)
     for name, value in expected.items():
         assert value > 0, name
         assert torch.allclose(got[name], value, rtol=1e-4, atol=1e-6), (name, got[name], value)
@@ -102,7 +97,7 @@ def test_one_sgd_step_moves_the_weights_alike(reference_file):
     reference, path = reference_file
     kit = _kit(path)
     image = torch.rand(3, 256, 288, generator=torch.Generator().manual_seed(3))
-    boxes, labels, masks = _targets(3, 256, 288, count=4)
+    boxes, labels, masks = seeded_targets(3, 256, 288, count=4)
     optimisers = [
         torch.optim.SGD(
             [p for p in model.parameters() if p.requires_grad],

@@ -94,7 +94,7 @@ def test_another_class_count_is_refused(r50_file):
 def test_another_backbone_is_refused_naming_the_keys(r50_file):
     path, _ = r50_file
     with pytest.raises(
-        MMDetCheckpointError, match=r"missing from the file \(backbone.body.layer3.6"
+        MMDetCheckpointError, match=r"missing from the file \(backbone.layer3.6.bn1.bias"
     ):
         load_mmdet_model(path, get_preset(R101, num_classes=12))
 
@@ -103,7 +103,8 @@ def test_another_backbone_is_refused_naming_the_keys(r50_file):
 def test_softmax_file_into_seesaw_preset_names_the_shape(r50_file):
     path, _ = r50_file
     with pytest.raises(
-        MMDetCheckpointError, match=r"cls_score.weight: file \(13, 1024\), preset \(14"
+        MMDetCheckpointError,
+        match=r"roi_head.bbox_head.fc_cls.weight: file \(13, 1024\), preset \(14",
     ):
         load_mmdet_model(path, get_preset(SEESAW, num_classes=12))
 
@@ -145,3 +146,57 @@ def test_preset_from_the_weights_when_the_name_does_not_say(r50_file, tmp_path):
     full["roi_head.bbox_head.fc_cls.weight"] = torch.zeros(1205, 1024)  # Seesaw's C + 2
     with pytest.raises(MMDetCheckpointError, match="--preset.*seesaw_loss_mstrain.*normed_mask"):
         infer_preset_name(tmp_path / "x.pth", full, {})
+
+
+@needs_mmdet
+def test_errors_name_the_files_keys_and_shapes(r50_file, tmp_path):
+    """Missing keys, left-over keys and shapes are named as mmdetection's file names them,
+    with the file's layout of the shapes (4C box regression, C mask logits)."""
+    _, reference = r50_file
+    state = dict(reference)
+    del state["neck.fpn_convs.2.conv.weight"], state["roi_head.mask_head.convs.1.conv.bias"]
+    state["roi_head.bbox_head.fc_reg.weight"] = torch.zeros(40, 1024)
+    torch.save({"state_dict": state}, tmp_path / "edited.pth")
+    with pytest.raises(MMDetCheckpointError) as caught:
+        load_mmdet_model(tmp_path / "edited.pth", get_preset(R50, num_classes=12))
+    message = str(caught.value)
+    assert "(neck.fpn_convs.2.conv.weight, roi_head.mask_head.convs.1.conv.bias)" in message
+    assert "roi_head.bbox_head.fc_reg.weight: file (40, 1024), preset (48, 1024)" in message
+    assert "roi_heads." not in message and "backbone.fpn" not in message
+
+
+def test_a_folder_is_refused(tmp_path):
+    with pytest.raises(MMDetCheckpointError, match="a folder, not a checkpoint file"):
+        read_mmdet_state_dict(tmp_path)
+
+
+def test_an_unknown_pickle_protocol_gives_no_warning(tmp_path, recwarn):
+    path = tmp_path / "foreign.pth"
+    path.write_bytes(b"\x80\x09garbage")
+    with pytest.raises(MMDetCheckpointError, match="foreign.pth: not a readable torch checkpoint"):
+        read_mmdet_state_dict(path)
+    assert not [w for w in recwarn if "pickle protocol" in str(w.message)]
+
+
+def test_weights_of_no_mask_rcnn_are_named(tmp_path):
+    """A file that holds weights, but not a kit backbone's Mask R-CNN, says what it lacks."""
+    state = {"backbone.conv1.weight": torch.zeros(64, 3, 7, 7)}
+    path = tmp_path / "mask_rcnn_r50_fpn_sample1e-3_mstrain_1x_lvis_v1_fake.pth"
+    with pytest.raises(MMDetCheckpointError) as caught:
+        infer_preset_name(path, state, {})
+    message = str(caught.value)
+    assert "_fake.pth: not an mmdetection Mask R-CNN of a kit backbone" in message
+    assert "no roi_head.mask_head.conv_logits.weight" in message
+    assert "backbone.layer3 of 0 blocks" in message and "None" not in message.split("(", 1)[0]
+
+
+@needs_mmdet
+def test_the_file_name_chooses_between_seesaw_candidates(r50_file, tmp_path):
+    _, reference = r50_file
+    state = dict(reference)
+    state["roi_head.mask_head.conv_logits.weight"] = torch.zeros(1203, 256, 1, 1)
+    state["roi_head.bbox_head.fc_cls.weight"] = torch.zeros(1205, 1024)
+    named = tmp_path / f"{SEESAW}_finetuned.pth"
+    assert infer_preset_name(named, state, {}) == SEESAW
+    normed = SEESAW.replace("seesaw_loss", "seesaw_loss_normed_mask")
+    assert infer_preset_name(tmp_path / f"{normed}_x.pth", state, {}) == normed
