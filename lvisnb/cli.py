@@ -199,6 +199,9 @@ class Predict:
     out: str = "results.json"  # the LVIS results JSON to write
     # the preset of an mmdetection checkpoint whose file name does not say it
     preset: str | None = None
+    # the LVIS ids of an mmdetection model's classes in label order (ascending), for a model
+    # of some categories whose file names none (mmdetection 3.x files name them)
+    category_ids: tuple[int, ...] | None = None
     device: str = "auto"  # "auto" (cuda when available), "cpu", "cuda", "cuda:1", ...
     batch_size: int = 2  # images per forward pass
     num_workers: int = 2  # DataLoader processes reading images
@@ -207,6 +210,17 @@ class Predict:
     max_dets: int | None = None
     # replace an existing --out even if the kit did not write it; inputs are never replaced
     overwrite: bool = False
+
+
+def _check_predict_flags(args: Predict) -> None:
+    """``ValueError`` naming, as flags, the numbers of ``lvisnb predict`` out of range."""
+    from lvisnb.engine.inference import ARGUMENTS, argument_problems  # torch: this command's
+
+    problems = "; ".join(argument_problems(*(getattr(args, name) for name in ARGUMENTS)))
+    for name in ARGUMENTS:
+        problems = problems.replace(name, "--" + name.replace("_", "-"))
+    if problems:
+        raise ValueError(problems)
 
 
 def _cmd_predict(args: Predict) -> int:
@@ -223,10 +237,13 @@ def _cmd_predict(args: Predict) -> int:
         overwrite=args.overwrite,
         what="results file",
     )
-    if not Path(args.image_root).is_dir():  # before the model loads, not in a worker
+    _check_predict_flags(args)  # before the model loads, not in a worker
+    if not Path(args.image_root).is_dir():
         raise FileNotFoundError(f"--image-root {args.image_root}: no such folder")
     device = resolve_device(args.device)
-    model, mapping = load_model(args.checkpoint, args.preset, device=device)
+    model, mapping = load_model(
+        args.checkpoint, args.preset, category_ids=args.category_ids, device=device
+    )
     dataset = LVISDetection(args.ann_file, args.image_root, mapping=mapping)
     records = predict(
         model,

@@ -271,3 +271,27 @@ def test_a_worker_error_is_the_same_message_as_without_workers(workers):
         next(iter(loader))
     assert cli.error_message(caught.value) == "val.json: image 7: x.jpg: no such file\nsecond line"
     assert cli.error_message(ValueError("plain")) == "plain"
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--score-thresh", "2"], "--score-thresh must be a number in [0, 1], got 2.0"),
+        (["--score-thresh", "nan"], "--score-thresh must be a number in [0, 1], got nan"),
+        (["--max-dets", "0"], "--max-dets must be None or an integer >= 1, got 0"),
+        (["--batch-size", "0"], "--batch-size must be an integer >= 1, got 0"),
+        (["--num-workers", "-1"], "--num-workers must be an integer >= 0, got -1"),
+    ],
+)
+def test_predict_refuses_numbers_out_of_range_before_loading(
+    monkeypatch, capsys, tmp_path, flags, message
+):
+    from lvisnb.engine import model_source
+
+    def never(*args, **kwargs):
+        raise AssertionError("the model was loaded before the flags were checked")
+
+    monkeypatch.setattr(model_source, "load_model", never)
+    argv = _predict_argv(tmp_path, "mask_rcnn_r50_fpn_sample1e-3_mstrain_1x_lvis_v1", tmp_path)
+    assert cli.main([*argv, "--out", str(tmp_path / "r.json"), *flags]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"lvisnb predict: error: {message}"]

@@ -10,7 +10,7 @@ import torch
 
 from lvisnb.annotations.categories import categories
 from lvisnb.model import mmdet_zoo
-from lvisnb.model.mmdet_zoo import PUBLISHED, DownloadError
+from lvisnb.model.mmdet_zoo import PUBLISHED, DownloadError, PublishedModel, sha256_prefix
 from tests.model.mmdet_reference import (
     MMDET_AVAILABLE,
     SKIP_REASON,
@@ -37,7 +37,11 @@ def test_a_published_file_is_timed_and_a_missing_one_is_an_error_row(tmp_path, m
     is reported as an error row; the section is written to the given file only."""
     model, _ = build_reference(R50, seed=0, num_classes=12)
     names = list(categories("v1")["name"][:12])
-    save_reference_checkpoint(model, tmp_path / PUBLISHED[R50].file_name, classes=names)
+    saved = save_reference_checkpoint(model, tmp_path / "r50.pth", classes=names)
+    digest = sha256_prefix(saved)  # the row, as published, of this stand-in file
+    row = PublishedModel(PUBLISHED[R50].config, f"https://example.invalid/{R50}-{digest}.pth")
+    monkeypatch.setitem(PUBLISHED, R50, row)
+    saved.rename(tmp_path / row.file_name)
 
     def offline(name, progress=True):
         raise DownloadError(f"{PUBLISHED[name].url}: download failed (offline)")

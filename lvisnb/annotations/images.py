@@ -1,6 +1,7 @@
 """Where an LVIS image file lives, and reading its pixels (PIL and numpy, no torch).
 
-Image paths (:func:`image_relpath`): the last two parts of ``coco_url``, e.g.
+Image paths (:func:`~lvisnb.annotations.image_paths.image_relpath`, kept inside the root):
+the last two parts of ``coco_url``, e.g.
 ``http://images.cocodataset.org/train2017/000000391895.jpg`` -> ``train2017/000000391895.jpg``
 under an image root (as detectron2 resolves it); real v0.5 records carry a ``coco_url`` too, and
 a COCO 2014 ``file_name`` that names no COCO 2017 file. Without ``coco_url``, ``file_name`` with
@@ -15,37 +16,16 @@ and image root of a split, toy-LVIS's when none is named.
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from lvisnb.annotations.image_paths import image_path_field, image_relpath, outside_root
+
 
 class ImageReadError(RuntimeError):
     """An image file that is missing or cannot be decoded; names the path and the image id."""
-
-
-def image_relpath(image: dict) -> str:
-    """Path of an LVIS image relative to the image root (the COCO 2017 folder holding
-    ``train2017/`` and ``val2017/``).
-
-    - ``coco_url`` present (v1, and every real v0.5 record): its last two parts,
-      ``http://images.cocodataset.org/val2017/000000266409.jpg`` -> ``val2017/000000266409.jpg``
-      (detectron2's ``lvis.get_file_name``). Real v0.5 records also carry a COCO 2014
-      ``file_name`` (``COCO_val2014_000000266409.jpg``) that names no file of COCO 2017.
-    - otherwise ``file_name``, with a COCO 2014 prefix ``COCO_<split>2014_`` stripped
-      (mmdetection's ``LVISV05Dataset`` keeps ``file_name[-16:]``), relative to the image root:
-      for such files give the split's own folder (``.../val2017``) as the root.
-    """
-    url = image.get("coco_url")
-    if url:
-        parts = url.rstrip("/").split("/")
-        return "/".join(parts[-2:])
-    return _COCO_2014_PREFIX.sub("", image["file_name"], count=1)
-
-
-_COCO_2014_PREFIX = re.compile(r"^COCO_[a-z]+2014_(?=\d+\.\w+$)")
 
 
 def default_image_root(ann_file: str | os.PathLike) -> Path:
@@ -57,8 +37,13 @@ def default_image_root(ann_file: str | os.PathLike) -> Path:
 
 
 def image_path(image: dict, image_root: str | os.PathLike) -> Path:
-    """Absolute location of an LVIS image under ``image_root`` (see :func:`image_relpath`)."""
-    return Path(image_root) / image_relpath(image)
+    """Location of an LVIS image under ``image_root`` (see :func:`image_relpath`);
+    :class:`ImageReadError` naming the image id and field when the record's path would leave
+    the root (:func:`~lvisnb.annotations.image_paths.outside_root`)."""
+    relpath = image_relpath(image)
+    if (reason := outside_root(relpath)) is not None:
+        raise ImageReadError(f"image id {image.get('id')}: '{image_path_field(image)}' {reason}")
+    return Path(image_root) / relpath
 
 
 def read_pixels(path: str | os.PathLike, image_id: int) -> np.ndarray:

@@ -29,6 +29,7 @@ import msgspec
 import numpy as np
 
 from lvisnb.annotations import segmentation_checks
+from lvisnb.annotations.image_paths import image_path_field, image_relpath, outside_root
 from lvisnb.annotations.json_file import (
     ABSENT,
     INT,
@@ -124,9 +125,20 @@ def _check_images(images: Records) -> tuple[np.ndarray, np.ndarray]:
                 "'file_name' (LVIS v0.5) nor 'coco_url' (LVIS v1), so its image file cannot "
                 "be found"
             )
+    _check_image_paths(images, file_name, coco_url)
     for key in LABEL_LISTS:
         _check_label_list(images, key)
     return sides["height"], sides["width"]
+
+
+def _check_image_paths(images: Records, file_name: list, coco_url: list) -> None:
+    """No image path leaves the image root (:func:`~lvisnb.annotations.image_paths.outside_root`):
+    ``file_name`` ``../x.jpg`` or ``/etc/x.jpg``, a ``coco_url`` ending in ``../x.jpg``."""
+    for index, (name, url) in enumerate(zip(file_name, coco_url, strict=True)):
+        record = {"file_name": name, "coco_url": url if type(url) is str else None}
+        reason = outside_root(image_relpath(record))
+        if reason is not None:
+            raise images.fault(index, image_path_field(record), reason)
 
 
 def _check_optional(records: Records) -> None:

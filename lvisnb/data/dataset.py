@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torchvision import tv_tensors
 
-from lvisnb.annotations.images import ImageReadError, read_record_pixels
+from lvisnb.annotations.images import ImageReadError, image_path, read_record_pixels
 from lvisnb.annotations.json_file import LVISFormatError
 from lvisnb.annotations.masks import decode_masks, segmentation_rle  # noqa: F401 - re-exported
 from lvisnb.annotations.validate import is_validated, load_lvis, validate_dataset
@@ -153,6 +153,23 @@ class LVISDetection(torch.utils.data.Dataset):
         return [
             {a["category_id"] for a in self.lvis.img_ann_map.get(i, [])} for i in self.image_ids
         ]
+
+    def check_images(self) -> None:
+        """:class:`ImageReadError` naming the file, how many images are missing and the first,
+        when an image of the dataset is not a file under ``image_root`` (a stat per image,
+        before hours of work find it half-way)."""
+        missing = [
+            info
+            for info in (self.image_info(i) for i in range(len(self)))
+            if not image_path(info, self.image_root).is_file()
+        ]
+        if missing:
+            first = missing[0]
+            raise ImageReadError(
+                f"{self.source}: {len(missing)} of {len(self)} images are not under "
+                f"{self.image_root} (the first, image id {first['id']}: "
+                f"{image_path(first, self.image_root)}); {_root_hint(first, self.image_root)}"
+            )
 
     def image_info(self, index: int) -> dict:
         """The LVIS image record of dataset index ``index``."""

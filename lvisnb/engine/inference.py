@@ -104,6 +104,21 @@ def _check_classes(model: torch.nn.Module, mapping: CategoryMapping, source: str
         )
 
 
+ARGUMENTS = ("score_thresh", "max_dets", "batch_size", "num_workers")  # checked by predict
+
+
+def argument_problems(score_thresh, max_dets, batch_size, num_workers) -> list[str]:
+    """What is out of range among :func:`predict`'s numbers (:data:`ARGUMENTS`), each naming
+    its argument and value."""
+    checks = [
+        ("score_thresh", score_thresh, "a number in [0, 1]", not 0 <= score_thresh <= 1),
+        ("max_dets", max_dets, "None or an integer >= 1", max_dets is not None and max_dets < 1),
+        ("batch_size", batch_size, "an integer >= 1", batch_size < 1),
+        ("num_workers", num_workers, "an integer >= 0", num_workers < 0),
+    ]
+    return [f"{name} must be {rule}, got {value!r}" for name, value, rule, bad in checks if bad]
+
+
 def predict(
     model: torch.nn.Module,
     dataset: LVISDetection,
@@ -130,12 +145,17 @@ def predict(
     on one LVIS version run on a file of the other is a ``ValueError`` naming both.
     Runs under ``torch.inference_mode``, with autocast on CUDA when ``amp`` (bf16 where the GPU
     supports it, else fp16: :func:`lvisnb.engine.device.autocast_dtype`).
-    ``mask_thresh`` defaults to the model preset's (0.5). Detections of categories the
+    ``mask_thresh`` defaults to the model preset's (0.5). ``ValueError`` for a number out of
+    range; :class:`~lvisnb.annotations.images.ImageReadError` before any inference when an
+    image is missing (:meth:`LVISDetection.check_images`). Detections of categories the
     annotation file does not list (a model of all of LVIS run on a file of some categories) are
     left out, as ``lvis.LVISResults`` would refuse them; the per-image cut comes before.
     """
+    if problems := argument_problems(score_thresh, max_dets, batch_size, num_workers):
+        raise ValueError("; ".join(problems))
     mapping = mapping or dataset.mapping
     check_same_version(mapping.lvis_version, dataset.lvis.dataset["categories"], dataset.source)
+    dataset.check_images()
     _check_classes(model, mapping, dataset.source)
     known = {int(c["id"]) for c in dataset.lvis.dataset["categories"]}
     device = torch.device(device) if device is not None else next(model.parameters()).device

@@ -25,15 +25,18 @@ import torch
 
 from lvisnb.annotations.categories import VERSIONS, categories
 from lvisnb.data.dataset import CategoryMapping
-from lvisnb.model.builder import build_model
+from lvisnb.engine.device import resolve_device
+from lvisnb.model.builder import build_model, no_weight_init
 from lvisnb.model.checkpoint import load_checkpoint, load_weights_only
 from lvisnb.model.mmdet_weights import (
+    MMDetCheckpointError,
     convert_mmdet_state_dict,
     infer_preset_name,
+    mmdet_class_count,
     mmdet_class_names,
     read_mmdet_state_dict,
 )
-from lvisnb.model.mmdet_zoo import PUBLISHED, published_checkpoint
+from lvisnb.model.mmdet_zoo import PUBLISHED, check_published_file, published_checkpoint
 from lvisnb.model.presets import Preset, get_preset, preset_from_record
 
 __all__ = [
@@ -70,29 +73,35 @@ def load_trained_model(
     mapping = CategoryMapping(tuple(category_ids), lvis_version=version)
     # the federated loss is built with placeholder counts; load_state_dict sets its weights
     counts = [0] * mapping.num_classes if preset.cls_loss == "federated" else None
-    model = build_model(
-        preset, num_classes=mapping.num_classes, weights=False, class_image_counts=counts
-    )
+    with no_weight_init():  # every weight comes from the checkpoint (strict load)
+        model = build_model(
+            preset, num_classes=mapping.num_classes, weights=False, class_image_counts=counts
+        )
     model.load_state_dict(weights)
     return model.to(device).eval(), mapping
 
 
 def is_kit_checkpoint(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a kit training checkpoint (its ``config`` and ``category_ids``),
-    looked at without reading its tensors (``mmap``); ``False`` for anything else, unreadable
-    files included (the loader that follows names their problem)."""
+    looked at without reading its tensors (``mmap``; a file of torch's older format is read
+    whole); ``False`` for anything else, unreadable files included (the loader that follows
+    names their problem)."""
     try:
         payload = load_weights_only(path, mmap=True)
-    except Exception:  # noqa: BLE001 - any unreadable file is "not a kit checkpoint" here
-        return False
+    except Exception:  # noqa: BLE001 - mmap needs torch's zip format; an older file is read
+        try:
+            payload = load_weights_only(path)
+        except Exception:  # noqa: BLE001 - any unreadable file is "not a kit checkpoint" here
+            return False
     return isinstance(payload, dict) and {"config", "category_ids", "model"} <= set(payload)
 
 
 def checkpoint_path(checkpoint: str | os.PathLike, progress: bool = True) -> Path:
     """The file of ``checkpoint``: the path itself when it is a file, else the published
     checkpoint of that preset name, fetched once
-    (:func:`~lvisnb.model.mmdet_zoo.published_checkpoint`). Raises ``IsADirectoryError`` for a
-    folder and ``FileNotFoundError`` naming it when it is neither."""
+    (:func:`~lvisnb.model.mmdet_zoo.published_checkpoint`). A local file named as a published
+    file is checked against the hash in its name. Raises ``IsADirectoryError`` for a folder,
+    ``FileNotFoundError`` naming it when it is neither, and ``DownloadError``."""
     path = Path(checkpoint)
     if not path.exists() and str(checkpoint) in PUBLISHED:
         return published_checkpoint(str(checkpoint), progress=progress)
@@ -103,6 +112,9 @@ def checkpoint_path(checkpoint: str | os.PathLike, progress: bool = True) -> Pat
             f"{checkpoint}: no such checkpoint file, nor a published model "
             f"(published: {', '.join(PUBLISHED)})"
         )
+    row = next((r for r in PUBLISHED.values() if r.file_name == path.name), None)
+    if row is not None:  # a copy of a published file: the hash in its name holds it to it
+        check_published_file(path, row, "not the published file of that name")
     return path
 
 
@@ -127,6 +139,7 @@ def load_model(
     neither a file nor a published name, and the loaders' errors (``CheckpointError``,
     ``MMDetCheckpointError``, ``DownloadError``), each naming the file.
     """
+    device = resolve_device(device) if isinstance(device, str) else device
     path = checkpoint_path(checkpoint, progress)
     if path != Path(checkpoint):  # a published row's file: its name is its preset
         preset = preset or str(checkpoint)
@@ -140,7 +153,8 @@ def model_from_mmdet_state(
 ) -> torch.nn.Module:
     """The kit's Mask R-CNN of ``preset`` (eval mode, on the CPU) holding mmdetection's weights
     ``state`` (:func:`convert_mmdet_state_dict`, whose errors name ``source``)."""
-    model = build_model(preset, weights=False)
+    with no_weight_init():  # every weight comes from the file (strict load)
+        model = build_model(preset, weights=False)
     expected = model.state_dict()
     model.load_state_dict(convert_mmdet_state_dict(state, expected, model.preset, source))
     return model.eval()
@@ -162,8 +176,8 @@ def _load_mmdet(
     path: Path, preset: Preset | str | None, category_ids: tuple[int, ...] | None, device
 ) -> tuple[torch.nn.Module, CategoryMapping]:
     """An mmdetection file's model and mapping (:func:`_mmdet_model`, :func:`_mmdet_mapping`)."""
-    model, category_ids = _mmdet_model(path, preset, category_ids, device)
-    return model, _mmdet_mapping(model.preset, category_ids, path)
+    model, category_ids, version = _mmdet_model(path, preset, category_ids, device)
+    return model, _mmdet_mapping(model.preset, category_ids, version, path)
 
 
 def _mmdet_model(
@@ -171,45 +185,83 @@ def _mmdet_model(
     preset: Preset | str | None,
     category_ids: tuple[int, ...] | None,
     device,
-) -> tuple[torch.nn.Module, tuple[int, ...] | None]:
-    """An mmdetection file's model, read once, and its classes' LVIS ids: ``category_ids``,
-    else those of the class names the file's meta holds, else ``None`` (every category of the
-    preset's LVIS version). The preset, when not given, is inferred from the file."""
+) -> tuple[torch.nn.Module, tuple[int, ...] | None, str | None]:
+    """An mmdetection file's model, read once, its classes' LVIS ids and their LVIS version:
+    ``category_ids`` (version unknown), else those of the class names the file's meta holds,
+    looked up in the preset's LVIS version (named or inferred), else ``None`` (every category
+    of the preset's version). The preset, when not given, is inferred from the file."""
     state, meta = read_mmdet_state_dict(path)
-    version = None
-    if category_ids is None and (names := mmdet_class_names(meta)) is not None:
-        version, category_ids = _ids_of_names(names, Path(path))
-    if preset is None:
-        preset = infer_preset_name(path, state, meta, dataset=version)
     preset = get_preset(preset) if isinstance(preset, str) else preset
+    names = mmdet_class_names(meta) if category_ids is None else None
+    version = None
+    if names is not None:
+        _check_name_count(names, state, Path(path))
+        version, category_ids = _ids_of_names(names, Path(path), preset and preset.dataset)
+    if preset is None:
+        preset = get_preset(infer_preset_name(path, state, meta, dataset=version))
+    if version is not None and version != preset.dataset:
+        raise MMDetCheckpointError(
+            f"{path}: its classes (meta) are LVIS {version} categories, preset {preset.name!r} "
+            f"is LVIS {preset.dataset}"
+        )
     if category_ids is not None and len(category_ids) != preset.num_classes:
         preset = dataclasses.replace(preset, num_classes=len(category_ids))
-    return model_from_mmdet_state(state, preset, str(path)).to(device), category_ids
+    model = model_from_mmdet_state(state, preset, str(path)).to(device)
+    return model, category_ids, version
 
 
-def _ids_of_names(names: tuple[str, ...], path: Path) -> tuple[str, tuple[int, ...]]:
-    """``(LVIS version, category ids)`` of mmdetection's class names (``ValueError`` naming
-    the file and the first name neither version has)."""
-    for version in VERSIONS:
-        table = categories(version)
-        ids = dict(zip(table["name"], table["id"], strict=True))
-        if all(name in ids for name in names):
-            return version, tuple(int(ids[name]) for name in names)
-    unknown = next(n for n in names if n not in set(categories("v1")["name"]))
-    raise ValueError(f"{path}: meta class {unknown!r} is a category of no LVIS version")
+def _check_name_count(names: tuple[str, ...], state: dict, path: Path) -> None:
+    count = mmdet_class_count(state)
+    if count is not None and count != len(names):
+        raise MMDetCheckpointError(
+            f"{path}: the meta names {len(names)} classes, the weights have {count}"
+        )
+
+
+def _ids_of_names(
+    names: tuple[str, ...], path: Path, prefer: str | None
+) -> tuple[str, tuple[int, ...]]:
+    """``(LVIS version, category ids)`` of mmdetection's class names: of ``prefer``'s version
+    when it has them all, else of the other one that does. ``MMDetCheckpointError`` naming the
+    file and what is wrong: a name of no LVIS version, names no one version has all of, or
+    names repeated or out of mmdetection's order (ascending ids)."""
+    versions = sorted(VERSIONS, key=lambda v: v != prefer) if prefer else list(VERSIONS)
+    tables = {
+        v: dict(zip(categories(v)["name"], categories(v)["id"], strict=True)) for v in VERSIONS
+    }
+    version = next((v for v in versions if all(n in tables[v] for n in names)), None)
+    if version is None:
+        unknown = [n for n in names if not any(n in table for table in tables.values())]
+        problem = (
+            f"meta class {unknown[0]!r} is a category of no LVIS version"
+            if unknown
+            else "meta classes mix LVIS v1-only and v0.5-only categories "
+            f"({', '.join(next(n for n in names if n not in tables[v]) for v in VERSIONS)})"
+        )
+        raise MMDetCheckpointError(f"{path}: {problem}")
+    ids = [int(tables[version][n]) for n in names]
+    for index in range(1, len(ids)):
+        if ids[index] <= ids[index - 1]:
+            raise MMDetCheckpointError(
+                f"{path}: meta classes {names[index - 1]!r} then {names[index]!r} are LVIS "
+                f"{version} ids {ids[index - 1]} then {ids[index]}: mmdetection labels "
+                "classes in ascending id order, each once"
+            )
+    return version, tuple(ids)
 
 
 def _mmdet_mapping(
-    preset: Preset, category_ids: tuple[int, ...] | None, path: Path
+    preset: Preset, category_ids: tuple[int, ...] | None, version: str | None, path: Path
 ) -> CategoryMapping:
     """mmdetection's labels as LVIS ids: ``category_ids`` in label order (which mmdetection
-    takes ascending), else every id of the preset's version ascending."""
+    takes ascending; of LVIS ``version`` when known, which predict then holds the annotation
+    file to), else every id of the preset's version ascending."""
     if category_ids is not None:
         if list(category_ids) != sorted(set(category_ids)):
             raise ValueError(
                 f"{path}: category ids must be unique and ascending, as mmdetection labels them"
             )
-        return CategoryMapping(tuple(category_ids), lvis_version=None)
+        return CategoryMapping(tuple(category_ids), lvis_version=version)
     ids = tuple(int(i) for i in categories(preset.dataset)["id"])
     if preset.num_classes != len(ids):
         raise ValueError(

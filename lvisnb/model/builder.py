@@ -237,6 +237,29 @@ _BOX_FIELDS = (
 )
 
 
+_INITS = (  # torch.nn.init functions module constructors draw their first weights with
+    *("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "orthogonal_"),
+    *("kaiming_uniform_", "kaiming_normal_", "xavier_uniform_", "xavier_normal_"),
+)
+
+
+@contextlib.contextmanager
+def no_weight_init():
+    """Modules built inside keep their parameters as allocated (uninitialised memory): the
+    ``torch.nn.init`` draws their constructors make are skipped. Only for a model whose every
+    parameter and buffer is then loaded (``load_state_dict(strict=True)``): loading a
+    checkpoint need not first draw tens of millions of random numbers (as ``transformers``'
+    ``no_init_weights``). Buffers made with ``torch.zeros``/``full`` keep their values."""
+    saved = {name: getattr(torch.nn.init, name) for name in _INITS}
+    for name in _INITS:
+        setattr(torch.nn.init, name, lambda tensor, *args, **kwargs: tensor)
+    try:
+        yield
+    finally:
+        for name, function in saved.items():
+            setattr(torch.nn.init, name, function)
+
+
 def build_model(
     preset: Preset | str,
     num_classes: int | None = None,

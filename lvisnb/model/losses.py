@@ -331,7 +331,8 @@ class EQLv2Loss(ClsLoss):
         (background) is not collected, as eqlv2 skips its objectness column.
         """
         target = F.one_hot(labels, self.num_outputs).float()
-        stats = torch.stack([(grad * target).sum(0), (grad * (1.0 - target)).sum(0)])[:, 1:]
+        stats = torch.stack([(grad * target).sum(0), (grad * (1.0 - target)).sum(0)])
+        stats = stats[:, 1:].contiguous()  # a view would be reduced from its storage's start
         if dist.is_available() and dist.is_initialized():
             dist.all_reduce(stats)
         finite = torch.isfinite(stats).all()

@@ -48,6 +48,8 @@ __all__ = [
     "read_mmdet_state_dict",
     "convert_mmdet_state_dict",
     "infer_preset_name",
+    "mmdet_class_count",
+    "mmdet_class_names",
 ]
 
 
@@ -110,6 +112,9 @@ def _file_shape(kit: str, shape: tuple[int, ...]) -> tuple[int, ...]:
     return shape
 
 
+_UNREADABLE = "not a readable torch checkpoint (damaged, truncated, or not written by torch.save)"
+
+
 def read_mmdet_state_dict(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
     """``(state_dict, meta)`` of an mmdetection checkpoint file, read with ``weights_only=True``.
 
@@ -130,15 +135,14 @@ def read_mmdet_state_dict(path: str | os.PathLike) -> tuple[dict[str, torch.Tens
     except pickle.UnpicklingError as error:
         refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
         if refused is None:
-            raise MMDetCheckpointError(f"{path}: not a readable torch checkpoint") from None
+            raise MMDetCheckpointError(f"{path}: {_UNREADABLE}") from None
         raise MMDetCheckpointError(
             f"{path}: holds objects that weights_only=True refuses ({refused.group(1)}); strip a "
             "training checkpoint to its weights with mmdetection's "
             "tools/model_converters/publish_model.py"
         ) from None
-    except Exception as error:  # noqa: BLE001 - whatever torch raises on a file it cannot read
-        reason = f"{type(error).__name__}: {error}".splitlines()[0]
-        raise MMDetCheckpointError(f"{path}: not a readable torch checkpoint ({reason})") from None
+    except Exception:  # noqa: BLE001 - whatever torch raises on a file it cannot read
+        raise MMDetCheckpointError(f"{path}: {_UNREADABLE}") from None
     if not isinstance(payload, dict):
         raise MMDetCheckpointError(f"{path}: holds a {type(payload).__name__}, not a dict")
     state = payload.get("state_dict", payload)
@@ -149,7 +153,7 @@ def read_mmdet_state_dict(path: str | os.PathLike) -> tuple[dict[str, torch.Tens
     return state, meta
 
 
-def _class_count(state: dict[str, torch.Tensor]) -> int | None:
+def mmdet_class_count(state: dict[str, torch.Tensor]) -> int | None:
     """C of an mmdetection Mask R-CNN state dict (its mask logits' channels), else ``None``."""
     logits = state.get("roi_head.mask_head.conv_logits.weight")
     return None if logits is None else int(logits.shape[0])
@@ -182,9 +186,10 @@ def convert_mmdet_state_dict(
     ``expected`` that mmdetection's file may lack and that are not weights (Seesaw's
     ``cum_samples``, BatchNorm's ``num_batches_tracked``) keep the model's values. Raises
     :class:`MMDetCheckpointError` naming ``source`` and what differs: the class count, keys
-    missing from the file, keys the kit has no place for, and shapes.
+    missing from the file, keys the kit has no place for, shapes, and weights that are not
+    finite (named as the file names them).
     """
-    count = _class_count(state)
+    count = mmdet_class_count(state)
     if count is not None and count != preset.num_classes:
         raise MMDetCheckpointError(
             f"{source}: an mmdetection model of {count} classes, preset {preset.name!r} has "
@@ -211,12 +216,18 @@ def convert_mmdet_state_dict(
     ]
     problems = _listed("missing from the file", missing) + _listed("not in the kit", unplaced)
     problems += _listed("of another shape", shapes)
+    problems += _listed("not finite (NaN or infinite values)", _non_finite(state))
     if problems:
         raise MMDetCheckpointError(
             f"{source}: not an mmdetection Mask R-CNN of preset {preset.name!r}: "
             + "; ".join(problems)
         )
     return {**{k: expected[k] for k in optional & set(expected) - set(converted)}, **converted}
+
+
+def _non_finite(state: dict[str, torch.Tensor]) -> list[str]:
+    """The file's floating-point weights that hold a NaN or an infinity."""
+    return [k for k, v in state.items() if v.is_floating_point() and not v.isfinite().all()]
 
 
 def _natural(key: str) -> list:
@@ -228,7 +239,8 @@ def _listed(what: str, items: list[str], shown: int = 5) -> list[str]:
     if not items:
         return []
     more = f" and {len(items) - shown} more" if len(items) > shown else ""
-    return [f"{len(items)} weights {what} ({', '.join(items[:shown])}{more})"]
+    noun = "weight" if len(items) == 1 else "weights"
+    return [f"{len(items)} {noun} {what} ({', '.join(items[:shown])}{more})"]
 
 
 def _dataset_of(count: int) -> str:
@@ -247,12 +259,12 @@ def infer_preset_name(
     The preset whose name, or whose published file's name, is the file's name without its hash
     (mmdetection's ``NAME-HASH.pth``); else the seed row of the file's class count and backbone
     (block count of ``layer3``, width of ``layer1``'s grouped convolution), of the LVIS version
-    ``dataset`` when given (a model of some of its categories) else of that class count's;
-    where the weights leave a choice (the Seesaw rows, whose weights do not tell their mask
-    logits' normalisation), the candidate whose name begins the file's name
-    (``NAME_finetuned.pth``). ``meta`` is not read. Raises :class:`MMDetCheckpointError` naming
-    the file when the weights are not those of a kit backbone's Mask R-CNN, or when a choice
-    is left (naming the candidates).
+    ``dataset`` when given (a model of some of its categories) else of that class count's
+    (either version for a count of neither); where the weights leave a choice (the Seesaw
+    rows, whose weights do not tell their mask logits' normalisation; the versions), the one
+    whose name begins the file's name (``NAME_finetuned.pth``, the longest such). ``meta``
+    is not read. Raises :class:`MMDetCheckpointError` naming the file when the weights are not
+    those of a kit backbone's Mask R-CNN, or when a choice is left (naming the candidates).
     """
     stem = re.sub(r"-[0-9a-f]{8,}$", "", Path(path).name.split(".pth")[0])
     published = {row.file_name.rsplit("-", 1)[0]: name for name, row in PUBLISHED.items()}
@@ -266,19 +278,22 @@ def infer_preset_name(
             + "; ".join(_unrecognised(state, count, backbone))
             + "); name the preset with --preset to see what differs"
         )
-    dataset = dataset or _dataset_of(count)
-    candidates = [
+    full = [version for version, classes in DATASETS.items() if classes == count]
+    datasets = [dataset] if dataset else full or list(DATASETS)  # some categories: either
+    fitting = [
         name
         for name, preset in PRESETS.items()
         if name != "toy"
-        and preset.dataset == dataset
+        and preset.dataset in datasets
         and preset.backbone == backbone
         and (preset.cls_loss == "seesaw") == seesaw
-        and (not seesaw or "random" not in name)  # sampling does not change the model
     ]
-    prefixed = [name for name in candidates if stem.startswith(name)]
-    if len(candidates) == 1 or len(prefixed) == 1:
-        return (prefixed or candidates)[0]
+    prefixed = sorted((name for name in fitting if stem.startswith(name)), key=len)
+    if prefixed:
+        return prefixed[-1]
+    candidates = [name for name in fitting if not seesaw or "random" not in name]
+    if len(candidates) == 1:  # the random-sampling Seesaw rows hold the same model
+        return candidates[0]
     described = f"{count} classes, backbone {backbone}, {'Seesaw' if seesaw else 'softmax'}"
     raise MMDetCheckpointError(
         f"{path}: cannot tell the preset from the file ({described}); name it with --preset "
@@ -297,7 +312,7 @@ _BACKBONES = {  # (layer3 blocks, layer1.0.conv2 (out, in / groups)) -> kit back
 def _architecture(state: dict[str, torch.Tensor]) -> tuple[int | None, str | None, bool]:
     """``(class count, kit backbone, Seesaw classifier)`` of an mmdetection state dict; ``None``
     for what its weights do not show."""
-    count = _class_count(state)
+    count = mmdet_class_count(state)
     cls = state.get("roi_head.bbox_head.fc_cls.weight")
     seesaw = cls is not None and count is not None and cls.shape[0] == count + 2
     return count, _BACKBONES.get(_backbone_shape(state)), seesaw

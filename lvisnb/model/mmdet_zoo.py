@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 from pathlib import Path
 from typing import NamedTuple
 
@@ -80,6 +81,9 @@ def _seesaw_rows() -> dict[str, PublishedModel]:
 PUBLISHED: dict[str, PublishedModel] = {**_lvis_rows(), **_seesaw_rows()}
 
 
+STALL_TIMEOUT_S = 60.0  # a download that receives nothing this long fails
+
+
 class DownloadError(RuntimeError):
     """A published checkpoint that could not be fetched or whose hash does not match."""
 
@@ -92,7 +96,8 @@ def published_checkpoint(name: str, progress: bool = True) -> Path:
     8-digit SHA-256 prefix in the file's name before it is moved into place, and a file already
     in the cache is checked again (a truncated copy is refused, not used). Raises
     ``ValueError`` for a name without a published checkpoint (listing those with one) and
-    :class:`DownloadError` naming the address or file otherwise.
+    :class:`DownloadError` naming the address or file otherwise (a server that sends nothing
+    for :data:`STALL_TIMEOUT_S` seconds included; torch removes its partial file).
     """
     if name not in PUBLISHED:
         raise ValueError(
@@ -104,17 +109,30 @@ def published_checkpoint(name: str, progress: bool = True) -> Path:
     path = Path(torch.hub.get_dir()) / "checkpoints" / row.file_name
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
+        previous = socket.getdefaulttimeout()
+        socket.setdefaulttimeout(STALL_TIMEOUT_S)  # torch's urlopen has none: a stall would hang
         try:
             torch.hub.download_url_to_file(row.url, str(path), row.sha256_prefix, progress)
         except (OSError, RuntimeError, ValueError) as error:
-            raise DownloadError(f"{row.url}: download failed ({error})") from None
+            stalled = TimeoutError in (type(error), type(getattr(error, "reason", None)))
+            reason = f"no data for {STALL_TIMEOUT_S:g} s" if stalled else error
+            raise DownloadError(f"{row.url}: download failed ({reason})") from None
+        finally:
+            socket.setdefaulttimeout(previous)
+    check_published_file(path, row)
+    return path
+
+
+def check_published_file(
+    path: Path, row: PublishedModel, remedy: str = "delete it to download again"
+) -> None:
+    """:class:`DownloadError` naming ``path`` and ``remedy`` unless its SHA-256 starts with the
+    prefix in the published file's name (``row``)."""
     digest = sha256_prefix(path, len(row.sha256_prefix))
     if digest != row.sha256_prefix:
         raise DownloadError(
-            f"{path}: SHA-256 starts {digest}, the published file's {row.sha256_prefix}; "
-            "delete it to download again"
+            f"{path}: SHA-256 starts {digest}, the published file's {row.sha256_prefix}; {remedy}"
         )
-    return path
 
 
 def sha256_prefix(path: str | os.PathLike, length: int = 8) -> str:

@@ -125,8 +125,31 @@ def _uncut(counts: str) -> str:
 _RLE = rle(box_mask(40, 50, 20, 20, 10, 10))
 _OTHER_SIZE = rle(box_mask(30, 50, 20, 20, 10, 10))  # runs of a 30 x 50 image
 
+
 # fault id -> (spoil the valid dict, section[index] named, field named)
+def _file_name(index: int, value: str):
+    """Image ``index`` found by ``file_name`` ``value`` alone (no ``coco_url``), as v0.5."""
+
+    def spoil(dataset):
+        del dataset["images"][index]["coco_url"]
+        dataset["images"][index]["file_name"] = value
+
+    return spoil
+
+
 FAULTS = {
+    # image paths that would read a file outside the image root (issue 24 §3)
+    **{
+        f"file_name {path}": (_file_name(1, path), "images[1]", "file_name")
+        for path in ("../../x.jpg", "../outside/x.jpg", "val2017/../../x.jpg", "/etc/x.jpg")
+    },
+    "file_name with a Windows drive": (_file_name(2, "C:\\x.jpg"), "images[2]", "file_name"),
+    "file_name up with backslashes": (_file_name(2, "..\\x.jpg"), "images[2]", "file_name"),
+    "coco_url ending in ..": (
+        _set("images", 0, "coco_url", "http://x/val2017/../x.jpg"),
+        "images[0]",
+        "coco_url",
+    ),
     # ids
     "duplicate image id": (_set("images", 1, "id", 1), "images[0]", "id"),
     "duplicate category id": (_set("categories", 2, "id", 2), "categories[1]", "id"),

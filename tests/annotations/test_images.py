@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 
 from lvisnb.annotations import images
+from lvisnb.annotations.image_paths import image_relpath, outside_root
+from lvisnb.annotations.images import ImageReadError, image_path, read_record_pixels
 from lvisnb.annotations.validate import load_lvis
 
 
@@ -59,3 +61,28 @@ def test_record_pixels_are_uint8_rgb_of_the_records_size(toy_root, toy_val):
         images.read_record_pixels(wrong, toy_root)
     with pytest.raises(images.ImageReadError, match=r"not found for image id 7: .*nope.jpg"):
         images.read_pixels(toy_root / "nope.jpg", 7)
+
+
+@pytest.mark.parametrize(
+    ("record", "field"),
+    [
+        ({"id": 7, "file_name": "../../x.jpg"}, "file_name"),
+        ({"id": 7, "file_name": "/etc/passwd"}, "file_name"),
+        ({"id": 7, "file_name": "..\\x.jpg"}, "file_name"),
+        ({"id": 7, "file_name": "~/x.jpg"}, "file_name"),
+        ({"id": 7, "coco_url": "http://images.cocodataset.org/../x.jpg"}, "coco_url"),
+    ],
+)
+def test_a_path_out_of_the_root_is_never_joined(tmp_path, record, field):
+    """Records the annotation check refuses, met without it (a record built in code): the
+    image is not looked for outside the root, whichever field names it."""
+    with pytest.raises(ImageReadError, match=f"image id 7: '{field}' "):
+        image_path(record, tmp_path)
+    with pytest.raises(ImageReadError, match=f"image id 7: '{field}' "):
+        read_record_pixels({**record, "height": 1, "width": 1}, tmp_path)
+
+
+def test_paths_inside_the_root_are_kept():
+    assert outside_root("val2017/000000266409.jpg") is None
+    assert outside_root("a..b/x..jpg") is None  # dots inside a name are not a '..' part
+    assert image_relpath({"file_name": "COCO_val2014_000000266409.jpg"}) == "000000266409.jpg"

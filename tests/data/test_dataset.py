@@ -120,3 +120,25 @@ def test_a_missing_image_names_the_file_and_what_the_root_should_be(toy_val, tmp
     text = str(error.value)
     assert str(toy_val) in text and "coco_url's last two parts" in text
     assert "folder holding train2017/ and val2017/" in text
+
+
+def test_check_images_names_how_many_are_missing_and_the_first(toy_val, toy_root, tmp_path):
+    """Every image is looked for before any is read: a copy of the image folder with its
+    second and fifth images removed is refused naming both counts and the first missing."""
+    from lvisnb.data.dataset import ImageReadError
+
+    LVISDetection(toy_val, toy_root).check_images()  # all there: no error
+    partial = tmp_path / "root"
+    (partial / "val2017").mkdir(parents=True)
+    dataset = LVISDetection(toy_val, toy_root)
+    for index in range(len(dataset)):
+        info = dataset.image_info(index)
+        source = toy_root / "val2017" / f"{info['id']:012d}.jpg"
+        if index not in (1, 4):
+            (partial / "val2017" / source.name).symlink_to(source)
+    with pytest.raises(ImageReadError) as error:
+        LVISDetection(toy_val, partial).check_images()
+    second = dataset.image_info(1)["id"]
+    text = str(error.value)
+    assert f"2 of {len(dataset)} images are not under {partial}" in text
+    assert f"image id {second}: {partial / 'val2017' / f'{second:012d}.jpg'}" in text

@@ -2,6 +2,7 @@
 and ``lvisnb predict`` writing results ``lvisnb evaluate`` scores (issue 23 §1)."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -133,3 +134,96 @@ def test_lvisnb_predict_then_evaluate(toy_root, toy_val, tmp_path, capsys):
     mine.write_text('{"mine": 1}')
     assert cli.main([*argv, "--out", str(mine), "--device", "cpu"]) == 2
     assert mine.read_text() == '{"mine": 1}'
+
+
+def _named_copy(source, path, names):
+    """``source``'s weights saved again with ``names`` as mmdetection 3.x's meta classes."""
+    state = torch.load(source, weights_only=True)["state_dict"]
+    torch.save({"meta": {"dataset_meta": {"classes": tuple(names)}}, "state_dict": state}, path)
+    return path
+
+
+@needs_mmdet
+def test_class_names_are_looked_up_in_the_presets_lvis_version(small_mmdet_file, tmp_path):
+    """1,067 names are categories of both versions under other ids: a v0.5 row's classes are
+    v0.5 ids; names of the other version than the preset are refused; the mapping carries the
+    version, so a whole annotation file of the other version is refused before inference."""
+    from lvisnb.annotations.categories import categories
+
+    v05, v1 = categories("v0.5"), categories("v1")
+    both = v05[v05["name"].isin(set(v1["name"]))].iloc[:12]
+    by_v1 = dict(zip(v1["name"], v1["id"], strict=True))
+    assert [by_v1[n] for n in both["name"]] != list(both["id"])  # the versions disagree
+    path = _named_copy(small_mmdet_file, tmp_path / "v05_named.pth", both["name"])
+    v05_row = "mask_rcnn_r50_fpn_sample1e-3_mstrain_2x_lvis_v0.5"
+    model, mapping = load_model(path, v05_row)
+    assert mapping.category_ids == tuple(int(i) for i in both["id"])
+    assert mapping.lvis_version == "v0.5" and model.preset.dataset == "v0.5"
+    v1_only = v1[~v1["name"].isin(set(v05["name"]))].iloc[:12]
+    path = _named_copy(small_mmdet_file, tmp_path / "v1_named.pth", v1_only["name"])
+    with pytest.raises(
+        MMDetCheckpointError, match="are LVIS v1 categories, preset .* is LVIS v0.5"
+    ):
+        load_model(path, v05_row)
+    model, mapping = load_model(path)  # the preset inferred: the v1 row
+    assert mapping.lvis_version == "v1"
+    real = Path(__file__).parents[1] / "fixtures" / "lvis_v0.5_val_100.json"
+    dataset = LVISDetection(real, tmp_path, mapping=mapping)
+    with pytest.raises(ValueError, match="LVIS v0.5 .* but LVIS v1 is expected"):
+        next(predict(model, dataset, mapping, progress=False))
+
+
+@needs_mmdet
+def test_meta_classes_that_do_not_fit_are_named(small_mmdet_file, tmp_path):
+    from lvisnb.annotations.categories import categories
+
+    v05, v1 = categories("v0.5"), categories("v1")
+    names = list(v1["name"][:12])
+    short = _named_copy(small_mmdet_file, tmp_path / "short.pth", names[:11])
+    with pytest.raises(MMDetCheckpointError, match="meta names 11 classes, the weights have 12"):
+        load_model(short)
+    only_v05 = next(n for n in v05["name"] if n not in set(v1["name"]))
+    only_v1 = next(n for n in v1["name"] if n not in set(v05["name"]))
+    mixed = _named_copy(small_mmdet_file, tmp_path / "mixed.pth", [only_v05, only_v1, *names[2:]])
+    with pytest.raises(MMDetCheckpointError, match="mix LVIS v1-only and v0.5-only"):
+        load_model(mixed)
+    swapped = _named_copy(
+        small_mmdet_file, tmp_path / "swapped.pth", [names[1], names[0]] + names[2:]
+    )
+    with pytest.raises(MMDetCheckpointError, match=f"{names[1]!r} then {names[0]!r}"):
+        load_model(swapped)
+
+
+@needs_mmdet
+def test_a_file_without_names_of_some_categories_needs_preset_and_ids(small_mmdet_file):
+    with pytest.raises(MMDetCheckpointError, match="name it with --preset .*_v1, .*_v0.5"):
+        load_model(small_mmdet_file, category_ids=tuple(range(1, 13)))
+    _, mapping = load_model(small_mmdet_file, R50, category_ids=tuple(range(1, 13)))
+    assert mapping.category_ids == tuple(range(1, 13)) and mapping.lvis_version is None
+
+
+@needs_mmdet
+def test_non_finite_weights_are_refused_naming_them(small_mmdet_file, tmp_path):
+    payload = torch.load(small_mmdet_file, weights_only=True)
+    payload["state_dict"]["roi_head.bbox_head.fc_cls.weight"][3, 5] = float("nan")
+    torch.save(payload, tmp_path / "nan.pth")
+    with pytest.raises(MMDetCheckpointError, match=r"1 weight not finite .*\(roi_head.bbox_head"):
+        load_model(tmp_path / "nan.pth", get_preset(R50, num_classes=12))
+
+
+def test_a_kit_checkpoint_of_torchs_older_format_is_one(toy_val, tmp_path):
+    ann, _ = _val_subset(toy_val, tmp_path)
+    path = _untrained_checkpoint(tmp_path / "final.pt", ann)
+    old = tmp_path / "old_format.pt"
+    torch.save(torch.load(path, weights_only=True), old, _use_new_zipfile_serialization=False)
+    assert is_kit_checkpoint(old)
+
+
+@needs_mmdet
+def test_a_local_copy_of_a_published_file_is_hash_checked(small_mmdet_file, tmp_path):
+    from lvisnb.model.mmdet_zoo import PUBLISHED, DownloadError
+
+    copy = tmp_path / PUBLISHED[R50].file_name
+    copy.write_bytes(small_mmdet_file.read_bytes())
+    with pytest.raises(DownloadError, match="not the published file of that name"):
+        load_model(copy)

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import torch
 
+from lvisnb.model.builder import no_weight_init
+
 MMDET_AVAILABLE = all(
     importlib.util.find_spec(name) is not None for name in ("mmdet", "mmengine", "mmcv")
 )
@@ -133,7 +135,8 @@ def build_reference(
     if sample_all:
         config.model.train_cfg.rpn.sampler.num = 10**6
         config.model.train_cfg.rcnn.sampler.num = 10**6
-    model = MODELS.build(config.model)
+    with no_weight_init():  # randomise draws every floating-point tensor of the state dict
+        model = MODELS.build(config.model)
     randomise(model, seed)
     return model.eval(), config
 

@@ -272,3 +272,26 @@ def test_meta_build_never_fetches_weights(monkeypatch):
     monkeypatch.setattr(M, "load_backbone_weights", lambda *a, **k: pytest.fail("fetched"))
     model = build_model(SEED_NAMES[2], device=torch.device("meta"))  # weights=True by default
     assert backbone_name(model) == "resnext101_32x4d"
+
+
+def test_no_weight_init_skips_the_draws_and_restores_them():
+    """Inside, a module keeps its allocated memory (no random draw); after, even after an
+    error, torch.nn.init is torch's again; a kit model built inside and loaded strictly equals
+    the model it was saved from."""
+    from lvisnb.model.builder import no_weight_init
+
+    originals = {name: getattr(torch.nn.init, name) for name in ("kaiming_uniform_", "normal_")}
+    torch.manual_seed(0)
+    state = torch.random.get_rng_state()
+    with no_weight_init():
+        torch.nn.Linear(64, 64)
+    assert torch.equal(torch.random.get_rng_state(), state)  # nothing drawn
+    with pytest.raises(RuntimeError), no_weight_init():
+        raise RuntimeError("a failed build")
+    assert {name: getattr(torch.nn.init, name) for name in originals} == originals
+    source = build_model(get_preset("toy"), num_classes=5, weights=False)
+    with no_weight_init():
+        loaded = build_model(get_preset("toy"), num_classes=5, weights=False)
+    loaded.load_state_dict(source.state_dict())
+    for key, value in source.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key

@@ -286,20 +286,44 @@ def test_eqlv2_non_finite_gradient_leaves_statistics():
     assert (fresh.pos_neg == 100).all() and fresh.neg_grad.abs().sum() == 0
 
 
-@pytest.mark.skipif(not dist.is_available(), reason="torch.distributed not built")
-def test_eqlv2_all_reduces_under_a_one_process_group(tmp_path):
-    alone = L.build_cls_loss("eqlv2", K)
-    alone(logits(grad=True), labels()).backward()
-    store = f"file://{tmp_path / 'store'}"
-    dist.init_process_group("gloo", init_method=store, rank=0, world_size=1)
+def _eqlv2_rank(rank: int, store: str, out: str, batches: list[list[int]]) -> None:
+    """One of two gloo processes: EQLv2 on this rank's batch (zero logits), two steps; its
+    statistics saved to ``out/rank{rank}.pt``."""
+    dist.init_process_group("gloo", init_method=store, rank=rank, world_size=2)
     try:
-        grouped = L.build_cls_loss("eqlv2", K)
-        grouped(logits(grad=True), labels()).backward()
+        loss = L.build_cls_loss("eqlv2", K)
+        for _ in range(2):
+            zeros = torch.zeros(len(batches[rank]), K + 1, requires_grad=True)
+            loss(zeros, labels(batches[rank])).backward()
+        stats = {name: getattr(loss, name) for name in ("pos_grad", "neg_grad", "pos_neg")}
+        torch.save(stats, f"{out}/rank{rank}.pt")
     finally:
         dist.destroy_process_group()
-    torch.testing.assert_close(grouped.pos_grad, alone.pos_grad)
-    torch.testing.assert_close(grouped.neg_grad, alone.neg_grad)
-    assert alone.pos_grad.abs().sum() > 0
+
+
+@pytest.mark.skipif(not dist.is_available(), reason="torch.distributed not built")
+@pytest.mark.parametrize("batches", [[[1, 0], [2, 3]], [[3, 3, 0], [1]]])
+def test_eqlv2_statistics_under_two_gloo_processes_are_one_process_of_both_batches(
+    tmp_path, batches
+):
+    """Two ranks see what one process that sees both ranks' batches sees, on both ranks, and
+    eqlv2's own formula: the sums are all-reduced whole (issue 24: a non-contiguous view
+    reduced the background's column and left the last class's out)."""
+    store = f"file://{tmp_path / 'store'}"
+    torch.multiprocessing.spawn(_eqlv2_rank, args=(store, str(tmp_path), batches), nprocs=2)
+    both = labels(batches[0] + batches[1])
+    alone = L.build_cls_loss("eqlv2", K)
+    pos_neg, pos_sum, neg_sum = [100.0] * K, 0.0, 0.0
+    for _ in range(2):
+        alone(torch.zeros(len(both), K + 1, requires_grad=True), both).backward()
+        _, pos, neg = np_eqlv2(np.zeros((len(both), K + 1)), both.numpy(), pos_neg)
+        pos_sum, neg_sum = pos_sum + pos, neg_sum + neg
+        pos_neg = pos_sum / (neg_sum + 1e-10)
+    np.testing.assert_allclose(alone.pos_neg.numpy(), pos_neg, rtol=1e-5)
+    for rank in (0, 1):
+        saved = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
+        for name, value in saved.items():
+            torch.testing.assert_close(value, getattr(alone, name), msg=f"rank {rank} {name}")
 
 
 def test_eqlv2_weights_formula():

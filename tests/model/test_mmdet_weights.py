@@ -200,3 +200,5 @@ def test_the_file_name_chooses_between_seesaw_candidates(r50_file, tmp_path):
     assert infer_preset_name(named, state, {}) == SEESAW
     normed = SEESAW.replace("seesaw_loss", "seesaw_loss_normed_mask")
     assert infer_preset_name(tmp_path / f"{normed}_x.pth", state, {}) == normed
+    for name in (SEESAW.replace("sample1e-3", "random"), normed.replace("sample1e-3", "random")):
+        assert infer_preset_name(tmp_path / f"{name}_finetuned.pth", state, {}) == name

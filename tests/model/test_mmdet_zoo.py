@@ -81,3 +81,40 @@ def test_a_failed_download_names_the_address(fake_row, monkeypatch):
 def test_unknown_name_lists_the_published():
     with pytest.raises(ValueError, match="no published mmdetection checkpoint for 'toy'"):
         published_checkpoint("toy")
+
+
+def test_a_stalled_server_is_an_error_not_a_hang(tmp_path, monkeypatch):
+    """A server that accepts the connection and never answers: the download fails after
+    STALL_TIMEOUT_S seconds without data, names the address, and leaves no partial file."""
+    import socket
+    import threading
+
+    from lvisnb.model import mmdet_zoo
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    accepted, done = [], threading.Event()
+
+    def stall():  # accept, send nothing; hang up after 30 s so a regression fails, not hangs
+        connection, _ = server.accept()
+        accepted.append(connection)
+        done.wait(30)
+        connection.close()
+
+    threading.Thread(target=stall, daemon=True).start()
+    url = f"http://127.0.0.1:{server.getsockname()[1]}/x/model-0123abcd.pth"
+    monkeypatch.setitem(PUBLISHED, "stalled", PublishedModel("configs/x.py", url))
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    monkeypatch.setattr(mmdet_zoo, "STALL_TIMEOUT_S", 1.0)
+    monkeypatch.delenv("https_proxy", raising=False)
+    monkeypatch.delenv("http_proxy", raising=False)
+    try:
+        with pytest.raises(DownloadError, match=r"model-0123abcd.pth: download failed \(no data"):
+            published_checkpoint("stalled", progress=False)
+    finally:
+        done.set()
+        server.close()
+    assert accepted, "the download never reached the server"
+    assert not list((tmp_path / "hub" / "checkpoints").iterdir())
+    assert socket.getdefaulttimeout() is None
