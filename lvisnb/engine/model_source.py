@@ -218,13 +218,20 @@ def _check_name_count(names: tuple[str, ...], state: dict, path: Path) -> None:
         )
 
 
+# mmdetection's class lists (mmdet/datasets/lvis.py, LVISV05Dataset and LVISV1Dataset, which
+# its checkpoints' meta repeats) spell one LVIS category otherwise than the LVIS files do
+MMDET_SPELLINGS = {"speaker_(stereo_equipment)": "speaker_(stero_equipment)"}
+
+
 def _ids_of_names(
     names: tuple[str, ...], path: Path, prefer: str | None
 ) -> tuple[str, tuple[int, ...]]:
-    """``(LVIS version, category ids)`` of mmdetection's class names: of ``prefer``'s version
-    when it has them all, else of the other one that does. ``MMDetCheckpointError`` naming the
+    """``(LVIS version, category ids)`` of mmdetection's class names (its spellings read as
+    LVIS's, :data:`MMDET_SPELLINGS`): of ``prefer``'s version when it has them all, else of the
+    other one that does. ``MMDetCheckpointError`` naming the
     file and what is wrong: a name of no LVIS version, names no one version has all of, or
     names repeated or out of mmdetection's order (ascending ids)."""
+    names = tuple(MMDET_SPELLINGS.get(name, name) for name in names)
     versions = sorted(VERSIONS, key=lambda v: v != prefer) if prefer else list(VERSIONS)
     tables = {
         v: dict(zip(categories(v)["name"], categories(v)["id"], strict=True)) for v in VERSIONS

@@ -20,6 +20,7 @@ from tests.model.mmdet_reference import (
     MMDET_AVAILABLE,
     SKIP_REASON,
     build_reference,
+    install_mmcv_stand_in,
     save_reference_checkpoint,
     small_reference_file,
 )
@@ -227,3 +228,22 @@ def test_a_local_copy_of_a_published_file_is_hash_checked(small_mmdet_file, tmp_
     copy.write_bytes(small_mmdet_file.read_bytes())
     with pytest.raises(DownloadError, match="not the published file of that name"):
         load_model(copy)
+
+
+@needs_mmdet
+@pytest.mark.parametrize(
+    ("dataset", "version"), [("LVISV1Dataset", "v1"), ("LVISV05Dataset", "v0.5")]
+)
+def test_mmdetections_own_class_lists_name_every_lvis_category(dataset, version, tmp_path):
+    """The class names mmdetection's LVIS datasets hold (and its checkpoints' meta repeats),
+    one of them spelt otherwise than in the LVIS files, are every category id in order."""
+    install_mmcv_stand_in()  # mmdet.datasets imports mmcv's ops
+    from mmdet import datasets
+
+    from lvisnb.annotations.categories import categories
+    from lvisnb.engine.model_source import _ids_of_names
+
+    names = getattr(datasets, dataset).METAINFO["classes"]
+    found, ids = _ids_of_names(tuple(names), tmp_path / "x.pth", version)
+    assert found == version
+    assert ids == tuple(int(i) for i in categories(version)["id"])
