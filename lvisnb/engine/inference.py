@@ -155,8 +155,8 @@ def predict(
         raise ValueError("; ".join(problems))
     mapping = mapping or dataset.mapping
     check_same_version(mapping.lvis_version, dataset.lvis.dataset["categories"], dataset.source)
-    dataset.check_images()
     _check_classes(model, mapping, dataset.source)
+    dataset.check_images()  # after the checks that need no image
     known = {int(c["id"]) for c in dataset.lvis.dataset["categories"]}
     device = torch.device(device) if device is not None else next(model.parameters()).device
     if mask_thresh is None:
