@@ -72,34 +72,38 @@ _PREFIXES = (  # mmdetection prefix -> kit prefix, first match wins
 )
 
 
+_LAYERS = (  # mmdetection's per-layer names -> the kit's ({i}: layer index, {p}: the tensor)
+    ("neck.lateral_convs.{i}.conv.{p}", "backbone.fpn.inner_blocks.{i}.0.{p}"),
+    ("neck.fpn_convs.{i}.conv.{p}", "backbone.fpn.layer_blocks.{i}.0.{p}"),
+    ("roi_head.mask_head.convs.{i}.conv.{p}", "roi_heads.mask_head.{i}.0.{p}"),
+)
+
+
+def _renamed(key: str, pairs) -> str | None:
+    """``key`` renamed by the first ``(from, to)`` template pair that matches it whole."""
+    for source, target in pairs:
+        pattern = (
+            re.escape(source).replace(r"\{i\}", r"(?P<i>\d+)").replace(r"\{p\}", "(?P<p>[^.]+)")
+        )
+        if match := re.fullmatch(pattern, key):
+            return target.format(**match.groupdict())
+    return None
+
+
 def _kit_key(key: str) -> str | None:
     """The kit's name of mmdetection's weight ``key``, or ``None`` for one the kit has no
     place for."""
-    parts = key.split(".")
-    if key.startswith("neck.") and len(parts) == 5 and parts[3] == "conv":
-        block = {"lateral_convs": "inner_blocks", "fpn_convs": "layer_blocks"}.get(parts[1])
-        return None if block is None else f"backbone.fpn.{block}.{parts[2]}.0.{parts[4]}"
-    if key.startswith("roi_head.mask_head.convs.") and len(parts) == 6 and parts[4] == "conv":
-        return f"roi_heads.mask_head.{parts[3]}.0.{parts[5]}"
-    for source, target in _PREFIXES:
-        if key.startswith(source):
-            return target + key[len(source) :]
-    return None
+    if (renamed := _renamed(key, _LAYERS)) is not None:
+        return renamed
+    return next((t + key[len(s) :] for s, t in _PREFIXES if key.startswith(s)), None)
 
 
 def _file_key(kit: str) -> str:
     """mmdetection's name of the kit's weight ``kit`` (the inverse of :func:`_kit_key`), so that
     errors name keys as the user's file holds them; ``kit`` itself where it has none."""
-    parts = kit.split(".")
-    fpn = {"inner_blocks": "lateral_convs", "layer_blocks": "fpn_convs"}
-    if kit.startswith("backbone.fpn.") and len(parts) == 6 and parts[2] in fpn:
-        return f"neck.{fpn[parts[2]]}.{parts[3]}.conv.{parts[5]}"
-    if kit.startswith("roi_heads.mask_head.") and len(parts) == 5 and parts[3] == "0":
-        return f"roi_head.mask_head.convs.{parts[2]}.conv.{parts[4]}"
-    for source, target in _PREFIXES:
-        if kit.startswith(target):
-            return source + kit[len(target) :]
-    return kit
+    if (renamed := _renamed(kit, [(t, s) for s, t in _LAYERS])) is not None:
+        return renamed
+    return next((s + kit[len(t) :] for s, t in _PREFIXES if kit.startswith(t)), kit)
 
 
 def _file_shape(kit: str, shape: tuple[int, ...]) -> tuple[int, ...]:
